@@ -1,0 +1,145 @@
+"""``samhw``: one entry point, one subcommand per step of the flow.
+
+Bad input never shows a traceback: :class:`SamhwError` is printed as one line and the exit status
+is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SamhwError
+from .models.registry import DEFAULT_MODEL, MODEL_NAMES
+from .quant.config import BIT_CONFIGS, RECIPES
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_tiny"
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODEL_NAMES)} (default {DEFAULT_MODEL})")
+    p.add_argument("--checkpoint", help="weights file (required for sam_vit_*; LiteMedSAM uses its bundled weights)")
+
+
+def _add_quant(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--recipe", required=required, help=f"one of {', '.join(RECIPES)}")
+    p.add_argument("--bits", default="w8a8", help=f"one of {', '.join(BIT_CONFIGS)} (default w8a8)")
+    p.add_argument("--calib", help="calibration source: a COCO root (train split, GT boxes) or an image folder; "
+                                   "default: --data if given, else scikit-image's bundled photographs")
+    p.add_argument("--calib-images", type=int, default=32, help="number of calibration images (default 32)")
+    p.add_argument("--max-prompts", type=int, default=16, help="box prompts per calibration image (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samhw", description="SAM quantization and hardware co-design toolkit")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="main job: quantize, segment sample photographs, save overlay + summary")
+    _add_model(p)
+    _add_quant(p, required=False)
+    p.add_argument("--data", help="COCO-format root; evaluates its val split instead of the sample photographs")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--out", default="runs/main", help="output folder (default runs/main)")
+
+    p = sub.add_parser("quantize", help="calibrate a quantized model and save its quantization state")
+    _add_model(p)
+    _add_quant(p, required=True)
+    p.add_argument("--out", required=True, help="state file to write (.safetensors)")
+
+    p = sub.add_parser("eval", help="box-prompted instance segmentation benchmark on a COCO-format folder")
+    _add_model(p)
+    _add_quant(p, required=False)
+    p.add_argument("--quant-state", help="state file from 'samhw quantize' (instead of --recipe)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="COCO-format root (default ../shared/data/coco_tiny)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--boxes", help="detector results json (COCO format); default: ground-truth boxes")
+    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--json", help="write the result record here")
+    return parser
+
+
+def _calibrated(args, model, progress: bool):
+    from .workflow import calibration_items, quantize
+
+    source = args.calib if args.calib else getattr(args, "data", None)
+    items, described = calibration_items(source, args.calib_images, args.max_prompts, args.seed)
+    print(f"calibrating {args.recipe} {args.bits} on {len(items)} images from {described}", file=sys.stderr)
+    return quantize(model, args.recipe, args.bits, items, progress=progress)
+
+
+def _cmd_quantize(args, progress: bool) -> int:
+    from .models import load_model
+    from .quant.state import save_quant_state
+    from .workflow import seed_everything
+
+    seed_everything(args.seed)
+    model = load_model(args.model, args.checkpoint)
+    qmodel, seconds = _calibrated(args, model, progress)
+    save_quant_state(qmodel, args.out, extra={"calib_seconds": round(seconds, 3), "calib_images": args.calib_images})
+    print(f"wrote {args.out} ({args.recipe} {args.bits}, calibration {seconds:.1f} s)")
+    return 0
+
+
+def _cmd_eval(args, progress: bool) -> int:
+    from .data.coco import load_detections, resolve_coco_folder
+    from .models import load_model
+    from .quant.state import load_quant_state
+    from .workflow import evaluate, seed_everything
+
+    seed_everything(args.seed)
+    split = resolve_coco_folder(args.data, args.split)
+    detections = load_detections(args.boxes, split, args.score_threshold) if args.boxes else None
+    model = load_model(args.model, args.checkpoint)
+    record = {"model": model.name, "recipe": "fp", "dataset": f"{Path(args.data).name}/{args.split}"}
+    qmodel = None
+    if args.quant_state:
+        qmodel = load_quant_state(model, args.quant_state)
+    elif args.recipe:
+        if args.calib is None and args.data:
+            args.calib = args.data
+        qmodel, seconds = _calibrated(args, model, progress)
+        record["calib_seconds"] = round(seconds, 2)
+    if qmodel is not None:
+        cfg = qmodel.quant_config
+        record.update(recipe=cfg.recipe, weight_bits=cfg.weight_bits, act_bits=cfg.act_bits)
+        result = evaluate(split, qmodel, reference=model, detections=detections, limit_images=args.limit,
+                          progress=progress)
+    else:
+        result = evaluate(split, model, detections=detections, limit_images=args.limit, progress=progress)
+    summary = result.to_dict()
+    summary.pop("per_instance", None)
+    record.update(summary)
+    print(json.dumps(record, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+def _cmd_run(args, progress: bool) -> int:
+    from .main_job import run_main_job
+
+    return run_main_job(args, progress)
+
+
+COMMANDS = {"quantize": _cmd_quantize, "eval": _cmd_eval, "run": _cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "recipe", None) is None and args.command == "run":
+        args.recipe = "minmax"
+    try:
+        return COMMANDS[args.command](args, progress=not args.no_progress)
+    except SamhwError as exc:
+        print(f"samhw: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Input data: image files and COCO-style annotation / detection files, validated into one-line errors."""

@@ -1,0 +1,1 @@
+"""Evaluation: mask metrics (IoU, COCO mask AP) and the box-prompted segmentation benchmark."""

@@ -1,0 +1,1 @@
+"""Fake-quantization framework (torch): quantizers, observers, quantized modules, calibration."""

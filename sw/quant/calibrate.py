@@ -1,0 +1,41 @@
+"""Statistic calibration: run calibration images (with box prompts) through the model with the
+activation observers on and fake quantization off, then fix every quantizer's scale and zero point.
+
+All quantizers observe the float model in one pass (as in PTQ4SAM's statistic baselines); weights are
+data independent and observed directly.
+"""
+
+from __future__ import annotations
+
+import time
+import torch
+from tqdm import tqdm
+
+from ..data.calibration import CalibItem
+from ..models.base import SegmentModel
+from .prepare import is_weight_quantizer, iter_quantizers, set_quant_state, weight_owner
+
+
+@torch.inference_mode()
+def run_items(model: SegmentModel, items: list[CalibItem], desc: str, progress: bool = True) -> None:
+    """Forward every item: encoder once, decoder once with all of the item's prompts."""
+    for item in tqdm(items, desc=desc, disable=not progress, unit="img"):
+        x, meta = model.preprocess(item.image)
+        embedding = model.encode(x)
+        if len(item.boxes):
+            model.decode(embedding, model.boxes_to_input(item.boxes, meta))
+
+
+def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = True) -> float:
+    """Calibrate all quantizers of ``qmodel`` on ``items`` and enable them; returns seconds taken."""
+    start = time.perf_counter()
+    set_quant_state(qmodel, act=False, weight=False, observe_act=True)
+    run_items(qmodel, items, desc="calibrate", progress=progress)
+    set_quant_state(qmodel, observe_act=False)
+    with torch.no_grad():
+        for name, q in iter_quantizers(qmodel):
+            if is_weight_quantizer(name):
+                q.observer.observe(weight_owner(qmodel, name).weight.detach())
+            q.finalize()
+    set_quant_state(qmodel, act=True, weight=True)
+    return time.perf_counter() - start

@@ -1,0 +1,109 @@
+"""Placing quantizers into a SAM-family model (methods.md §1.3).
+
+Quantized: every linear/conv of the image encoder except the patch embedding (input per tensor,
+weight per output channel), q/k/v and the post-softmax map of every attention, the neck convs, and
+everything inside the mask decoder's two-way transformer. Left in float: the patch embedding, the
+prompt encoder, the decoder's output upscaling, hypernetwork and IoU heads, all LayerNorms,
+activations, softmax itself, residual adds and position terms.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterator
+
+import torch.nn as nn
+
+from ..models.base import SegmentModel
+from .config import QuantConfig
+from .observers import make_observer
+from .qmodules import (QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention,
+                       QuantTinyViTAttention)
+from .quantizer import UniformQuantizer
+
+# Encoder children that stay float. Both TinyViT and SAM ViT call it patch_embed.
+FLOAT_ENCODER_CHILDREN = ("patch_embed",)
+
+
+def _attention_kind(module: nn.Module) -> type | None:
+    if type(module).__name__ != "Attention":
+        return None
+    if hasattr(module, "attention_biases"):
+        return QuantTinyViTAttention
+    if hasattr(module, "q_proj"):
+        return QuantDecoderAttention
+    if hasattr(module, "qkv") and hasattr(module, "use_rel_pos"):
+        return QuantSamEncoderAttention
+    return None
+
+
+class _Factory:
+    def __init__(self, cfg: QuantConfig):
+        self.cfg = cfg
+
+    def act(self) -> UniformQuantizer:
+        c = self.cfg
+        obs = make_observer(c.act_observer, c.act_bits, None, c.percentile, c.mse_norm, c.mse_grid)
+        return UniformQuantizer(c.act_bits, obs, ch_axis=None)
+
+    def weight(self) -> UniformQuantizer:
+        c = self.cfg
+        obs = make_observer(c.weight_observer, c.weight_bits, 0, c.percentile, c.mse_norm, c.mse_grid)
+        return UniformQuantizer(c.weight_bits, obs, ch_axis=0)
+
+
+def _swap(parent: nn.Module, factory: _Factory) -> None:
+    for name, child in list(parent.named_children()):
+        attention = _attention_kind(child)
+        if attention is not None:
+            _swap(child, factory)  # its projections become QuantLinear first
+            setattr(parent, name, attention(child, factory.act))
+        elif type(child) is nn.Linear:
+            setattr(parent, name, QuantLinear(child, factory.act(), factory.weight()))
+        elif type(child) is nn.Conv2d:
+            setattr(parent, name, QuantConv2d(child, factory.act(), factory.weight()))
+        else:
+            _swap(child, factory)
+
+
+def quantize_model(model: SegmentModel, cfg: QuantConfig) -> SegmentModel:
+    """A deep copy of ``model`` with (uncalibrated, disabled) quantizers at every quantized point."""
+    qmodel = copy.deepcopy(model)
+    factory = _Factory(cfg)
+    for name, child in list(qmodel.image_encoder.named_children()):
+        if name not in FLOAT_ENCODER_CHILDREN:
+            wrapper = nn.Module()
+            wrapper.add_module(name, child)
+            _swap(wrapper, factory)
+            setattr(qmodel.image_encoder, name, getattr(wrapper, name))
+    _swap(qmodel.mask_decoder.transformer, factory)
+    qmodel.quant_config = cfg
+    return qmodel.eval()
+
+
+def iter_quantizers(model: nn.Module) -> Iterator[tuple[str, UniformQuantizer]]:
+    for name, module in model.named_modules():
+        if isinstance(module, UniformQuantizer):
+            yield name, module
+
+
+def is_weight_quantizer(name: str) -> bool:
+    return name.endswith("weight_quantizer")
+
+
+def set_quant_state(model: nn.Module, *, act: bool | None = None, weight: bool | None = None,
+                    observe_act: bool | None = None) -> None:
+    """Switch fake quantization of activations / weights and activation observation on or off."""
+    for name, q in iter_quantizers(model):
+        if is_weight_quantizer(name):
+            if weight is not None:
+                q.enabled = weight
+        else:
+            if act is not None:
+                q.enabled = act
+            if observe_act is not None:
+                q.observing = observe_act
+
+
+def weight_owner(model: nn.Module, quantizer_name: str) -> nn.Module:
+    return model.get_submodule(quantizer_name.rsplit(".", 1)[0])

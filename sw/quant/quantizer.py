@@ -1,0 +1,87 @@
+"""Uniform asymmetric quantization (methods.md §1.2) and the fake-quant module that applies it.
+
+For bit width k the integer range is [0, 2^k - 1]:
+
+    s   = max((M+ - m-) / (2^k - 1), 1e-8),  m- = min(m, 0), M+ = max(M, 0)
+    z   = clamp(-round(m- / s), 0, 2^k - 1)
+    x_q = clamp(round(x / s) + z, 0, 2^k - 1)        round = round-half-to-even (torch.round)
+    x^  = s * (x_q - z)
+
+The range always contains 0 so that zero (padding, ReLU output) is exactly representable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .observers import Observer
+
+
+def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    qmax = 2**bits - 1
+    lo = torch.clamp(lo, max=0.0)
+    hi = torch.clamp(hi, min=0.0)
+    scale = torch.clamp((hi - lo) / qmax, min=1e-8)
+    zero_point = torch.clamp(-torch.round(lo / scale), 0, qmax)
+    return scale.float(), zero_point.float()
+
+
+def quantize_codes(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer codes in [0, 2^bits - 1] (as float tensor, exact for the widths used here)."""
+    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1)
+
+
+def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    return (quantize_codes(x, scale, zero_point, bits) - zero_point) * scale
+
+
+class UniformQuantizer(nn.Module):
+    """Fake-quantizes a tensor per tensor (``ch_axis=None``) or per channel along ``ch_axis``.
+
+    Two switches drive it: ``observing`` feeds every input to the observer, ``enabled`` replaces the
+    input by its quantized value. With both off it is the identity, which is how the float model is
+    recovered exactly.
+    """
+
+    def __init__(self, bits: int, observer: Observer, ch_axis: int | None = None):
+        super().__init__()
+        self.bits = bits
+        self.ch_axis = ch_axis
+        self.observer = observer
+        self.observing = False
+        self.enabled = False
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("zero_point", torch.tensor(0.0))
+        self.register_buffer("calibrated", torch.tensor(False))
+
+    def extra_repr(self) -> str:
+        granularity = "per-tensor" if self.ch_axis is None else f"per-channel(axis={self.ch_axis})"
+        return f"bits={self.bits}, {granularity}, observer={type(self.observer).__name__}"
+
+    def _shaped(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.ch_axis is None or t.dim() == 0:
+            return t
+        shape = [1] * x.dim()
+        shape[self.ch_axis] = -1
+        return t.reshape(shape)
+
+    def finalize(self) -> None:
+        """Turn the observed range into scale and zero point."""
+        lo, hi = self.observer.range()
+        scale, zero_point = qparams_from_range(lo, hi, self.bits)
+        self.scale = scale.to(self.scale.device)
+        self.zero_point = zero_point.to(self.zero_point.device)
+        self.calibrated.fill_(True)
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        return quantize_codes(x, self._shaped(self.scale, x), self._shaped(self.zero_point, x), self.bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observing:
+            self.observer.observe(x.detach())
+        if not self.enabled:
+            return x
+        if not bool(self.calibrated):
+            raise RuntimeError("quantizer enabled before calibration")
+        return fake_quantize(x, self._shaped(self.scale, x), self._shaped(self.zero_point, x), self.bits)

@@ -1,0 +1,1 @@
+"""Human-facing outputs: overlay images and summaries."""

@@ -1,0 +1,62 @@
+"""The steps the CLI and the scripts share: pick calibration data, quantize, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .data.calibration import DEFAULT_MAX_PROMPTS, CalibItem, items_from_coco, items_from_folder
+from .data.coco import CocoSplit, resolve_coco_folder
+from .errors import SamhwError
+from .eval.benchmark import BenchmarkResult, collect_predictions, run_benchmark
+from .models.base import SegmentModel
+from .quant.calibrate import calibrate
+from .quant.config import make_config
+from .quant.prepare import quantize_model
+
+DEFAULT_CALIB_IMAGES = 32
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def is_coco_root(path: str | Path) -> bool:
+    return (Path(path) / "annotations").is_dir()
+
+
+def calibration_items(source: str | Path | None, num_images: int = DEFAULT_CALIB_IMAGES,
+                      max_prompts: int = DEFAULT_MAX_PROMPTS, seed: int = 0) -> tuple[list[CalibItem], str]:
+    """Calibration images from a COCO root (its train split, ground-truth boxes), a plain image folder
+    (generic boxes), or, with no source, the photographs bundled with scikit-image."""
+    if num_images < 1:
+        raise SamhwError(f"--calib-images must be at least 1 (got {num_images})")
+    if source is None:
+        from .data.samples import calibration_items as sample_items
+
+        return sample_items()[:num_images], "scikit-image sample photographs"
+    if is_coco_root(source):
+        split = resolve_coco_folder(source, "train")
+        return items_from_coco(split, num_images, max_prompts, seed), f"{split.images_dir} (ground-truth boxes)"
+    return items_from_folder(source, num_images), f"{source} (generic boxes)"
+
+
+def quantize(model: SegmentModel, recipe: str, bits: str, items: list[CalibItem],
+             progress: bool = True) -> tuple[SegmentModel, float]:
+    """A calibrated fake-quant copy of ``model`` and the calibration wall-clock seconds."""
+    qmodel = quantize_model(model, make_config(recipe, bits))
+    seconds = calibrate(qmodel, items, progress=progress)
+    return qmodel, seconds
+
+
+def evaluate(split: CocoSplit, model: SegmentModel, reference: SegmentModel | None = None,
+             reference_masks: dict | None = None, detections: dict | None = None,
+             limit_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+    """Benchmark ``model``; against a float ``reference`` too (or its precomputed masks)."""
+    if reference is not None and reference_masks is None:
+        reference_masks = collect_predictions(split, reference.predict, detections=detections,
+                                              limit_images=limit_images, progress=progress, desc="float reference")
+    return run_benchmark(split, model.predict, reference_masks=reference_masks, detections=detections,
+                         limit_images=limit_images, progress=progress, desc=f"eval {model.name}")
