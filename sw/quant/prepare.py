@@ -1,10 +1,17 @@
 """Placing quantizers into a SAM-family model (methods.md §1.3).
 
-Quantized: every linear/conv of the image encoder except the patch embedding (input per tensor,
-weight per output channel), q/k/v and the post-softmax map of every attention, the neck convs, and
-everything inside the mask decoder's two-way transformer. Left in float: the patch embedding, the
-prompt encoder, the decoder's output upscaling, hypernetwork and IoU heads, all LayerNorms,
-activations, softmax itself, residual adds and position terms.
+Quantized: every linear/conv of the image encoder after its stem (input per tensor, weight per
+output channel), q/k/v and the post-softmax map of every attention, the neck convs, and everything
+inside the mask decoder's two-way transformer. Left in float: the stem, the prompt encoder, the
+decoder's output upscaling, hypernetwork and IoU heads, all LayerNorms, activations, softmax itself,
+residual adds and position terms.
+
+The stem is what turns pixels into the first transformer stage's tokens. In SAM ViT that is the
+patch embedding. In TinyViT it is the patch embedding plus stage 0, a ConvLayer of MBConv blocks
+(with its patch merging) that runs at full input resolution before any attention: PTQ4SAM keeps the
+first block in float, and TinyViT's first block is that conv stage. Its post-GELU hidden activations
+span ~100 with most values near zero, so per-tensor 8-bit codes erase them: quantizing it with
+MinMax W8A8 alone drops LiteMedSAM's mIoU vs the float masks to about 0.55.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from .qmodules import (QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSam
                        QuantTinyViTAttention)
 from .quantizer import UniformQuantizer
 
-# Encoder children that stay float. Both TinyViT and SAM ViT call it patch_embed.
-FLOAT_ENCODER_CHILDREN = ("patch_embed",)
+# Encoder stem modules that stay float, by class: SAM ViT's and TinyViT's PatchEmbed, and TinyViT's
+# conv stage (ConvLayer, stage 0 only in every TinyViT configuration).
+FLOAT_STEM_CLASSES = ("PatchEmbed", "ConvLayer")
 
 
 def _attention_kind(module: nn.Module) -> type | None:
@@ -55,6 +63,8 @@ class _Factory:
 def _swap(parent: nn.Module, factory: _Factory) -> None:
     for name, child in list(parent.named_children()):
         attention = _attention_kind(child)
+        if type(child).__name__ in FLOAT_STEM_CLASSES:
+            continue
         if attention is not None:
             _swap(child, factory)  # its projections become QuantLinear first
             setattr(parent, name, attention(child, factory.act))
@@ -70,12 +80,7 @@ def quantize_model(model: SegmentModel, cfg: QuantConfig) -> SegmentModel:
     """A deep copy of ``model`` with (uncalibrated, disabled) quantizers at every quantized point."""
     qmodel = copy.deepcopy(model)
     factory = _Factory(cfg)
-    for name, child in list(qmodel.image_encoder.named_children()):
-        if name not in FLOAT_ENCODER_CHILDREN:
-            wrapper = nn.Module()
-            wrapper.add_module(name, child)
-            _swap(wrapper, factory)
-            setattr(qmodel.image_encoder, name, getattr(wrapper, name))
+    _swap(qmodel.image_encoder, factory)
     _swap(qmodel.mask_decoder.transformer, factory)
     qmodel.quant_config = cfg
     return qmodel.eval()

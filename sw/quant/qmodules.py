@@ -16,7 +16,29 @@ import torch.nn.functional as F
 from .quantizer import UniformQuantizer
 
 
-class QuantLinear(nn.Module):
+class _CachedWeight:
+    """Reuses the fake-quantized weight between forwards at inference time.
+
+    The decoder runs once per prompt batch, so re-quantizing every weight on every call would
+    dominate evaluation. The cache key is the version of the weight and of the quantizer parameters,
+    so any in-place change (calibration, reconstruction) invalidates it; with autograd on it is
+    bypassed so gradients flow.
+    """
+
+    _cache_key = None
+    _cache = None
+
+    def quantized_weight(self) -> torch.Tensor:
+        wq = self.weight_quantizer
+        if torch.is_grad_enabled() or not wq.enabled:
+            return wq(self.weight)
+        key = (self.weight._version, id(wq.scale), wq.scale._version, id(wq.zero_point), wq.zero_point._version)
+        if key != self._cache_key:
+            self._cache, self._cache_key = wq(self.weight), key
+        return self._cache
+
+
+class QuantLinear(_CachedWeight, nn.Module):
     def __init__(self, linear: nn.Linear, input_quantizer: UniformQuantizer, weight_quantizer: UniformQuantizer):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -26,10 +48,10 @@ class QuantLinear(nn.Module):
         self.weight_quantizer = weight_quantizer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias)
+        return F.linear(self.input_quantizer(x), self.quantized_weight(), self.bias)
 
 
-class QuantConv2d(nn.Module):
+class QuantConv2d(_CachedWeight, nn.Module):
     def __init__(self, conv: nn.Conv2d, input_quantizer: UniformQuantizer, weight_quantizer: UniformQuantizer):
         super().__init__()
         self.weight = conv.weight
@@ -39,7 +61,7 @@ class QuantConv2d(nn.Module):
         self.weight_quantizer = weight_quantizer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias,
+        return F.conv2d(self.input_quantizer(x), self.quantized_weight(), self.bias,
                         self.stride, self.padding, self.dilation, self.groups)
 
 

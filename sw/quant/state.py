@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import SamhwError
@@ -61,7 +61,7 @@ def load_quant_state(model: SegmentModel, path: str | Path) -> SegmentModel:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise SamhwError(f"{path}: corrupt quantization state ({str(exc).splitlines()[0]})") from None
     if meta.get("format") != STATE_FORMAT:
         raise SamhwError(f"{path}: not a samhw quantization state file")

@@ -1,0 +1,80 @@
+"""Measure the results table: float and quantized LiteMedSAM on a COCO-format val split.
+
+Every cell comes from a run made by this script. Records are merged into docs/results.json by
+(model, recipe, bits, dataset), so later recipes append rows without re-running earlier ones; the
+Markdown table and the plot are regenerated from the JSON each time.
+
+    python scripts/results_table.py                      # FP + {minmax, percentile, omse} x {w8a8, w6a6, w4a4}
+    python scripts/results_table.py --recipes omse --bits w4a4 --limit 5   # a quick partial run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sw.cli import DEFAULT_DATA  # noqa: E402
+from sw.report.results import RESULTS_JSON, merge_records, write_results  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="litemedsam")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--recipes", nargs="+", default=["minmax", "percentile", "omse"])
+    p.add_argument("--bits", nargs="+", default=["w8a8", "w6a6", "w4a4"])
+    p.add_argument("--calib-images", type=int, default=32)
+    p.add_argument("--max-prompts", type=int, default=16)
+    p.add_argument("--limit", type=int, help="evaluate only the first N val images (records say so)")
+    p.add_argument("--no-fp", action="store_true", help="skip the float row (its masks are still computed)")
+    p.add_argument("--out", default=str(RESULTS_JSON))
+    args = p.parse_args(argv)
+
+    from sw.data.coco import resolve_coco_folder
+    from sw.eval.benchmark import collect_predictions
+    from sw.models import load_model
+    from sw.workflow import calibration_items, evaluate, quantize, seed_everything
+
+    seed_everything(0)
+    split = resolve_coco_folder(args.data, "val")
+    dataset = f"{Path(args.data).name}/val" + (f"[:{args.limit}]" if args.limit else "")
+    model = load_model(args.model)
+    base = {"model": model.name, "dataset": dataset}
+    records = []
+
+    start = time.perf_counter()
+    float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
+    fp_seconds = time.perf_counter() - start
+    if not args.no_fp:
+        fp = evaluate(split, model, reference_masks=float_masks, limit_images=args.limit)
+        records.append({**base, "recipe": "fp", "weight_bits": 32, "act_bits": 32, "ap": fp.ap,
+                        "miou_gt": fp.miou_gt, "miou_fp": 1.0, "calib_seconds": 0.0,
+                        "eval_seconds": round(fp_seconds, 1)})
+
+    items, described = calibration_items(args.data, args.calib_images, args.max_prompts)
+    print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
+    for recipe in args.recipes:
+        for bits in args.bits:
+            qmodel, calib_seconds = quantize(model, recipe, bits, items)
+            start = time.perf_counter()
+            result = evaluate(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
+            cfg = qmodel.quant_config
+            records.append({**base, "recipe": recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
+                            "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_ref,
+                            "calib_seconds": round(calib_seconds, 1),
+                            "eval_seconds": round(time.perf_counter() - start, 1)})
+            print(json.dumps(records[-1]), file=sys.stderr)
+            # Save after every run so an interrupted table keeps what was measured.
+            write_results(merge_records(Path(args.out), records), Path(args.out))
+    write_results(merge_records(Path(args.out), records), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
