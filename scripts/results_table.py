@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from sw.data.coco import resolve_coco_folder
-    from sw.eval.benchmark import collect_predictions
+    from sw.eval.benchmark import collect_predictions, run_benchmark
     from sw.models import load_model
     from sw.workflow import calibration_items, evaluate, quantize, seed_everything
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
     fp_seconds = time.perf_counter() - start
     if not args.no_fp:
-        fp = evaluate(split, model, reference_masks=float_masks, limit_images=args.limit)
+        fp = run_benchmark(split, float_masks, limit_images=args.limit, progress=False)
         records.append({**base, "recipe": "fp", "weight_bits": 32, "act_bits": 32, "ap": fp.ap,
                         "miou_gt": fp.miou_gt, "miou_fp": 1.0, "calib_seconds": 0.0,
                         "eval_seconds": round(fp_seconds, 1)})

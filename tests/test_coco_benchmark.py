@@ -98,6 +98,13 @@ def test_box_masks_score_in_between(split):
     assert result.ap50 >= result.ap75
 
 
+def test_scoring_stored_predictions_equals_scoring_the_predictor(split):
+    stored = collect_predictions(split, box_predict, limit_images=N_IMAGES, progress=False)
+    live = run_benchmark(split, box_predict, limit_images=N_IMAGES, progress=False)
+    replayed = run_benchmark(split, stored, limit_images=N_IMAGES, progress=False)
+    assert replayed.to_dict() == live.to_dict()
+
+
 def test_reference_cache_matches_reference_predict(split):
     oracle = make_oracle(split, first_ids(split))
     cached = collect_predictions(split, oracle, limit_images=N_IMAGES, progress=False)

@@ -12,7 +12,7 @@ from .calibration import CalibItem, generic_boxes
 
 # name -> boxes (x0, y0, x1, y1) in original pixels
 DEMO_BOXES: dict[str, list[list[float]]] = {
-    "astronaut": [[150, 20, 330, 230], [0, 0, 511, 511]],
+    "astronaut": [[150, 20, 330, 230], [365, 335, 511, 511]],
     "chelsea": [[60, 10, 400, 299]],
     "coffee": [[120, 20, 480, 390]],
     "rocket": [[290, 80, 380, 420]],

@@ -192,7 +192,7 @@ class _ImageScores:
     ref_ious: list[float] = field(default_factory=list)
 
 
-def _score_image(split: CocoSplit, image_id: int, predict: Predictor,
+def _score_image(split: CocoSplit, image_id: int, predict: Predictor | Predictions,
                  detections: Mapping[int, Sequence[Detection]] | None,
                  reference_predict: Predictor | None, reference_masks: Mapping | None) -> _ImageScores:
     has_ref = reference_predict is not None or reference_masks is not None
@@ -201,7 +201,10 @@ def _score_image(split: CocoSplit, image_id: int, predict: Predictor,
     masks, rles = None, []
     if len(prompts.boxes):
         image = _load_split_image(split, image_id)
-        masks, iou_pred = _checked_predict(predict, image, prompts.boxes, "predictor")
+        if isinstance(predict, dict):  # predictions already made by collect_predictions
+            masks, iou_pred = predict[image_id]
+        else:
+            masks, iou_pred = _checked_predict(predict, image, prompts.boxes, "predictor")
         ref = _reference_for(image_id, image, prompts.boxes, reference_predict, reference_masks)
         rles = encode_rles(masks)
         scores = iou_pred if prompts.det_scores is None else iou_pred * np.asarray(prompts.det_scores)
@@ -221,13 +224,16 @@ def _score_image(split: CocoSplit, image_id: int, predict: Predictor,
     return out
 
 
-def run_benchmark(split: CocoSplit, predict: Predictor, *,
+def run_benchmark(split: CocoSplit, predict: Predictor | Predictions, *,
                   reference_predict: Predictor | None = None,
                   reference_masks: Mapping[int, np.ndarray | tuple] | None = None,
                   detections: Mapping[int, Sequence[Detection]] | None = None,
                   limit_images: int | None = None, progress: bool = True,
                   desc: str = "eval") -> BenchmarkResult:
     """Score ``predict`` on ``split`` (first ``limit_images`` images in name order).
+
+    ``predict`` is a predictor, or the output of :func:`collect_predictions` for the same prompts,
+    so masks computed once (the float model's) can be scored without running the model again.
 
     Give the float model either as ``reference_predict`` (run alongside) or as ``reference_masks``
     (output of :func:`collect_predictions` with the same prompts, or just its mask arrays) to get
