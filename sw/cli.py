@@ -23,8 +23,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="weights file (required for sam_vit_*; LiteMedSAM uses its bundled weights)")
 
 
-def _add_quant(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--recipe", required=required, help=f"one of {', '.join(RECIPES)}")
+def _add_quant(p: argparse.ArgumentParser, recipe_required: bool = False, recipe_default: str | None = None) -> None:
+    p.add_argument("--recipe", required=recipe_required, default=recipe_default, help=f"one of {', '.join(RECIPES)}")
     p.add_argument("--bits", default="w8a8", help=f"one of {', '.join(BIT_CONFIGS)} (default w8a8)")
     p.add_argument("--calib", help="calibration source: a COCO root (train split, GT boxes) or an image folder; "
                                    "default: --data if given, else scikit-image's bundled photographs")
@@ -40,19 +40,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="main job: quantize, segment sample photographs, save overlay + summary")
     _add_model(p)
-    _add_quant(p, required=False)
+    _add_quant(p, recipe_default="minmax")
     p.add_argument("--data", help="COCO-format root; evaluates its val split instead of the sample photographs")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--out", default="runs/main", help="output folder (default runs/main)")
 
     p = sub.add_parser("quantize", help="calibrate a quantized model and save its quantization state")
     _add_model(p)
-    _add_quant(p, required=True)
+    _add_quant(p, recipe_required=True)
     p.add_argument("--out", required=True, help="state file to write (.safetensors)")
 
     p = sub.add_parser("eval", help="box-prompted instance segmentation benchmark on a COCO-format folder")
     _add_model(p)
-    _add_quant(p, required=False)
+    _add_quant(p)
     p.add_argument("--quant-state", help="state file from 'samhw quantize' (instead of --recipe)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="COCO-format root (default ../shared/data/coco_tiny)")
     p.add_argument("--split", default="val")
@@ -63,23 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _calibrated(args, model, progress: bool):
-    from .workflow import calibration_items, quantize
-
-    source = args.calib if args.calib else getattr(args, "data", None)
-    items, described = calibration_items(source, args.calib_images, args.max_prompts, args.seed)
-    print(f"calibrating {args.recipe} {args.bits} on {len(items)} images from {described}", file=sys.stderr)
-    return quantize(model, args.recipe, args.bits, items, progress=progress)
-
-
 def _cmd_quantize(args, progress: bool) -> int:
     from .models import load_model
     from .quant.state import save_quant_state
-    from .workflow import seed_everything
+    from .workflow import quantize_from_args, seed_everything
 
     seed_everything(args.seed)
     model = load_model(args.model, args.checkpoint)
-    qmodel, seconds = _calibrated(args, model, progress)
+    qmodel, seconds = quantize_from_args(args, model, progress)
     save_quant_state(qmodel, args.out, extra={"calib_seconds": round(seconds, 3), "calib_images": args.calib_images})
     print(f"wrote {args.out} ({args.recipe} {args.bits}, calibration {seconds:.1f} s)")
     return 0
@@ -89,7 +80,7 @@ def _cmd_eval(args, progress: bool) -> int:
     from .data.coco import load_detections, resolve_coco_folder
     from .models import load_model
     from .quant.state import load_quant_state
-    from .workflow import evaluate, seed_everything
+    from .workflow import evaluate, quantize_from_args, seed_everything
 
     seed_everything(args.seed)
     split = resolve_coco_folder(args.data, args.split)
@@ -100,9 +91,7 @@ def _cmd_eval(args, progress: bool) -> int:
     if args.quant_state:
         qmodel = load_quant_state(model, args.quant_state)
     elif args.recipe:
-        if args.calib is None and args.data:
-            args.calib = args.data
-        qmodel, seconds = _calibrated(args, model, progress)
+        qmodel, seconds = quantize_from_args(args, model, progress)
         record["calib_seconds"] = round(seconds, 2)
     if qmodel is not None:
         cfg = qmodel.quant_config
@@ -132,8 +121,6 @@ COMMANDS = {"quantize": _cmd_quantize, "eval": _cmd_eval, "run": _cmd_run}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "recipe", None) is None and args.command == "run":
-        args.recipe = "minmax"
     try:
         return COMMANDS[args.command](args, progress=not args.no_progress)
     except SamhwError as exc:

@@ -31,16 +31,15 @@ def _sample_rows(model, qmodel) -> list[dict]:
 
 
 def run_main_job(args, progress: bool) -> int:
-    from .cli import _calibrated
     from .models import load_model
     from .report.overlay import save_overlay
-    from .workflow import evaluate, seed_everything
+    from .workflow import evaluate, quantize_from_args, seed_everything
 
     seed_everything(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, args.checkpoint)
-    qmodel, seconds = _calibrated(args, model, progress)
+    qmodel, seconds = quantize_from_args(args, model, progress)
     label = f"{args.recipe} {args.bits}"
     summary = {"model": model.name, "recipe": args.recipe, "bits": args.bits, "calib_seconds": round(seconds, 2)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -49,6 +50,14 @@ def quantize(model: SegmentModel, recipe: str, bits: str, items: list[CalibItem]
     qmodel = quantize_model(model, make_config(recipe, bits))
     seconds = calibrate(qmodel, items, progress=progress)
     return qmodel, seconds
+
+
+def quantize_from_args(args, model: SegmentModel, progress: bool = True) -> tuple[SegmentModel, float]:
+    """``quantize`` with the CLI's calibration options; ``--calib`` defaults to ``--data``."""
+    source = args.calib if args.calib else getattr(args, "data", None)
+    items, described = calibration_items(source, args.calib_images, args.max_prompts, args.seed)
+    print(f"calibrating {args.recipe} {args.bits} on {len(items)} images from {described}", file=sys.stderr)
+    return quantize(model, args.recipe, args.bits, items, progress=progress)
 
 
 def evaluate(split: CocoSplit, model: SegmentModel, reference: SegmentModel | None = None,

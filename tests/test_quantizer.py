@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sw.quant.observers import MinMaxObserver, MSEObserver, PercentileObserver
+from sw.quant.observers import AvgMinMaxObserver, MinMaxObserver, MSEObserver, PercentileObserver
 from sw.quant.quantizer import UniformQuantizer, fake_quantize, qparams_from_range, quantize_codes
 
 
@@ -30,11 +30,11 @@ def test_rounding_is_half_to_even_and_clamped():
 
 @pytest.mark.parametrize("bits", [4, 5, 6, 8])
 @pytest.mark.parametrize("ch_axis", [None, 0, 1])
-@pytest.mark.parametrize("kind", ["minmax", "percentile", "mse"])
+@pytest.mark.parametrize("kind", ["minmax", "avgminmax", "percentile", "mse"])
 def test_output_lies_on_grid(bits, ch_axis, kind):
     g = torch.Generator().manual_seed(bits)
     x = torch.randn(6, 50, 3, generator=g) * torch.linspace(0.1, 5, 3) + 0.3
-    observer = {"minmax": MinMaxObserver(ch_axis), "percentile": PercentileObserver(99.0, ch_axis),
+    observer = {"minmax": MinMaxObserver(ch_axis), "avgminmax": AvgMinMaxObserver(ch_axis), "percentile": PercentileObserver(99.0, ch_axis),
                 "mse": MSEObserver(bits, 2.0, 50, ch_axis)}[kind]
     q = UniformQuantizer(bits, observer, ch_axis)
     q.observing = True
@@ -62,10 +62,12 @@ def test_disabled_quantizer_is_identity_and_uncalibrated_refuses():
 
 def test_minmax_keeps_extremes_and_percentile_clips_outliers():
     x = torch.cat([torch.linspace(-1, 1, 10000), torch.tensor([50.0])])
-    mm, pc = MinMaxObserver(), PercentileObserver(99.9)
-    mm.observe(x)
-    pc.observe(x)
+    mm, avg, pc = MinMaxObserver(), AvgMinMaxObserver(), PercentileObserver(99.9)
+    for observer in (mm, avg, pc):
+        observer.observe(x)
+        observer.observe(x / 10)
     assert mm.range()[1].item() == 50.0
+    assert avg.range()[1].item() == pytest.approx(27.5)  # mean of the two calls' maxima
     assert pc.range()[1].item() < 1.01
 
 

@@ -8,6 +8,7 @@ data independent and observed directly.
 from __future__ import annotations
 
 import time
+
 import torch
 from tqdm import tqdm
 
