@@ -1,0 +1,61 @@
+"""Fixed-point requantization, the one numeric contract between software and hardware.
+
+A real rescale factor r > 0 (e.g. s_in * s_w / s_out) is represented as
+
+    r ~= M * 2^(-shift),   2^30 <= M < 2^31  (a normalized 31-bit unsigned multiplier), shift >= 0
+
+and an int accumulator is rescaled and rounded in one step:
+
+    y = (acc * M + 2^(shift - 1)) >> shift          (arithmetic shift: round half toward +infinity)
+    q = clamp(y + zero_point, q_min, q_max)
+
+One rounding, not two (gemmlowp's high-mul then shift rounds twice). Products use Python/numpy int64
+only where |acc| < 2^32, so acc * M never overflows 63 bits; callers bound their accumulator width
+(``accumulator_bits``) and ``requantize`` checks it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MULTIPLIER_BITS = 31
+MAX_ACC_BITS = 32  # |acc| < 2^32 keeps acc * M (< 2^63) exact in int64
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(M, shift) with real ~= M * 2^-shift and 2^30 <= M < 2^31.
+
+    Example: 0.1 -> M = 1717986918, shift = 34 (1717986918 / 2^34 = 0.1 to 1e-10 relative).
+    """
+    if not (real > 0 and math.isfinite(real)):
+        raise ValueError(f"rescale factor must be positive and finite, got {real}")
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2^exponent, 0.5 <= mantissa < 1
+    multiplier = round(mantissa * (1 << MULTIPLIER_BITS))
+    if multiplier == 1 << MULTIPLIER_BITS:  # mantissa rounded up to 1.0
+        multiplier //= 2
+        exponent += 1
+    shift = MULTIPLIER_BITS - exponent
+    if shift < 1 or shift > 62:
+        raise ValueError(f"rescale factor {real} is out of the supported range (shift {shift})")
+    return multiplier, shift
+
+
+def accumulator_bits(a_bits: int, b_bits: int, terms: int, signed_operands: int = 1) -> int:
+    """Bits of a signed accumulator that holds any sum of ``terms`` products of an a_bits x b_bits
+    multiply; ``signed_operands`` of the two operands are signed (adds their sign bits once)."""
+    product_bits = a_bits + b_bits - (1 if signed_operands == 2 else 0)
+    return product_bits + math.ceil(math.log2(max(terms, 1))) + 1
+
+
+def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray,
+               zero_point: int, q_min: int, q_max: int) -> np.ndarray:
+    """Rescale int accumulators to output codes (see the module docstring for the formula)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    if acc.size and int(np.abs(acc).max()) >= 1 << MAX_ACC_BITS:
+        raise OverflowError(f"accumulator magnitude {int(np.abs(acc).max())} needs more than {MAX_ACC_BITS} bits")
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    y = (acc * multiplier + (np.int64(1) << (shift - 1))) >> shift
+    return np.clip(y + zero_point, q_min, q_max)
