@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     from sw.data.coco import resolve_coco_folder
     from sw.eval.benchmark import collect_predictions, run_benchmark
     from sw.models import load_model
+    from sw.quant.config import make_config
     from sw.workflow import calibration_items, evaluate, quantize, seed_everything
 
     seed_everything(0)
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
     for recipe in args.recipes:
         for bits in args.bits:
-            qmodel, calib_seconds = quantize(model, recipe, bits, items)
+            qmodel, calib_seconds = quantize(model, make_config(recipe, bits), items)
             start = time.perf_counter()
             result = evaluate(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
             cfg = qmodel.quant_config

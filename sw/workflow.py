@@ -13,7 +13,7 @@ from .errors import SamhwError
 from .eval.benchmark import BenchmarkResult, collect_predictions, run_benchmark
 from .models.base import SegmentModel
 from .quant.calibrate import calibrate
-from .quant.config import make_config
+from .quant.config import QuantConfig, make_config
 from .quant.prepare import quantize_model
 
 DEFAULT_CALIB_IMAGES = 32
@@ -44,20 +44,21 @@ def calibration_items(source: str | Path | None, num_images: int = DEFAULT_CALIB
     return items_from_folder(source, num_images), f"{source} (generic boxes)"
 
 
-def quantize(model: SegmentModel, recipe: str, bits: str, items: list[CalibItem],
+def quantize(model: SegmentModel, cfg: QuantConfig, items: list[CalibItem],
              progress: bool = True) -> tuple[SegmentModel, float]:
     """A calibrated fake-quant copy of ``model`` and the calibration wall-clock seconds."""
-    qmodel = quantize_model(model, make_config(recipe, bits))
+    qmodel = quantize_model(model, cfg)
     seconds = calibrate(qmodel, items, progress=progress)
     return qmodel, seconds
 
 
 def quantize_from_args(args, model: SegmentModel, progress: bool = True) -> tuple[SegmentModel, float]:
     """``quantize`` with the CLI's calibration options; ``--calib`` defaults to ``--data``."""
+    cfg = make_config(args.recipe, args.bits)  # reject a bad recipe or width before loading any data
     source = args.calib if args.calib else getattr(args, "data", None)
     items, described = calibration_items(source, args.calib_images, args.max_prompts, args.seed)
-    print(f"calibrating {args.recipe} {args.bits} on {len(items)} images from {described}", file=sys.stderr)
-    return quantize(model, args.recipe, args.bits, items, progress=progress)
+    print(f"calibrating {cfg.recipe} {cfg.bits_name} on {len(items)} images from {described}", file=sys.stderr)
+    return quantize(model, cfg, items, progress=progress)
 
 
 def evaluate(split: CocoSplit, model: SegmentModel, reference: SegmentModel | None = None,

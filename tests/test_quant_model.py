@@ -131,3 +131,20 @@ def test_tiny_sam_vit_quantizes_with_exact_float_fallback(tiny_sam_vit, calib_it
     set_quant_state(qmodel, act=True, weight=True)
     masks, iou = qmodel.predict(calib_items[1].image, calib_items[1].boxes)
     assert masks.shape == (len(calib_items[1].boxes), *calib_items[1].image.shape[:2]) and np.isfinite(iou).all()
+
+
+def test_ptq4sam_s_state_round_trip_replays_big_and_agq(litemedsam, calib_items, tmp_path):
+    qmodel = quantize_model(litemedsam, make_config("ptq4sam-s", "w4a4"))
+    calibrate(qmodel, calib_items[:1], progress=False)
+    assert any(r.folded for r in qmodel.big_reports)
+    taus = {n: int(q.tau) for n, q in iter_quantizers(qmodel) if n.endswith("softmax_quantizer")}
+    assert len(taus) == 17 and set(taus.values()) <= {1, 2, 4}
+    path = tmp_path / "ptq4sam_s.safetensors"
+    save_quant_state(qmodel, path)
+    restored = load_quant_state(litemedsam, path)
+    for a, b in zip(_outputs(qmodel, calib_items[1]), _outputs(restored, calib_items[1])):
+        assert torch.equal(a, b)
+    # saving the restored model writes the same file: nothing (BIG signs, tau) was lost
+    again = tmp_path / "again.safetensors"
+    save_quant_state(restored, again)
+    assert again.read_bytes() == path.read_bytes()

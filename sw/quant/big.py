@@ -103,6 +103,7 @@ class BigReport:
     bimodal: bool
     folded: bool
     negative_channels: int
+    signs: torch.Tensor | None = None  # the folded signs, to replay the fold when a state is loaded
 
 
 def capture_keys(model: nn.Module, run) -> dict[str, torch.Tensor]:
@@ -140,5 +141,6 @@ def apply_big(model: nn.Module, run, scope: str = "detected",
         want = bimodal and (scope == "detected" or (scope == "token_to_image" and "token_to_image" in name))
         signs = channel_signs(k)
         folded = want and fold_signs(model.get_submodule(name), signs)
-        reports.append(BigReport(name, peaks, bimodal, folded, int((signs < 0).sum()) if folded else 0))
+        reports.append(BigReport(name, peaks, bimodal, folded, int((signs < 0).sum()) if folded else 0,
+                                 signs if folded else None))
     return reports

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..data.calibration import CalibItem
 from ..models.base import SegmentModel
+from .big import apply_big
 from .prepare import is_weight_quantizer, iter_quantizers, set_quant_state, weight_owner
 
 
@@ -28,9 +29,17 @@ def run_items(model: SegmentModel, items: list[CalibItem], desc: str, progress: 
 
 
 def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = True) -> float:
-    """Calibrate all quantizers of ``qmodel`` on ``items`` and enable them; returns seconds taken."""
+    """Calibrate all quantizers of ``qmodel`` on ``items`` and enable them; returns seconds taken.
+
+    With BIG on, bimodal keys are detected on the first item's float forward and their signs folded
+    into the weights first (methods.md §1.4 step 1), so every statistic sees the folded model.
+    """
     start = time.perf_counter()
-    set_quant_state(qmodel, act=False, weight=False, observe_act=True)
+    set_quant_state(qmodel, act=False, weight=False, observe_act=False)
+    big_scope = qmodel.quant_config.big
+    if big_scope != "none":
+        qmodel.big_reports = apply_big(qmodel, lambda: run_items(qmodel, items[:1], "BIG", progress=False), big_scope)
+    set_quant_state(qmodel, observe_act=True)
     run_items(qmodel, items, desc="calibrate", progress=progress)
     set_quant_state(qmodel, observe_act=False)
     with torch.no_grad():

@@ -26,7 +26,11 @@ RECIPES: dict[str, dict[str, str]] = {
     "minmax": {"act_observer": "minmax", "weight_observer": "minmax"},
     "percentile": {"act_observer": "percentile", "weight_observer": "minmax"},
     "omse": {"act_observer": "mse", "weight_observer": "mse"},
+    # PTQ4SAM-S: OMSE statistics + BIG + AGQ, no reconstruction (methods.md §2).
+    "ptq4sam-s": {"act_observer": "mse", "weight_observer": "mse", "softmax_quantizer": "agq", "big": "detected"},
 }
+SOFTMAX_QUANTIZERS = ("uniform", "log2", "agq")
+BIG_SCOPES = ("none", "detected", "token_to_image")
 
 
 def parse_bits(text: str) -> tuple[int, int]:
@@ -40,7 +44,10 @@ def parse_bits(text: str) -> tuple[int, int]:
 class QuantConfig:
     """Everything that decides how a model is fake-quantized.
 
-    ``percentile`` is the upper percentile (the lower one is ``100 - percentile``); ``mse_norm`` is the
+    ``softmax_quantizer``: ``uniform`` (same quantizer as other activations), ``log2`` or ``agq``
+    (methods.md §2.1-2.2). ``big``: which bimodal key projections get sign-folded before calibration:
+    ``none``, ``detected`` (every foldable attention found bimodal) or ``token_to_image`` (the
+    reference code's scope). ``percentile`` is the upper percentile (the lower one is ``100 - percentile``); ``mse_norm`` is the
     exponent p of the OMSE error ``mean |x_hat - x|^p``; ``mse_grid`` the number of clipping candidates.
     """
 
@@ -49,6 +56,8 @@ class QuantConfig:
     act_bits: int
     act_observer: str
     weight_observer: str
+    softmax_quantizer: str = "uniform"
+    big: str = "none"
     percentile: float = 99.99
     mse_norm: float = 2.0
     mse_grid: int = 100
@@ -73,4 +82,9 @@ def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:
     if recipe not in RECIPES:
         raise SamhwError(f"unknown recipe '{recipe}' (choose from {', '.join(RECIPES)})")
     weight_bits, act_bits = parse_bits(bits)
-    return QuantConfig(recipe=recipe, weight_bits=weight_bits, act_bits=act_bits, **RECIPES[recipe], **overrides)
+    cfg = QuantConfig(recipe=recipe, weight_bits=weight_bits, act_bits=act_bits, **{**RECIPES[recipe], **overrides})
+    if cfg.softmax_quantizer not in SOFTMAX_QUANTIZERS:
+        raise SamhwError(f"unknown softmax quantizer '{cfg.softmax_quantizer}' (choose from {', '.join(SOFTMAX_QUANTIZERS)})")
+    if cfg.big not in BIG_SCOPES:
+        raise SamhwError(f"unknown BIG scope '{cfg.big}' (choose from {', '.join(BIG_SCOPES)})")
+    return cfg

@@ -22,6 +22,7 @@ from typing import Iterator
 import torch.nn as nn
 
 from ..models.base import SegmentModel
+from .agq import AGQQuantizer
 from .config import QuantConfig
 from .observers import make_observer
 from .qmodules import (QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention,
@@ -54,6 +55,14 @@ class _Factory:
         obs = make_observer(c.act_observer, c.act_bits, None, c.percentile, c.mse_norm, c.mse_grid)
         return UniformQuantizer(c.act_bits, obs, ch_axis=None)
 
+    def softmax(self) -> nn.Module:
+        c = self.cfg
+        if c.softmax_quantizer == "agq":
+            return AGQQuantizer(c.act_bits)
+        if c.softmax_quantizer == "log2":
+            return AGQQuantizer(c.act_bits, taus=(1,))
+        return self.act()
+
     def weight(self) -> UniformQuantizer:
         c = self.cfg
         obs = make_observer(c.weight_observer, c.weight_bits, 0, c.percentile, c.mse_norm, c.mse_grid)
@@ -67,7 +76,7 @@ def _swap(parent: nn.Module, factory: _Factory) -> None:
             continue
         if attention is not None:
             _swap(child, factory)  # its projections become QuantLinear first
-            setattr(parent, name, attention(child, factory.act))
+            setattr(parent, name, attention(child, factory))
         elif type(child) is nn.Linear:
             setattr(parent, name, QuantLinear(child, factory.act(), factory.weight()))
         elif type(child) is nn.Conv2d:
@@ -86,9 +95,12 @@ def quantize_model(model: SegmentModel, cfg: QuantConfig) -> SegmentModel:
     return qmodel.eval()
 
 
-def iter_quantizers(model: nn.Module) -> Iterator[tuple[str, UniformQuantizer]]:
+QUANTIZER_TYPES = (UniformQuantizer, AGQQuantizer)
+
+
+def iter_quantizers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
-        if isinstance(module, UniformQuantizer):
+        if isinstance(module, QUANTIZER_TYPES):
             yield name, module
 
 

@@ -72,15 +72,15 @@ class QuantTinyViTAttention(nn.Module):
     to the original module. The learned attention biases are added in float (a host step).
     """
 
-    def __init__(self, attn: nn.Module, make_act):
+    def __init__(self, attn: nn.Module, factory):
         super().__init__()
         self.num_heads, self.scale, self.key_dim = attn.num_heads, attn.scale, attn.key_dim
         self.d, self.dh = attn.d, attn.dh
         self.norm, self.qkv, self.proj = attn.norm, attn.qkv, attn.proj
         self.attention_biases = attn.attention_biases
         self.register_buffer("attention_bias_idxs", attn.attention_bias_idxs, persistent=False)
-        self.q_quantizer, self.k_quantizer, self.v_quantizer = make_act(), make_act(), make_act()
-        self.softmax_quantizer = make_act()
+        self.q_quantizer, self.k_quantizer, self.v_quantizer = factory.act(), factory.act(), factory.act()
+        self.softmax_quantizer = factory.softmax()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, _ = x.shape
@@ -91,7 +91,7 @@ class QuantTinyViTAttention(nn.Module):
         k = self.k_quantizer(k.permute(0, 2, 1, 3))
         v = self.v_quantizer(v.permute(0, 2, 1, 3))
         attn = (q @ k.transpose(-2, -1)) * self.scale + self.attention_biases[:, self.attention_bias_idxs]
-        attn = self.softmax_quantizer(attn.softmax(dim=-1))
+        attn = self.softmax_quantizer(attn.softmax(dim=-1), value=v)
         x = (attn @ v).transpose(1, 2).reshape(B, N, self.dh)
         return self.proj(x)
 
@@ -103,14 +103,14 @@ class QuantSamEncoderAttention(nn.Module):
     (methods.md §1.3), and added in float.
     """
 
-    def __init__(self, attn: nn.Module, make_act):
+    def __init__(self, attn: nn.Module, factory):
         super().__init__()
         self.num_heads, self.scale, self.use_rel_pos = attn.num_heads, attn.scale, attn.use_rel_pos
         self.qkv, self.proj = attn.qkv, attn.proj
         if self.use_rel_pos:
             self.rel_pos_h, self.rel_pos_w = attn.rel_pos_h, attn.rel_pos_w
-        self.q_quantizer, self.k_quantizer, self.v_quantizer = make_act(), make_act(), make_act()
-        self.softmax_quantizer = make_act()
+        self.q_quantizer, self.k_quantizer, self.v_quantizer = factory.act(), factory.act(), factory.act()
+        self.softmax_quantizer = factory.softmax()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
@@ -122,7 +122,7 @@ class QuantSamEncoderAttention(nn.Module):
         attn = (q * self.scale) @ k.transpose(-2, -1)
         if self.use_rel_pos:
             attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
-        attn = self.softmax_quantizer(attn.softmax(dim=-1))
+        attn = self.softmax_quantizer(attn.softmax(dim=-1), value=v)
         x = (attn @ v).view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
         return self.proj(x)
 
@@ -131,12 +131,12 @@ class QuantDecoderAttention(nn.Module):
     """SAM two-way decoder attention: q, k, v quantized after projection (before the head split,
     one quantizer per tensor) and the post-softmax map quantized."""
 
-    def __init__(self, attn: nn.Module, make_act):
+    def __init__(self, attn: nn.Module, factory):
         super().__init__()
         self.num_heads, self.internal_dim = attn.num_heads, attn.internal_dim
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj
-        self.q_quantizer, self.k_quantizer, self.v_quantizer = make_act(), make_act(), make_act()
-        self.softmax_quantizer = make_act()
+        self.q_quantizer, self.k_quantizer, self.v_quantizer = factory.act(), factory.act(), factory.act()
+        self.softmax_quantizer = factory.softmax()
 
     @staticmethod
     def _separate_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -149,7 +149,7 @@ class QuantDecoderAttention(nn.Module):
         v = self._separate_heads(self.v_quantizer(self.v_proj(v)), self.num_heads)
         attn = q @ k.permute(0, 1, 3, 2)
         attn = attn / math.sqrt(q.shape[-1])
-        attn = self.softmax_quantizer(torch.softmax(attn, dim=-1))
+        attn = self.softmax_quantizer(torch.softmax(attn, dim=-1), value=v)
         out = attn @ v
         b, n_heads, n_tokens, c_per_head = out.shape
         out = out.transpose(1, 2).reshape(b, n_tokens, n_heads * c_per_head)

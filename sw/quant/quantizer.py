@@ -81,7 +81,8 @@ class UniformQuantizer(nn.Module):
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         return quantize_codes(x, self._shaped(self.scale, x), self._shaped(self.zero_point, x), self.bits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
+        # ``value`` is the attention's V, passed to every post-softmax quantizer; only AGQ uses it.
         if self.observing:
             self.observer.observe(x.detach())
         if not self.enabled:
