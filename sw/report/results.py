@@ -84,7 +84,7 @@ def render_plot(records: list[dict], path: Path) -> None:
         ax.axhline(100 * r["miou_gt"], color="k", ls="--", lw=1, label=f"float ({r['dataset']})")
     ax.set_xticks([i + width * (len(bits) - 1) / 2 for i in range(len(recipes))], recipes)
     ax.set_ylabel("mIoU vs GT (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(bits) + len(fp), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
