@@ -49,6 +49,10 @@ def main(argv=None) -> int:
     base = {"model": model.name, "dataset": dataset}
     records = []
 
+    def save() -> None:
+        # After every run, so an interrupted table keeps what was measured.
+        write_results(merge_records(Path(args.out), records), Path(args.out))
+
     start = time.perf_counter()
     float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
     fp_seconds = time.perf_counter() - start
@@ -57,6 +61,7 @@ def main(argv=None) -> int:
         records.append({**base, "recipe": "fp", "weight_bits": 32, "act_bits": 32, "ap": fp.ap,
                         "miou_gt": fp.miou_gt, "miou_fp": 1.0, "calib_seconds": 0.0,
                         "eval_seconds": round(fp_seconds, 1)})
+        save()
 
     items, described = calibration_items(args.data, args.calib_images, args.max_prompts)
     print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
@@ -71,9 +76,7 @@ def main(argv=None) -> int:
                             "calib_seconds": round(calib_seconds, 1),
                             "eval_seconds": round(time.perf_counter() - start, 1)})
             print(json.dumps(records[-1]), file=sys.stderr)
-            # Save after every run so an interrupted table keeps what was measured.
-            write_results(merge_records(Path(args.out), records), Path(args.out))
-    write_results(merge_records(Path(args.out), records), Path(args.out))
+            save()
     return 0
 
 

@@ -72,19 +72,15 @@ class AGQQuantizer(nn.Module):
     def output_error(self, a: torch.Tensor, a_hat: torch.Tensor, value: torch.Tensor) -> float:
         return ((a_hat - a) @ value).abs().pow(self.p).mean().item()
 
-    def observe(self, a: torch.Tensor, value: torch.Tensor) -> dict[int, tuple[float, float]]:
-        """Score all candidates on one call; returns {tau: (best s, its error)}."""
+    def observe(self, a: torch.Tensor, value: torch.Tensor) -> None:
+        """Score all candidates on one call and add each tau's best (error, s) to the running sums."""
         a, value = a.detach().float(), value.detach().float()
-        best = {}
         for tau in self.taus:
-            errors = [(self.output_error(a, agq_fake_quantize(a, s.item(), tau, self.bits), value), s.item())
-                      for s in self.candidate_scales(a.max().item())]
-            err, s = min(errors)
-            best[tau] = (s, err)
+            err, s = min((self.output_error(a, agq_fake_quantize(a, s.item(), tau, self.bits), value), s.item())
+                         for s in self.candidate_scales(a.max().item()))
             self.loss_sum[tau] += err
             self.scale_sum[tau] += s
         self.calls += 1
-        return best
 
     def finalize(self) -> None:
         if self.calls == 0:
