@@ -45,10 +45,10 @@ def calibration_items(source: str | Path | None, num_images: int = DEFAULT_CALIB
 
 
 def quantize(model: SegmentModel, cfg: QuantConfig, items: list[CalibItem],
-             progress: bool = True) -> tuple[SegmentModel, float]:
+             progress: bool = True, seed: int = 0) -> tuple[SegmentModel, float]:
     """A calibrated fake-quant copy of ``model`` and the calibration wall-clock seconds."""
     qmodel = quantize_model(model, cfg)
-    seconds = calibrate(qmodel, items, progress=progress)
+    seconds = calibrate(qmodel, items, progress=progress, fp_model=model, seed=seed)
     return qmodel, seconds
 
 
@@ -58,7 +58,7 @@ def quantize_from_args(args, model: SegmentModel, progress: bool = True) -> tupl
     source = args.calib if args.calib else getattr(args, "data", None)
     items, described = calibration_items(source, args.calib_images, args.max_prompts, args.seed)
     print(f"calibrating {cfg.recipe} {cfg.bits_name} on {len(items)} images from {described}", file=sys.stderr)
-    return quantize(model, cfg, items, progress=progress)
+    return quantize(model, cfg, items, progress=progress, seed=args.seed)
 
 
 def evaluate(split: CocoSplit, model: SegmentModel, reference: SegmentModel | None = None,

@@ -2,7 +2,8 @@
 activation observers on and fake quantization off, then fix every quantizer's scale and zero point.
 
 All quantizers observe the float model in one pass (as in PTQ4SAM's statistic baselines); weights are
-data independent and observed directly.
+data independent and observed directly. Recipes with reconstruction then refine the calibrated model
+unit by unit against the float model (sw/quant/recon).
 """
 
 from __future__ import annotations
@@ -10,33 +11,29 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm import tqdm
 
 from ..data.calibration import CalibItem
 from ..models.base import SegmentModel
 from .big import apply_big
+from .forward import run_items
+from .recon import reconstruct
 from .prepare import is_weight_quantizer, iter_quantizers, set_quant_state, weight_owner
 
 
-@torch.inference_mode()
-def run_items(model: SegmentModel, items: list[CalibItem], desc: str, progress: bool = True) -> None:
-    """Forward every item: encoder once, decoder once with all of the item's prompts."""
-    for item in tqdm(items, desc=desc, disable=not progress, unit="img"):
-        x, meta = model.preprocess(item.image)
-        embedding = model.encode(x)
-        if len(item.boxes):
-            model.decode(embedding, model.boxes_to_input(item.boxes, meta))
-
-
-def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = True) -> float:
+def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = True,
+              fp_model: SegmentModel | None = None, seed: int = 0) -> float:
     """Calibrate all quantizers of ``qmodel`` on ``items`` and enable them; returns seconds taken.
 
     With BIG on, bimodal keys are detected on the first item's float forward and their signs folded
     into the weights first (methods.md §1.4 step 1), so every statistic sees the folded model.
+    Reconstruction needs ``fp_model``, the float model ``qmodel`` was made from.
     """
+    cfg = qmodel.quant_config
+    if cfg.recon != "none" and fp_model is None:
+        raise ValueError(f"recipe '{cfg.recipe}' reconstructs against the float model; pass fp_model")
     start = time.perf_counter()
     set_quant_state(qmodel, act=False, weight=False, observe_act=False)
-    big_scope = qmodel.quant_config.big
+    big_scope = cfg.big
     if big_scope != "none":
         qmodel.big_reports = apply_big(qmodel, lambda: run_items(qmodel, items[:1], "BIG", progress=False), big_scope)
     set_quant_state(qmodel, observe_act=True)
@@ -48,4 +45,6 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
                 q.observer.observe(weight_owner(qmodel, name).weight.detach())
             q.finalize()
     set_quant_state(qmodel, act=True, weight=True)
+    if cfg.recon != "none":
+        qmodel.recon_log = reconstruct(qmodel, fp_model, items, seed=seed, progress=progress)
     return time.perf_counter() - start

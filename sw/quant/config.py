@@ -22,13 +22,29 @@ BIT_CONFIGS: dict[str, tuple[int, int]] = {
 
 # Activation observer and weight observer per statistic recipe. Weights use per-output-channel
 # ranges in every recipe; OMSE searches them by MSE like the activations, the other two take min/max.
+_RECON_INIT = {"act_observer": "avgminmax", "weight_observer": "mse"}
+
 RECIPES: dict[str, dict[str, str]] = {
     "minmax": {"act_observer": "minmax", "weight_observer": "minmax"},
     "percentile": {"act_observer": "percentile", "weight_observer": "minmax"},
     "omse": {"act_observer": "mse", "weight_observer": "mse"},
     # PTQ4SAM-S: OMSE statistics + BIG + AGQ, no reconstruction (methods.md §2).
     "ptq4sam-s": {"act_observer": "mse", "weight_observer": "mse", "softmax_quantizer": "agq", "big": "detected"},
+    # Reconstruction recipes start from PTQ4SAM-L's statistics (averaged min/max activations, MSE
+    # per-channel weights) so that the QDrop -> +BIG -> +AGQ ablation changes one thing per row.
+    "adaround": {**_RECON_INIT, "recon": "adaround"},
+    "brecq": {**_RECON_INIT, "recon": "brecq"},
+    "qdrop": {**_RECON_INIT, "recon": "qdrop"},
+    "qdrop+big": {**_RECON_INIT, "recon": "qdrop", "big": "detected"},
+    "qdrop+agq": {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq"},
+    # PTQ4SAM-L: QDrop + BIG + AGQ.
+    "ptq4sam-l": {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"},
 }
+# What each reconstruction mode learns, on which units (methods.md §1.5):
+#   adaround: weight rounding only, one unit per linear/conv layer, activations quantized throughout;
+#   brecq:    weight rounding + activation scales (LSQ), attention/MLP sub-block units;
+#   qdrop:    as brecq, with quantization randomly dropped (keep probability drop_prob) inside units.
+RECON_MODES = ("none", "adaround", "brecq", "qdrop")
 SOFTMAX_QUANTIZERS = ("uniform", "log2", "agq")
 BIG_SCOPES = ("none", "detected", "token_to_image")
 
@@ -49,6 +65,16 @@ class QuantConfig:
     ``none``, ``detected`` (every foldable attention found bimodal) or ``token_to_image`` (the
     reference code's scope). ``percentile`` is the upper percentile (the lower one is ``100 - percentile``); ``mse_norm`` is the
     exponent p of the OMSE error ``mean |x_hat - x|^p``; ``mse_grid`` the number of clipping candidates.
+
+    Reconstruction (``recon`` in RECON_MODES) runs ``recon_iters`` Adam steps per unit, each on a random
+    batch of about ``recon_tokens`` tokens (whole windows, prompts or images where the unit needs them),
+    with at most ``recon_prompts`` prompts per image for the decoder. ``round_lr`` is AdaRound's
+    learning rate, ``scale_lr`` the activation scales' (cosine-annealed to 0); the rounding regulariser
+    has weight ``round_reg``, is off for the first ``warmup`` fraction of steps, and its exponent beta
+    falls linearly from ``beta_start`` to ``beta_end``. The papers run 20000 steps per unit on a GPU, each
+    on one image (4096 encoder tokens for SAM-B); the CPU-sized default is 100 steps of 4096 tokens with
+    a 10x larger rounding learning rate (1e-2), which keeps a W4A4 LiteMedSAM run on 32 images inside
+    30 minutes on 2 cores.
     """
 
     recipe: str
@@ -61,6 +87,17 @@ class QuantConfig:
     percentile: float = 99.99
     mse_norm: float = 2.0
     mse_grid: int = 100
+    recon: str = "none"
+    recon_iters: int = 100
+    recon_tokens: int = 4096
+    recon_prompts: int = 4
+    drop_prob: float = 0.5
+    round_lr: float = 1e-2
+    scale_lr: float = 4e-5
+    round_reg: float = 0.01
+    warmup: float = 0.2
+    beta_start: float = 20.0
+    beta_end: float = 2.0
     version: int = CONFIG_VERSION
 
     @property
@@ -85,6 +122,10 @@ def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:
     cfg = QuantConfig(recipe=recipe, weight_bits=weight_bits, act_bits=act_bits, **{**RECIPES[recipe], **overrides})
     if cfg.softmax_quantizer not in SOFTMAX_QUANTIZERS:
         raise SamhwError(f"unknown softmax quantizer '{cfg.softmax_quantizer}' (choose from {', '.join(SOFTMAX_QUANTIZERS)})")
+    if cfg.recon not in RECON_MODES:
+        raise SamhwError(f"unknown reconstruction mode '{cfg.recon}' (choose from {', '.join(RECON_MODES)})")
+    if not 0.0 < cfg.drop_prob <= 1.0:
+        raise SamhwError(f"drop_prob {cfg.drop_prob} must lie in (0, 1]")
     if cfg.big not in BIG_SCOPES:
         raise SamhwError(f"unknown BIG scope '{cfg.big}' (choose from {', '.join(BIG_SCOPES)})")
     return cfg

@@ -124,4 +124,4 @@ def set_quant_state(model: nn.Module, *, act: bool | None = None, weight: bool |
 
 
 def weight_owner(model: nn.Module, quantizer_name: str) -> nn.Module:
-    return model.get_submodule(quantizer_name.rsplit(".", 1)[0])
+    return model.get_submodule(quantizer_name.rpartition(".")[0])

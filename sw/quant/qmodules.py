@@ -32,7 +32,9 @@ class _CachedWeight:
         wq = self.weight_quantizer
         if torch.is_grad_enabled() or not wq.enabled:
             return wq(self.weight)
-        key = (self.weight._version, id(wq.scale), wq.scale._version, id(wq.zero_point), wq.zero_point._version)
+        rounding = wq.round_up
+        key = (self.weight._version, id(wq.scale), wq.scale._version, id(wq.zero_point), wq.zero_point._version,
+               id(rounding), None if rounding is None else rounding._version)
         if key != self._cache_key:
             self._cache, self._cache_key = wq(self.weight), key
         return self._cache

@@ -8,6 +8,11 @@ For bit width k the integer range is [0, 2^k - 1]:
     x^  = s * (x_q - z)
 
 The range always contains 0 so that zero (padding, ReLU output) is exactly representable.
+
+Block reconstruction (``sw/quant/recon``) adds three things, all inactive outside it: a learnable
+activation scale (LSQ, rounding passed straight through), QDrop's random per-element dropping of
+quantization (``drop_prob`` < 1), and AdaRound's learned weight rounding, which ends as a fixed
+``round_up`` bit per weight: codes = clamp(floor(w / s) + round_up + z, 0, 2^k - 1).
 """
 
 from __future__ import annotations
@@ -32,9 +37,15 @@ def quantize_codes(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tenso
     return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1)
 
 
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Rounds in the forward pass, passes the gradient straight through."""
+    return x + (torch.round(x) - x).detach()
+
+
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
-    if torch.is_grad_enabled() and x.requires_grad:
-        return (quantize_codes(x, scale, zero_point, bits) - zero_point) * scale
+    if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
+        codes = torch.clamp(round_ste(x / scale) + zero_point, 0, 2**bits - 1)
+        return (codes - zero_point) * scale
     # Same arithmetic in place: activations of the early encoder stages are 16M elements per image,
     # and the fresh allocations of the out-of-place form dominate fake-quant evaluation time.
     return torch.round(x / scale).add_(zero_point).clamp_(0, 2**bits - 1).sub_(zero_point).mul_(scale)
@@ -58,6 +69,12 @@ class UniformQuantizer(nn.Module):
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0.0))
         self.register_buffer("calibrated", torch.tensor(False))
+        # Reconstruction state; see the module docstring. drop_prob is the probability that an
+        # element is quantized, so 1.0 (quantize everything) is the only inference setting.
+        self.drop_prob = 1.0
+        self.register_parameter("learned_scale", None)
+        self.register_buffer("round_up", None)
+        self.soft_rounding = None
 
     def extra_repr(self) -> str:
         granularity = "per-tensor" if self.ch_axis is None else f"per-channel(axis={self.ch_axis})"
@@ -78,8 +95,23 @@ class UniformQuantizer(nn.Module):
         self.zero_point = zero_point.to(self.zero_point.device)
         self.calibrated.fill_(True)
 
+    def current_scale(self) -> torch.Tensor:
+        return self.scale if self.learned_scale is None else self.learned_scale
+
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        return quantize_codes(x, self._shaped(self.scale, x), self._shaped(self.zero_point, x), self.bits)
+        scale, zero_point = self._shaped(self.scale, x), self._shaped(self.zero_point, x)
+        if self.round_up is not None:
+            return torch.clamp(torch.floor(x / scale) + self.round_up.to(x.dtype) + zero_point, 0, 2**self.bits - 1)
+        return quantize_codes(x, scale, zero_point, self.bits)
+
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
+        scale, zero_point = self._shaped(self.current_scale(), x), self._shaped(self.zero_point, x)
+        if self.soft_rounding is not None:
+            codes = torch.clamp(torch.floor(x / scale) + self.soft_rounding() + zero_point, 0, 2**self.bits - 1)
+            return (codes - zero_point) * scale
+        if self.round_up is not None:
+            return (self.codes(x) - zero_point) * scale
+        return fake_quantize(x, scale, zero_point, self.bits)
 
     def forward(self, x: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
         # ``value`` is the attention's V, passed to every post-softmax quantizer; only AGQ uses it.
@@ -89,4 +121,7 @@ class UniformQuantizer(nn.Module):
             return x
         if not bool(self.calibrated):
             raise RuntimeError("quantizer enabled before calibration")
-        return fake_quantize(x, self._shaped(self.scale, x), self._shaped(self.zero_point, x), self.bits)
+        out = self._quantize(x)
+        if self.drop_prob < 1.0:
+            out = torch.where(torch.rand_like(x) < self.drop_prob, out, x)
+        return out

@@ -1,7 +1,8 @@
 """Saving and restoring a calibrated quantized model as its quantization parameters alone.
 
 The float weights come from the model registry, so a state file holds only what calibration
-produced: every quantizer's parameter buffers (scale and zero point; AGQ's scale and tau), the BIG
+produced: every quantizer's parameter buffers (scale and zero point; AGQ's scale and tau; the learned
+rounding bits of reconstructed weights), the BIG
 signs folded into the weights, and the config (JSON in the safetensors header). No pickle.
 """
 
@@ -92,6 +93,8 @@ def load_quant_state(model: SegmentModel, path: str | Path) -> SegmentModel:
             if key not in tensors:
                 raise SamhwError(f"{path}: missing quantizer parameter '{key}'")
             setattr(q, field, tensors[key].to(current.dtype))
+        if f"{name}.round_up" in tensors:  # AdaRound's learned rounding, only after reconstruction
+            q.round_up = tensors[f"{name}.round_up"].bool()
         q.calibrated.fill_(True)
     set_quant_state(qmodel, act=True, weight=True)
     return qmodel

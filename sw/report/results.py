@@ -13,7 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
 KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset")
-RECIPE_ORDER = ["fp", "minmax", "percentile", "omse"]
+RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
+                "qdrop+agq", "ptq4sam-l"]
+ABLATION = [("qdrop", "QDrop"), ("qdrop+big", "+BIG"), ("qdrop+agq", "+AGQ"), ("ptq4sam-l", "+both (PTQ4SAM-L)")]
 
 
 def _key(record: dict) -> tuple:
@@ -51,7 +53,8 @@ def render_markdown(records: list[dict]) -> str:
         "Box-prompted instance segmentation with ground-truth boxes. AP = COCO mask AP (pycocotools),",
         "mIoU GT = mean IoU against the ground-truth masks over all non-crowd instances, mIoU FP = mean IoU",
         "of the quantized model's masks against the float model's. All in percent. Calibration: 32 train",
-        "images, at most 16 ground-truth boxes each; seconds are wall clock on the machine that ran it.",
+        "images, at most 16 ground-truth boxes each; seconds are wall clock on the machine that ran it,",
+        "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l: default settings of sw/quant/config.py).",
         "",
         "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s |",
         "|---|---|---|---|---|---|---|---|",
@@ -61,7 +64,22 @@ def render_markdown(records: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {bits} | {_fmt(r['ap'])} | "
                      f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} |")
     lines += ["", "![mIoU vs ground truth by recipe and bit width](results.png)", ""]
+    lines += _ablation(records)
     return "\n".join(lines)
+
+
+def _ablation(records: list[dict]) -> list[str]:
+    """PTQ4SAM's components one at a time on top of QDrop, per dataset and bit width measured."""
+    recipes = dict(ABLATION)
+    rows = [r for r in records if r["recipe"] in recipes]
+    if not rows:
+        return []
+    lines = ["## Ablation: BIG and AGQ on top of QDrop", "",
+             "| dataset | bits | variant | AP | mIoU GT | mIoU FP | calib s |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], -r["weight_bits"], list(recipes).index(r["recipe"]))):
+        lines.append(f"| {r['dataset']} | W{r['weight_bits']}A{r['act_bits']} | {recipes[r['recipe']]} | "
+                     f"{_fmt(r['ap'])} | {_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} |")
+    return lines + [""]
 
 
 def render_plot(records: list[dict], path: Path) -> None:
@@ -82,7 +100,7 @@ def render_plot(records: list[dict], path: Path) -> None:
         ax.bar([i + j * width for i in range(len(recipes))], values, width, label=f"W{b}A{b}")
     for r in fp:
         ax.axhline(100 * r["miou_gt"], color="k", ls="--", lw=1, label=f"float ({r['dataset']})")
-    ax.set_xticks([i + width * (len(bits) - 1) / 2 for i in range(len(recipes))], recipes)
+    ax.set_xticks([i + width * (len(bits) - 1) / 2 for i in range(len(recipes))], recipes, rotation=30, ha="right")
     ax.set_ylabel("mIoU vs GT (%)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(bits) + len(fp), frameon=False)
     fig.tight_layout()

@@ -1,0 +1,81 @@
+"""Reconstruction of a calibrated quantized model, unit by unit in network order (methods.md §1.5).
+
+The float reference is the model before quantization (and before BIG folding, which leaves every
+unit's output unchanged). Encoder segments run first on the images' float-stem outputs; the decoder
+then starts from the float and the quantized image embeddings that the encoder streams end with.
+Each unit trains on its float inputs and outputs and on its inputs in the quantized model as far as
+it has been reconstructed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from tqdm import tqdm
+
+from ...data.calibration import CalibItem
+from ...models.base import SegmentModel
+from ..audit import leaking_quantizers
+from ..forward import run_items
+from .optimize import train_unit
+from .streams import Segment, State, decoder_segments, decoder_state, encoder_segments, encoder_stem
+from .units import capture, units_in_order
+
+
+def _walk(qmodel: SegmentModel, fp_model: SegmentModel, segments: list[Segment], fp_states: list[State],
+          q_states: list[State], granularity: str, bar: tqdm, log: list[dict]) -> tuple[list[State], list[State]]:
+    cfg = qmodel.quant_config
+    for segment in segments:
+        paths = units_in_order(qmodel, segment, q_states[0], granularity)
+        fp_data = capture(fp_model, segment, fp_states, paths, with_output=True)
+        for path in paths:
+            bar.set_postfix_str(path, refresh=False)
+            start = time.perf_counter()
+            q_data = capture(qmodel, segment, q_states, [path], with_output=False)[path]
+            stats = train_unit(qmodel.get_submodule(path), q_data, fp_data.pop(path), cfg)
+            log.append({"unit": path, **stats, "seconds": round(time.perf_counter() - start, 2)})
+            bar.update(1)
+        with torch.no_grad():
+            fp_states = [segment.run(fp_model, s) for s in fp_states]
+            q_states = [segment.run(qmodel, s) for s in q_states]
+    return fp_states, q_states
+
+
+def count_units(qmodel: SegmentModel, state: State, segments: list[Segment], granularity: str) -> int:
+    total = 0
+    for segment in segments:
+        total += len(units_in_order(qmodel, segment, state, granularity))
+        with torch.no_grad():
+            state = segment.run(qmodel, state)
+    return total
+
+
+def reconstruct(qmodel: SegmentModel, fp_model: SegmentModel, items: list[CalibItem], seed: int = 0,
+                progress: bool = True) -> dict:
+    """Reconstruct every unit of the calibrated ``qmodel`` in place; returns a per-unit log."""
+    cfg = qmodel.quant_config
+    granularity = "layer" if cfg.recon == "adaround" else "block"
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        inputs = [fp_model.preprocess(item.image) for item in items]
+        stems = [encoder_stem(fp_model, x) for x, _ in inputs]  # the stem is float in both models
+    enc_segments, dec_segments = encoder_segments(qmodel), decoder_segments(qmodel)
+    total = count_units(qmodel, stems[0], enc_segments, granularity)
+    bar = tqdm(total=total, desc="reconstruct", unit="unit", disable=not progress)
+    log: list[dict] = []
+    fp_emb, q_emb = _walk(qmodel, fp_model, enc_segments, stems, stems, granularity, bar, log)
+    prompted = [(i, item.boxes[: cfg.recon_prompts]) for i, item in enumerate(items) if len(item.boxes)]
+    with torch.no_grad():
+        boxes = {i: fp_model.boxes_to_input(b, inputs[i][1]) for i, b in prompted}
+        fp_dec = [decoder_state(fp_model, fp_emb[i][0], boxes[i]) for i, _ in prompted]
+        q_dec = [decoder_state(qmodel, q_emb[i][0], boxes[i]) for i, _ in prompted]
+    if prompted:
+        bar.total = total + sum(len(units_in_order(qmodel, s, q_dec[0], granularity)) for s in dec_segments)
+        _walk(qmodel, fp_model, dec_segments, fp_dec, q_dec, granularity, bar, log)
+    bar.close()
+    leaks = leaking_quantizers(qmodel, lambda: run_items(qmodel, items[:1], "audit", progress=False))
+    if leaks:
+        raise RuntimeError(f"after reconstruction {len(leaks)} quantizers do not quantize every element: {leaks[:3]}")
+    return {"seconds": time.perf_counter() - start, "units": log}
