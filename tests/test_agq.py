@@ -77,3 +77,36 @@ def test_needs_value_while_observing():
     q.observing = True
     with pytest.raises(RuntimeError, match="value tensor"):
         q(torch.rand(3, 3))
+
+
+def test_tau_minimizes_output_error_on_a_real_calibration_batch(litemedsam, calib_items):
+    """Decoder token-to-image attention of LiteMedSAM on real COCO images (one prompt each, so every
+    probability is scored): the tau kept is the one whose summed A.V error, recomputed here over the
+    same (tau, s) candidates, is smallest."""
+    from dataclasses import replace
+
+    from sw.quant.agq import AGQ_SAMPLES
+    from sw.quant.config import make_config
+    from sw.quant.forward import run_items
+    from sw.quant.prepare import quantize_model
+
+    qmodel = quantize_model(litemedsam, make_config("ptq4sam-s", "w4a4"))
+    q = qmodel.get_submodule("mask_decoder.transformer.layers.0.cross_attn_token_to_image.softmax_quantizer")
+    calls = []
+    handle = q.register_forward_hook(lambda m, args, kwargs, out: calls.append((args[0], kwargs["value"])),
+                                     with_kwargs=True)
+    q.observing = True
+    try:
+        run_items(qmodel, [replace(item, boxes=item.boxes[:1]) for item in calib_items[:3]], "agq", progress=False)
+    finally:
+        handle.remove()
+        q.observing = False
+    q.finalize()
+    assert len(calls) == 3 and all(a.numel() <= AGQ_SAMPLES for a, _ in calls)
+    totals = {}
+    for tau in q.taus:
+        totals[tau] = sum(min(((agq_fake_quantize(a, s.item(), tau, 4) - a) @ v).pow(2).mean().item()
+                              for s in q.candidate_scales(a.max().item())) for a, v in calls)
+    chosen = int(q.tau)
+    assert totals[chosen] == min(totals.values())
+    assert totals[chosen] == pytest.approx(q.loss_sum[chosen], rel=1e-4)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .quantizer import UniformQuantizer
+
 TAUS = (1, 2, 4)
 # Calibration scores the candidates on at most this many attention probabilities per call, taken as
 # whole (window, head) maps at an even stride: TinyViT's first stage has 3M per image, and scoring 72
@@ -106,8 +108,9 @@ class AGQQuantizer(nn.Module):
         self.scale.fill_(self.scale_sum[tau] / self.calls)
         self.calibrated.fill_(True)
 
-    def current_scale(self) -> torch.Tensor:
-        return self.scale if self.learned_scale is None else self.learned_scale
+    current_scale = UniformQuantizer.current_scale
+    start_scale_learning = UniformQuantizer.start_scale_learning
+    stop_scale_learning = UniformQuantizer.stop_scale_learning
 
     def codes(self, a: torch.Tensor) -> torch.Tensor:
         return agq_codes(a, self.scale, int(self.tau), self.bits)

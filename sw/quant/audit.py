@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 
 from .agq import AGQQuantizer, agq_fake_quantize
+from .cag import CAGQuantizer
+from .hluq import HLUQQuantizer, hluq_fake_quantize
 from .prepare import iter_quantizers
 
 
@@ -21,6 +23,10 @@ def fully_quantized(q: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What ``q`` must output for ``x`` when it quantizes every element with its stored parameters."""
     if isinstance(q, AGQQuantizer):
         return agq_fake_quantize(x, q.scale, int(q.tau), q.bits)
+    if isinstance(q, CAGQuantizer):
+        return (q.codes(x) - q.zero_point[q.labels]) * q.scale[q.labels]
+    if isinstance(q, HLUQQuantizer):
+        return hluq_fake_quantize(x, q.lo, q.s_log, q.s_uni, q.bits, q.log_levels)
     return (q.codes(x) - q._shaped(q.zero_point, x)) * q._shaped(q.scale, x)
 
 

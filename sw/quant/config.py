@@ -23,6 +23,7 @@ BIT_CONFIGS: dict[str, tuple[int, int]] = {
 # Activation observer and weight observer per statistic recipe. Weights use per-output-channel
 # ranges in every recipe; OMSE searches them by MSE like the activations, the other two take min/max.
 _RECON_INIT = {"act_observer": "avgminmax", "weight_observer": "mse"}
+_PTQ4SAM_L = {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"}
 
 RECIPES: dict[str, dict[str, str]] = {
     "minmax": {"act_observer": "minmax", "weight_observer": "minmax"},
@@ -38,7 +39,12 @@ RECIPES: dict[str, dict[str, str]] = {
     "qdrop+big": {**_RECON_INIT, "recon": "qdrop", "big": "detected"},
     "qdrop+agq": {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq"},
     # PTQ4SAM-L: QDrop + BIG + AGQ.
-    "ptq4sam-l": {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"},
+    "ptq4sam-l": _PTQ4SAM_L,
+    # AHCPTQ: PTQ4SAM-L + HLUQ post-activation codes + CAG channel groups (methods.md §3), and the two
+    # halves alone for the ablation.
+    "ahcptq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4},
+    "ahcptq-hluq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq"},
+    "ahcptq-cag": {**_PTQ4SAM_L, "cag_groups": 4},
 }
 # What each reconstruction mode learns, on which units (methods.md §1.5):
 #   adaround: weight rounding only, one unit per linear/conv layer, activations quantized throughout;
@@ -46,6 +52,8 @@ RECIPES: dict[str, dict[str, str]] = {
 #   qdrop:    as brecq, with quantization randomly dropped (keep probability drop_prob) inside units.
 RECON_MODES = ("none", "adaround", "brecq", "qdrop")
 SOFTMAX_QUANTIZERS = ("uniform", "log2", "agq")
+POST_ACT_QUANTIZERS = ("uniform", "hluq")
+CAG_FEATURES = ("raw", "normalized")
 BIG_SCOPES = ("none", "detected", "token_to_image")
 
 
@@ -60,6 +68,9 @@ def parse_bits(text: str) -> tuple[int, int]:
 class QuantConfig:
     """Everything that decides how a model is fake-quantized.
 
+    ``post_act_quantizer``: ``uniform`` or ``hluq`` for the input of each MLP's second linear
+    (methods.md §3.1). ``cag_groups``: 0 (off) or the number G of channel groups of the inputs that CAG
+    quantizes (methods.md §3.2), clustered on ``cag_features`` ``raw`` or ``normalized``.
     ``softmax_quantizer``: ``uniform`` (same quantizer as other activations), ``log2`` or ``agq``
     (methods.md §2.1-2.2). ``big``: which bimodal key projections get sign-folded before calibration:
     ``none``, ``detected`` (every foldable attention found bimodal) or ``token_to_image`` (the
@@ -83,6 +94,9 @@ class QuantConfig:
     act_observer: str
     weight_observer: str
     softmax_quantizer: str = "uniform"
+    post_act_quantizer: str = "uniform"
+    cag_groups: int = 0
+    cag_features: str = "raw"
     big: str = "none"
     percentile: float = 99.99
     mse_norm: float = 2.0
@@ -122,6 +136,11 @@ def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:
     cfg = QuantConfig(recipe=recipe, weight_bits=weight_bits, act_bits=act_bits, **{**RECIPES[recipe], **overrides})
     if cfg.softmax_quantizer not in SOFTMAX_QUANTIZERS:
         raise SamhwError(f"unknown softmax quantizer '{cfg.softmax_quantizer}' (choose from {', '.join(SOFTMAX_QUANTIZERS)})")
+    if cfg.post_act_quantizer not in POST_ACT_QUANTIZERS:
+        raise SamhwError(f"unknown post-activation quantizer '{cfg.post_act_quantizer}' (choose from {', '.join(POST_ACT_QUANTIZERS)})")
+    if cfg.cag_groups < 0 or cfg.cag_features not in CAG_FEATURES:
+        raise SamhwError(f"CAG needs groups >= 0 and features in {', '.join(CAG_FEATURES)} "
+                         f"(got {cfg.cag_groups}, '{cfg.cag_features}')")
     if cfg.recon not in RECON_MODES:
         raise SamhwError(f"unknown reconstruction mode '{cfg.recon}' (choose from {', '.join(RECON_MODES)})")
     if not 0.0 < cfg.drop_prob <= 1.0:

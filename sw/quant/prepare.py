@@ -24,6 +24,8 @@ import torch.nn as nn
 
 from ..models.base import SegmentModel
 from .agq import AGQQuantizer
+from .cag import CAGQuantizer
+from .hluq import HLUQQuantizer
 from .config import QuantConfig
 from .observers import make_observer
 from .qmodules import (QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention,
@@ -33,6 +35,13 @@ from .quantizer import UniformQuantizer
 # Encoder stem modules that stay float, by class: SAM ViT's and TinyViT's PatchEmbed, and TinyViT's
 # conv stage (ConvLayer, stage 0 only in every TinyViT configuration).
 FLOAT_STEM_CLASSES = ("PatchEmbed", "ConvLayer")
+# MLPs (TinyViT's Mlp, SAM's MLPBlock) and the names of their second linear, whose input follows the
+# GELU / ReLU.
+MLP_CLASSES = ("Mlp", "MLPBlock")
+POST_ACTIVATION_LINEARS = ("fc2", "lin2")
+# Linears whose inputs CAG groups by channel (methods.md §3.2): encoder qkv and the MLPs' first
+# linear (post-LN), decoder q/k/v projections.
+GROUPED_INPUT_LINEARS = ("qkv", "fc1", "lin1", "q_proj", "k_proj", "v_proj")
 
 
 def _attention_kind(module: nn.Module) -> type | None:
@@ -64,6 +73,19 @@ class _Factory:
             return AGQQuantizer(c.act_bits, taus=(1,))
         return self.act()
 
+    def post_activation(self, consumer: nn.Linear) -> nn.Module:
+        """Input quantizer of an MLP's second linear (post-GELU / post-ReLU)."""
+        if self.cfg.post_act_quantizer == "hluq":
+            return HLUQQuantizer(self.cfg.act_bits, consumer)
+        return self.act()
+
+    def grouped_input(self) -> nn.Module:
+        """Input quantizer of a projection that CAG groups (qkv, q/k/v_proj, the MLPs' first linear)."""
+        c = self.cfg
+        if c.cag_groups > 0:
+            return CAGQuantizer(c.act_bits, c.cag_groups, c.cag_features, progressive=c.recon != "none")
+        return self.act()
+
     def weight(self) -> UniformQuantizer:
         c = self.cfg
         obs = make_observer(c.weight_observer, c.weight_bits, 0, c.percentile, c.mse_norm, c.mse_grid)
@@ -79,7 +101,13 @@ def _swap(parent: nn.Module, factory: _Factory) -> None:
             _swap(child, factory)  # its projections become QuantLinear first
             setattr(parent, name, attention(child, factory))
         elif type(child) is nn.Linear:
-            setattr(parent, name, QuantLinear(child, factory.act(), factory.weight()))
+            if type(parent).__name__ in MLP_CLASSES and name in POST_ACTIVATION_LINEARS:
+                input_quantizer = factory.post_activation(child)
+            elif name in GROUPED_INPUT_LINEARS:
+                input_quantizer = factory.grouped_input()
+            else:
+                input_quantizer = factory.act()
+            setattr(parent, name, QuantLinear(child, input_quantizer, factory.weight()))
         elif type(child) is nn.Conv2d:
             setattr(parent, name, QuantConv2d(child, factory.act(), factory.weight()))
         else:
@@ -96,7 +124,7 @@ def quantize_model(model: SegmentModel, cfg: QuantConfig) -> SegmentModel:
     return qmodel.eval()
 
 
-QUANTIZER_TYPES = (UniformQuantizer, AGQQuantizer)
+QUANTIZER_TYPES = (UniformQuantizer, AGQQuantizer, HLUQQuantizer, CAGQuantizer)
 
 
 def iter_quantizers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

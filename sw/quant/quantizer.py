@@ -98,6 +98,15 @@ class UniformQuantizer(nn.Module):
     def current_scale(self) -> torch.Tensor:
         return self.scale if self.learned_scale is None else self.learned_scale
 
+    def start_scale_learning(self) -> list[nn.Parameter]:
+        self.learned_scale = nn.Parameter(self.scale.detach().clone())
+        return [self.learned_scale]
+
+    def stop_scale_learning(self) -> None:
+        if self.learned_scale is not None:
+            self.scale = self.learned_scale.detach().clamp(min=1e-8).clone()
+            self.learned_scale = None
+
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         scale, zero_point = self._shaped(self.scale, x), self._shaped(self.zero_point, x)
         if self.round_up is not None:

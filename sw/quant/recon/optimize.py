@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..cag import CAGQuantizer
 from ..config import QuantConfig
 from ..prepare import is_weight_quantizer, iter_quantizers, weight_owner
 from .adaround import SoftRounding, beta_schedule
@@ -38,7 +39,24 @@ class _Training:
         self.learn_scales = cfg.recon in ("brecq", "qdrop")
         self.keep = cfg.drop_prob if cfg.recon == "qdrop" else 1.0
         self.roundings: list[SoftRounding] = []
-        self.scales: list[nn.Parameter] = []
+        self.activations = [q for name, q in iter_quantizers(unit) if not is_weight_quantizer(name)]
+        self.grouped = [q for q in self.activations if isinstance(q, CAGQuantizer) and q.progressive]
+
+    def scales(self) -> list[nn.Parameter]:
+        return [p for q in self.activations for p in q.parameters(recurse=False)]
+
+    def merge_groups(self, step: int) -> bool:
+        """Apply the CAG merges scheduled for ``step``; True if any group parameters were replaced."""
+        merged = False
+        for q in self.grouped:
+            groups = q.merge_schedule(self.cfg.recon_iters).get(step)
+            if groups is not None:
+                q.stop_scale_learning()
+                q.merge(groups)
+                if self.learn_scales:
+                    q.start_scale_learning()
+                merged = True
+        return merged
 
     def __enter__(self) -> "_Training":
         for name, q in iter_quantizers(self.unit):
@@ -47,11 +65,10 @@ class _Training:
                 q.round_up = None
                 q.soft_rounding = SoftRounding(weight, q._shaped(q.scale, weight))
                 self.roundings.append(q.soft_rounding)
-            else:
-                if self.learn_scales:
-                    q.learned_scale = nn.Parameter(q.scale.detach().clone())
-                    self.scales.append(q.learned_scale)
-                q.drop_prob = self.keep
+        for q in self.activations:
+            if self.learn_scales:
+                q.start_scale_learning()
+            q.drop_prob = self.keep
         return self
 
     def __exit__(self, *exc) -> None:
@@ -60,15 +77,24 @@ class _Training:
                 if q.soft_rounding is not None:
                     q.round_up = q.soft_rounding.hard()
                     q.soft_rounding = None
-            else:
-                if q.learned_scale is not None:
-                    q.scale = q.learned_scale.detach().clamp(min=1e-8).clone()
-                    q.learned_scale = None
-                q.drop_prob = 1.0
+        for q in self.activations:
+            q.stop_scale_learning()
+            q.drop_prob = 1.0
+        for q in self.grouped:
+            if q.scale.numel() > q.groups:  # too few steps for the whole merge schedule
+                q.merge(q.groups)
 
 
 def batch_rows(data: UnitData, tokens: int) -> int:
     return int(min(data.rows, max(1, round(tokens / data.tokens_per_row()))))
+
+
+def _scale_optimizer(params: list[nn.Parameter], lr: float, steps: int):
+    """Adam on the activation scales, cosine-annealed to 0 over ``steps``; (None, None) if none."""
+    if not params:
+        return None, None
+    opt = torch.optim.Adam(params, lr=lr)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=0.0)
 
 
 def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConfig) -> dict:
@@ -81,13 +107,12 @@ def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConf
     losses = []
     try:
         with _Training(unit, cfg) as training:
-            optimizers = [torch.optim.Adam([r.alpha for r in training.roundings], lr=cfg.round_lr)]
-            schedulers = []
-            if training.scales:
-                scale_opt = torch.optim.Adam(training.scales, lr=cfg.scale_lr)
-                optimizers.append(scale_opt)
-                schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(scale_opt, T_max=cfg.recon_iters, eta_min=0.0))
+            round_opt = torch.optim.Adam([r.alpha for r in training.roundings], lr=cfg.round_lr)
+            scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters)
             for step in range(cfg.recon_iters):
+                if training.merge_groups(step):
+                    # The group scales are new tensors; like the reference, restart their optimizer.
+                    scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters - step)
                 index = torch.randint(fp.rows, (batch,)) if batch < fp.rows else torch.arange(fp.rows)
                 q, f = quant_in.select(index), fp.select(index)
                 args = [_mix(a, b, training.keep) for a, b in zip(q.args, f.args)]
@@ -97,13 +122,14 @@ def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConf
                 beta = beta_schedule(step, cfg.recon_iters, cfg.warmup, cfg.beta_start, cfg.beta_end)
                 if beta is not None and training.roundings:
                     loss = loss + cfg.round_reg * sum(r.regularizer(beta) for r in training.roundings)
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
+                round_opt.zero_grad(set_to_none=True)
+                if scale_opt is not None:
+                    scale_opt.zero_grad(set_to_none=True)
                 loss.backward()
-                for opt in optimizers:
-                    opt.step()
-                for sched in schedulers:
-                    sched.step()
+                round_opt.step()
+                if scale_opt is not None:
+                    scale_opt.step()
+                    scale_sched.step()
                 losses.append(error.item())
     finally:
         for p, flag in zip(params, saved_flags):

@@ -19,10 +19,10 @@ import torch.nn as nn
 
 from ...models.base import SegmentModel
 from ..qmodules import QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention, QuantTinyViTAttention
+from ..prepare import MLP_CLASSES
 from .streams import Segment, State
 
 ATTENTIONS = (QuantTinyViTAttention, QuantSamEncoderAttention, QuantDecoderAttention)
-MLP_CLASSES = ("Mlp", "MLPBlock")
 
 
 def _is_block_unit(module: nn.Module) -> bool:
