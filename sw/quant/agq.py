@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .quantizer import UniformQuantizer
+from .quantizer import UniformQuantizer, keep_quantized
 
 TAUS = (1, 2, 4)
 # Calibration scores the candidates on at most this many attention probabilities per call, taken as
@@ -130,6 +130,4 @@ class AGQQuantizer(nn.Module):
             out = agq_values(codes, scale, tau, self.bits) + (a - a.detach())
         else:
             out = agq_fake_quantize(a, scale, tau, self.bits)
-        if self.drop_prob < 1.0:
-            out = torch.where(torch.rand_like(a) < self.drop_prob, out, a)
-        return out
+        return keep_quantized(out, a, self.drop_prob)

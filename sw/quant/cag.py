@@ -26,6 +26,7 @@ import torch
 from .observers import AvgMinMaxObserver
 from .quantizer import UniformQuantizer, fake_quantize, qparams_from_range, quantize_codes
 
+
 def kmeans(points: torch.Tensor, k: int, seed: int = 0, iters: int = 100) -> torch.Tensor:
     """Labels of ``points`` [n, d] in k clusters: k-means++ seeding, then Lloyd's iterations."""
     n = points.shape[0]
@@ -69,10 +70,6 @@ class CAGQuantizer(UniformQuantizer):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, groups={self.groups}, features={self.features}"
-
-    @property
-    def channels(self) -> int:
-        return self.labels.numel()
 
     @property
     def permutation(self) -> torch.Tensor:

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .quantizer import keep_quantized
+
 GRID_RATES = (0.125, 0.25, 0.5)
 RANGE_RATES = (0.1, 0.3, 0.5)
 # Rows of the consumer's input scored per calibration call: the candidate search runs 9 linear layers,
@@ -160,6 +162,4 @@ class HLUQQuantizer(nn.Module):
             out = hluq_values(codes, self.lo, s_log, s_uni, self.bits, self.log_levels) + (x - x.detach())
         else:
             out = hluq_fake_quantize(x, self.lo, s_log, s_uni, self.bits, self.log_levels)
-        if self.drop_prob < 1.0:
-            out = torch.where(torch.rand_like(x) < self.drop_prob, out, x)
-        return out
+        return keep_quantized(out, x, self.drop_prob)

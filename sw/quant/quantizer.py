@@ -42,6 +42,13 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def keep_quantized(quantized: torch.Tensor, fp: torch.Tensor, keep: float) -> torch.Tensor:
+    """QDrop's mixing: each element is ``quantized`` with probability ``keep``, else ``fp``."""
+    if keep >= 1.0:
+        return quantized
+    return torch.where(torch.rand_like(quantized) < keep, quantized, fp)
+
+
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
     if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
         codes = torch.clamp(round_ste(x / scale) + zero_point, 0, 2**bits - 1)
@@ -130,7 +137,4 @@ class UniformQuantizer(nn.Module):
             return x
         if not bool(self.calibrated):
             raise RuntimeError("quantizer enabled before calibration")
-        out = self._quantize(x)
-        if self.drop_prob < 1.0:
-            out = torch.where(torch.rand_like(x) < self.drop_prob, out, x)
-        return out
+        return keep_quantized(self._quantize(x), x, self.drop_prob)

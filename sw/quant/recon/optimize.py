@@ -15,15 +15,10 @@ import torch.nn as nn
 
 from ..cag import CAGQuantizer
 from ..config import QuantConfig
+from ..quantizer import keep_quantized
 from ..prepare import is_weight_quantizer, iter_quantizers, weight_owner
 from .adaround import SoftRounding, beta_schedule
 from .units import UnitData
-
-
-def _mix(quantized: torch.Tensor, fp: torch.Tensor, keep: float) -> torch.Tensor:
-    if keep >= 1.0:
-        return quantized
-    return torch.where(torch.rand_like(quantized) < keep, quantized, fp)
 
 
 def _output_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,8 +110,8 @@ def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConf
                     scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters - step)
                 index = torch.randint(fp.rows, (batch,)) if batch < fp.rows else torch.arange(fp.rows)
                 q, f = quant_in.select(index), fp.select(index)
-                args = [_mix(a, b, training.keep) for a, b in zip(q.args, f.args)]
-                kwargs = {k: _mix(q.kwargs[k], f.kwargs[k], training.keep) for k in q.kwargs}
+                args = [keep_quantized(a, b, training.keep) for a, b in zip(q.args, f.args)]
+                kwargs = {k: keep_quantized(q.kwargs[k], f.kwargs[k], training.keep) for k in q.kwargs}
                 error = _output_error(unit(*args, **kwargs), f.output)
                 loss = error
                 beta = beta_schedule(step, cfg.recon_iters, cfg.warmup, cfg.beta_start, cfg.beta_end)
