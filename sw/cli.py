@@ -60,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--json", help="write the result record here")
+
+    p = sub.add_parser("export", help="write the integer bundle (weights, codes, requant constants) of a quantized model")
+    _add_model(p)
+    _add_quant(p)
+    p.set_defaults(calib=str(DEFAULT_DATA))
+    p.add_argument("--quant-state", help="state file from 'samhw quantize' (instead of calibrating with --recipe)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+
+    p = sub.add_parser("inspect", help="validate a bundle and print a per-layer summary (exit 1 if invalid)")
+    p.add_argument("bundle", help="bundle directory")
     return parser
 
 
@@ -110,13 +120,48 @@ def _cmd_eval(args, progress: bool) -> int:
     return 0
 
 
+def _cmd_export(args, progress: bool) -> int:
+    from .export.bundle import export_bundle
+    from .models import load_model
+    from .quant.state import load_quant_state
+    from .workflow import calibration_items, quantize_from_args, seed_everything
+
+    seed_everything(args.seed)
+    model = load_model(args.model, args.checkpoint)
+    if args.quant_state:
+        qmodel = load_quant_state(model, args.quant_state)
+        items, _ = calibration_items(args.calib, args.calib_images, args.max_prompts, args.seed)
+    elif args.recipe:
+        qmodel, _ = quantize_from_args(args, model, progress)
+        items, _ = calibration_items(args.calib, args.calib_images, args.max_prompts, args.seed)
+    else:
+        raise SamhwError("export needs --recipe or --quant-state")
+    out = export_bundle(qmodel, items, args.out, progress=progress)
+    cfg = qmodel.quant_config
+    print(f"wrote {out} ({model.name} {cfg.recipe} {cfg.bits_name})")
+    return 0
+
+
+def _cmd_inspect(args, progress: bool) -> int:
+    from .ref.bundle import BundleError, load_bundle
+    from .ref.summary import summarize
+
+    try:
+        print(summarize(load_bundle(args.bundle)))
+    except BundleError as exc:
+        print(f"samhw: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_run(args, progress: bool) -> int:
     from .main_job import run_main_job
 
     return run_main_job(args, progress)
 
 
-COMMANDS = {"quantize": _cmd_quantize, "eval": _cmd_eval, "run": _cmd_run}
+COMMANDS = {"quantize": _cmd_quantize, "eval": _cmd_eval, "run": _cmd_run, "export": _cmd_export,
+            "inspect": _cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:

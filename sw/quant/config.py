@@ -49,6 +49,11 @@ RECIPES: dict[str, dict[str, str]] = {
     "ahcptq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4},
     "ahcptq-hluq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq"},
     "ahcptq-cag": {**_PTQ4SAM_L, "cag_groups": 4},
+    # The CAG ablation: final group count G (ahcptq itself is G = 4) and the clustering features.
+    "ahcptq-g1": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 1},
+    "ahcptq-g2": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 2},
+    "ahcptq-g8": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 8},
+    "ahcptq-normalized": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4, "cag_features": "normalized"},
 }
 # What each reconstruction mode learns, on which units (methods.md §1.5):
 #   adaround: weight rounding only, one unit per linear/conv layer, activations quantized throughout;

@@ -2,15 +2,17 @@
 
 A real rescale factor r > 0 (e.g. s_in * s_w / s_out) is represented as
 
-    r ~= M * 2^(-shift),   2^30 <= M < 2^31  (a normalized 31-bit unsigned multiplier), shift >= 0
+    r ~= M * 2^(-shift),   2^30 <= M < 2^31  (a normalized 31-bit unsigned multiplier), 17 <= shift <= 78
 
 and an int accumulator is rescaled and rounded in one step:
 
     y = (acc * M + 2^(shift - 1)) >> shift          (arithmetic shift: round half toward +infinity)
     q = clamp(y + zero_point, q_min, q_max)
 
-One rounding, not two (gemmlowp's high-mul then shift rounds twice). Products use Python/numpy int64
-only where |acc| < 2^32, so acc * M never overflows 63 bits; callers bound their accumulator width
+One rounding, not two (gemmlowp's high-mul then shift rounds twice). Accumulators may hold up to 47
+bits plus sign (grouped layers scale their partial sums by 16-bit group ratios); the 78-bit product
+acc * M is formed exactly in int64 by splitting M into 15 high and 16 low bits, using
+floor(floor(x / 2^16) / 2^(shift-16)) = floor(x / 2^shift). Callers bound their accumulator width
 (``accumulator_bits``) and ``requantize`` checks it.
 """
 
@@ -21,7 +23,10 @@ import math
 import numpy as np
 
 MULTIPLIER_BITS = 31
-MAX_ACC_BITS = 32  # |acc| < 2^32 keeps acc * M (< 2^63) exact in int64
+MAX_ACC_BITS = 47  # |acc| < 2^47: acc * M_hi (< 2^62) and acc * M_lo (< 2^63) stay exact in int64
+_SPLIT = 16
+# The rounding constant 2^(shift - 17) plus acc * M_hi (< 2^62) must stay below 2^63.
+MAX_SHIFT = 78
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -37,7 +42,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
         multiplier //= 2
         exponent += 1
     shift = MULTIPLIER_BITS - exponent
-    if shift < 1 or shift > 62:
+    if shift <= _SPLIT or shift > MAX_SHIFT:
         raise ValueError(f"rescale factor {real} is out of the supported range (shift {shift})")
     return multiplier, shift
 
@@ -57,5 +62,11 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
         raise OverflowError(f"accumulator magnitude {int(np.abs(acc).max())} needs more than {MAX_ACC_BITS} bits")
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
-    y = (acc * multiplier + (np.int64(1) << (shift - 1))) >> shift
+    if np.any(shift <= _SPLIT):
+        raise ValueError(f"requantize needs shift > {_SPLIT} (rescale factors below 2^{MULTIPLIER_BITS - _SPLIT - 1})")
+    m_hi, m_lo = multiplier >> _SPLIT, multiplier & ((1 << _SPLIT) - 1)
+    # (acc*M + 2^(shift-1)) >> shift with acc*M = (acc*m_hi) * 2^16 + acc*m_lo: the rounding constant
+    # sits in the high part (shift - 1 >= 16), the low part is floored by 2^16 first.
+    high = acc * m_hi + (np.int64(1) << (shift - 1 - _SPLIT))
+    y = (high + ((acc * m_lo) >> _SPLIT)) >> (shift - _SPLIT)
     return np.clip(y + zero_point, q_min, q_max)

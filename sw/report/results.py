@@ -14,8 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
 KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset")
 RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
-                "qdrop+agq", "ptq4sam-l"]
-ABLATION = [("qdrop", "QDrop"), ("qdrop+big", "+BIG"), ("qdrop+agq", "+AGQ"), ("ptq4sam-l", "+both (PTQ4SAM-L)")]
+                "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-g1", "ahcptq-g2", "ahcptq",
+                "ahcptq-g8", "ahcptq-normalized"]
+# Sub-tables that change one component per row: (title, [(recipe, label), ...]).
+ABLATIONS = [
+    ("Ablation: BIG and AGQ on top of QDrop",
+     [("qdrop", "QDrop"), ("qdrop+big", "+BIG"), ("qdrop+agq", "+AGQ"), ("ptq4sam-l", "+both (PTQ4SAM-L)")]),
+    ("Ablation: HLUQ and CAG on top of PTQ4SAM-L",
+     [("ptq4sam-l", "PTQ4SAM-L"), ("ahcptq-hluq", "+HLUQ"), ("ahcptq-cag", "+CAG (G=4)"),
+      ("ahcptq", "+both (AHCPTQ, G=4, raw features)")]),
+    ("Ablation: CAG group count G and clustering features (AHCPTQ)",
+     [("ahcptq-g1", "G=1"), ("ahcptq-g2", "G=2"), ("ahcptq", "G=4 (raw (s, z) features)"), ("ahcptq-g8", "G=8"),
+      ("ahcptq-normalized", "G=4, normalized features")]),
+]
 
 
 def _key(record: dict) -> tuple:
@@ -54,7 +65,8 @@ def render_markdown(records: list[dict]) -> str:
         "mIoU GT = mean IoU against the ground-truth masks over all non-crowd instances, mIoU FP = mean IoU",
         "of the quantized model's masks against the float model's. All in percent. Calibration: 32 train",
         "images, at most 16 ground-truth boxes each; seconds are wall clock on the machine that ran it,",
-        "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l: default settings of sw/quant/config.py).",
+        "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l, ahcptq*: default settings of",
+        "sw/quant/config.py).",
         "",
         "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s |",
         "|---|---|---|---|---|---|---|---|",
@@ -64,17 +76,18 @@ def render_markdown(records: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {bits} | {_fmt(r['ap'])} | "
                      f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} |")
     lines += ["", "![mIoU vs ground truth by recipe and bit width](results.png)", ""]
-    lines += _ablation(records)
+    for title, variants in ABLATIONS:
+        lines += _ablation(records, title, variants)
     return "\n".join(lines)
 
 
-def _ablation(records: list[dict]) -> list[str]:
-    """PTQ4SAM's components one at a time on top of QDrop, per dataset and bit width measured."""
-    recipes = dict(ABLATION)
+def _ablation(records: list[dict], title: str, variants: list[tuple[str, str]]) -> list[str]:
+    """One component changed per row, per dataset and bit width measured."""
+    recipes = dict(variants)
     rows = [r for r in records if r["recipe"] in recipes]
     if not rows:
         return []
-    lines = ["## Ablation: BIG and AGQ on top of QDrop", "",
+    lines = [f"## {title}", "",
              "| dataset | bits | variant | AP | mIoU GT | mIoU FP | calib s |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], -r["weight_bits"], list(recipes).index(r["recipe"]))):
         lines.append(f"| {r['dataset']} | W{r['weight_bits']}A{r['act_bits']} | {recipes[r['recipe']]} | "
