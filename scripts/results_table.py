@@ -34,12 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="evaluate only the first N val images (records say so)")
     p.add_argument("--no-fp", action="store_true", help="skip the float row (its masks are still computed)")
     p.add_argument("--out", default=str(RESULTS_JSON))
+    p.add_argument("--states", help="also save each calibrated model's state here (<recipe>_<bits>.safetensors), "
+                                    "for scripts/crosscheck_ref.py and 'samhw export --quant-state'")
     args = p.parse_args(argv)
 
     from sw.data.coco import resolve_coco_folder
     from sw.eval.benchmark import collect_predictions, run_benchmark
     from sw.models import load_model
     from sw.quant.config import make_config
+    from sw.quant.state import save_quant_state
     from sw.workflow import calibration_items, evaluate, quantize, seed_everything
 
     seed_everything(0)
@@ -68,6 +71,9 @@ def main(argv=None) -> int:
     for recipe in args.recipes:
         for bits in args.bits:
             qmodel, calib_seconds = quantize(model, make_config(recipe, bits), items)
+            if args.states:
+                save_quant_state(qmodel, Path(args.states) / f"{recipe}_{bits}.safetensors",
+                                 extra={"calib_seconds": round(calib_seconds, 1), "calib_images": len(items)})
             start = time.perf_counter()
             result = evaluate(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
             cfg = qmodel.quant_config

@@ -71,8 +71,10 @@ def _input_encoding(q: nn.Module, name: str) -> tuple[dict, dict, list[float], f
     return params, {}, [params["scale"]], float(2**q.bits - 1)
 
 
-def _group_multipliers(units: list[float], weight_abs_sum: float, worst_operand: float, name: str) -> tuple[np.ndarray, int]:
-    """(m_g, F) with the largest F <= GROUP_FRAC_BITS whose worst-case accumulator fits.
+def _group_multipliers(units: list[float], weight_abs_sum: float, worst_operand: float, bias_steps: float,
+                       name: str) -> tuple[np.ndarray, int]:
+    """(m_g, F) with the largest F <= GROUP_FRAC_BITS whose worst-case accumulator fits; ``bias_steps`` is
+    the largest |bias| in accumulator steps at F = 0.
 
     Single-group layers get m = 2^F too: the bias then lands in the accumulator with F fractional
     bits. Without them its rounding (half an accumulator step) alone flipped 3-30 % of the 16-bit host
@@ -82,7 +84,7 @@ def _group_multipliers(units: list[float], weight_abs_sum: float, worst_operand:
     lowest = 0 if len(units) == 1 else 8
     for frac in range(GROUP_FRAC_BITS, lowest - 1, -1):
         m = np.array([round(2**frac * u / u_min) for u in units], np.int64)
-        if worst_operand * weight_abs_sum * float(m.max()) < 2.0 ** (MAX_ACC_BITS - 1):
+        if worst_operand * weight_abs_sum * float(m.max()) + bias_steps * 2.0**frac < 2.0 ** (MAX_ACC_BITS - 1):
             return m, frac
     raise SamhwError(f"layer '{name}': grouped accumulator would exceed {MAX_ACC_BITS} bits "
                      f"(group scales span {max(units) / u_min:.3g}x)")
@@ -113,13 +115,14 @@ def gemm_layer(name: str, module: nn.Module, consumer: tuple[np.ndarray, np.ndar
     w_int = (w_codes - w_zero.reshape(-1, *[1] * (w_codes.dim() - 1))).double()
     params, tensors, units, worst = _input_encoding(module.input_quantizer, name)
     weight_abs_sum = float(w_int.abs().reshape(w_int.shape[0], -1).sum(1).max())
-    # Each channel feeds at most two partial sums (HLUQ's uniform codes feed both paths).
-    multipliers, frac = _group_multipliers(units, weight_abs_sum, worst * min(len(units), 2), name)
-    unit = (min(units) * 2.0**-frac) * w_scale.numpy()  # real value of one accumulator step, per output
     bias = module.bias.detach().double() if module.bias is not None else torch.zeros(w_int.shape[0], dtype=torch.float64)
     constant = bias.clone()
     if params["format"] == "hluq":  # x = m + value(code): m * sum_c w_hat[o, c] is a per-output constant
         constant += params["m"] * (w_int.reshape(w_int.shape[0], -1).sum(1) * w_scale)
+    bias_steps = float((constant.abs() / (min(units) * w_scale)).max())
+    # Each channel feeds at most two partial sums (HLUQ's uniform codes feed both paths).
+    multipliers, frac = _group_multipliers(units, weight_abs_sum, worst * min(len(units), 2), bias_steps, name)
+    unit = (min(units) * 2.0**-frac) * w_scale.numpy()  # real value of one accumulator step, per output
     bias_acc = np.round(constant.numpy() / unit).astype(np.int64)
     if consumer is not None:
         out_scale, out_zero, bits, to = consumer

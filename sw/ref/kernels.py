@@ -87,19 +87,26 @@ def combine_partials(partials: list[np.ndarray], multipliers: np.ndarray) -> np.
     return acc
 
 
-def conv2d_partial(codes: np.ndarray, zero_point: int, weight: np.ndarray, stride: int, padding: int,
-                   groups: int) -> np.ndarray:
-    """Integer conv of uniform codes [B, C, H, W] with signed weight [O, C/groups, kh, kw]; padding
-    contributes exact zeros (it is the zero point in code space)."""
+def _conv_taps(codes: np.ndarray, zero_point: int, kernel: tuple[int, int], stride: int, padding: int):
+    """Zero-centred, padded operand and, per kernel tap (i, j), its strided view [B, C, Ho, Wo].
+
+    Padding is the zero point in code space, so it contributes exact zeros."""
     d = np.asarray(codes, np.int64) - int(zero_point)
     if padding:
         d = np.pad(d, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    b, c, h, w = d.shape
+    kh, kw = kernel
+    ho, wo = (d.shape[2] - kh) // stride + 1, (d.shape[3] - kw) // stride + 1
+    return {(i, j): d[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] for i in range(kh) for j in range(kw)}
+
+
+def conv2d_partial(codes: np.ndarray, zero_point: int, weight: np.ndarray, stride: int, padding: int,
+                   groups: int) -> np.ndarray:
+    """Integer conv of uniform codes [B, C, H, W] with signed weight [O, C/groups, kh, kw]."""
     o, cg, kh, kw = weight.shape
-    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
+    taps = _conv_taps(codes, zero_point, (kh, kw), stride, padding)
+    b, _, ho, wo = taps[0, 0].shape
     # patches[b, c, i, j, y, x] = d[b, c, y*stride + i, x*stride + j]
-    patches = np.stack([np.stack([d[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] for j in range(kw)], 2)
-                        for i in range(kh)], 2)
+    patches = np.stack([np.stack([taps[i, j] for j in range(kw)], 2) for i in range(kh)], 2)
     og = o // groups
     out = []
     for g in range(groups):
@@ -112,17 +119,8 @@ def conv2d_partial(codes: np.ndarray, zero_point: int, weight: np.ndarray, strid
 def depthwise_conv2d_partial(codes: np.ndarray, zero_point: int, weight: np.ndarray, stride: int,
                              padding: int) -> np.ndarray:
     """``conv2d_partial`` with groups = channels, without a per-channel matmul loop."""
-    d = np.asarray(codes, np.int64) - int(zero_point)
-    if padding:
-        d = np.pad(d, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    _, _, h, w = d.shape
-    _, _, kh, kw = weight.shape
-    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
-    acc = np.zeros(d.shape[:2] + (ho, wo), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            acc += d[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] * weight[:, 0, i, j][None, :, None, None]
-    return acc
+    taps = _conv_taps(codes, zero_point, weight.shape[2:], stride, padding)
+    return sum(view * weight[:, 0, i, j][None, :, None, None] for (i, j), view in taps.items())
 
 
 def attention_scores(q_codes: np.ndarray, q_zero: int, k_codes: np.ndarray, k_zero: int) -> np.ndarray:
