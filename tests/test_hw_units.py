@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +27,8 @@ from sw.ref.arith import requantize
 from sw.ref.bundle import Layer
 from sw.ref.kernels import agq_weights, attention_values, hluq_terms, signed_weight
 from sw.ref.layers import conv_accumulator, linear_accumulator, run_attention_values, run_linear
+from torchless import run_without_torch
 
-ROOT = Path(__file__).resolve().parents[1]
 CODES_OUT = {"to": "codes", "bits": 4, "min": 0, "max": 15}
 HOST_OUT = {"to": "host", "bits": 16, "min": -32767, "max": 32767}
 
@@ -553,11 +550,6 @@ def test_unit_verilog_emits_a_module_with_the_signature_ports():
 def test_hw_imports_and_elaborates_without_torch():
     code = """
 import importlib, pkgutil, sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-sys.meta_path.insert(0, NoTorch())
 import hw
 names = {m.name for m in pkgutil.walk_packages(hw.__path__, "hw.")}
 for name in sorted(names):
@@ -583,6 +575,6 @@ assert "module Requantizer" in unit_verilog(Requantizer.from_layer(layer))
 assert "torch" not in sys.modules
 print(len(names))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    result = run_without_torch(code)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 8

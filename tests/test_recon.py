@@ -59,6 +59,11 @@ def test_units_follow_call_order_and_block_granularity(litemedsam, calib_items):
     with torch.no_grad():
         merge = units_in_order(qmodel, segments[2], segments[1].run(qmodel, segments[0].run(qmodel, state)), "block")
     assert merge == ["image_encoder.layers.1.downsample"]  # no attention/MLP inside: one unit
+    # a layer unit's float (nn.Linear) and quantized (QuantLinear) captures line up row for row
+    path = f"{prefix}.attn.qkv"
+    fp = capture(litemedsam, segments[0], [state], [path], with_output=True)[path]
+    q = capture(qmodel, segments[0], [state], [path], with_output=False)[path]
+    assert fp.rows == q.rows == fp.output.shape[0] and fp.args[0].dim() == 2
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Writing a calibrated model's bundle: one pass over calibration images for the host-code ranges, then
-every quantized layer and attention as a bundle entry (see ``sw/export/layers.py``)."""
+every quantized layer and attention as a bundle entry (see ``sw/export/layers.py``), and last the
+``host`` layer with the float parameters and structure of the host steps (``sw/export/host_params.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..models.base import SegmentModel
 from ..quant.forward import run_items
 from ..quant.qmodules import QuantConv2d, QuantLinear
 from ..ref.bundle import Bundle, write_bundle
+from .host_params import HOST_LAYER, host_layer
 from .layers import ATTENTION_TYPES, HOST_BITS, attention_layer, gemm_layer, projection_consumers
 
 
@@ -67,6 +69,7 @@ def build_bundle(qmodel: SegmentModel, items: list[CalibItem], progress: bool = 
                 layers[name] = gemm_layer(name, module, consumers.get(name), host_max.get(name))
             elif isinstance(module, ATTENTION_TYPES):
                 layers[name] = attention_layer(name, module, keys.get(name, 1))
+        layers[HOST_LAYER] = host_layer(qmodel)
     cfg = qmodel.quant_config
     header = {"model": qmodel.name, "recipe": cfg.recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
               "quant_config": cfg.to_dict(), "tool": f"samhw {__version__}", "host_bits": HOST_BITS,

@@ -3,7 +3,8 @@
 The accelerator hands the host integer accumulators or codes with their real units; the host computes
 in float64 and encodes its result for the next integer layer with that layer's input quantizer. The
 encoders repeat the fake-quant formulas of ``sw/quant`` (uniform: round half to even, as torch.round;
-AGQ: the all-ones code is zero; HLUQ: the code layout of ``sw/quant/hluq.py``).
+CAG: uniform with each channel's group scale and zero point; AGQ: the all-ones code is zero; HLUQ: the
+code layout of ``sw/quant/hluq.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def uniform_encode(x: np.ndarray, scale, zero_point, bits: int) -> np.ndarray:
     return np.clip(np.round(x / scale) + zero_point, 0, 2**bits - 1).astype(np.int64)
+
+
+def cag_encode(x: np.ndarray, group_scale: np.ndarray, group_zero_point: np.ndarray, channel_group: np.ndarray,
+               bits: int) -> np.ndarray:
+    """Channels (last axis) encoded with their group's scale and zero point, as ``CAGQuantizer.codes``."""
+    groups = np.asarray(channel_group, np.int64)
+    scale = np.asarray(group_scale, np.float64)[groups]
+    zero = np.asarray(group_zero_point, np.int64)[groups]
+    return uniform_encode(x, scale, zero, bits)
 
 
 def agq_encode(p: np.ndarray, scale: float, tau: int, bits: int) -> np.ndarray:

@@ -7,6 +7,9 @@ from .bundle import Bundle
 
 def _describe(layer) -> str:
     p = layer.params
+    if layer.kind == "host":
+        values = sum(t.size for t in layer.tensors.values())
+        return f"{len(layer.tensors)} float32 tensors ({values} values) for the host steps, {p['encoder']['type']} structure"
     if layer.kind == "attention":
         sm = p["softmax"]
         softmax = f"AGQ tau={sm['tau']} Q={sm['max_shift']}" if sm["format"] == "agq" else "uniform softmax"

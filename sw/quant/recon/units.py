@@ -50,7 +50,9 @@ def _candidates(segment_module: nn.Module, prefix: str, granularity: str) -> lis
 
 
 def token_wise(module: nn.Module) -> bool:
-    return isinstance(module, QuantLinear) or type(module).__name__ in MLP_CLASSES
+    # The float reference holds plain nn.Linear where the quantized model holds QuantLinear; both
+    # sides of a unit must be flattened alike or their rows do not line up.
+    return isinstance(module, (QuantLinear, nn.Linear)) or type(module).__name__ in MLP_CLASSES
 
 
 @torch.no_grad()

