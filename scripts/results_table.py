@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     from sw.quant.config import make_config
     from sw.quant.state import save_quant_state
     from sw.workflow import calibration_items, evaluate, quantize, seed_everything
+    import torch
 
     seed_everything(0)
     split = resolve_coco_folder(args.data, "val")
@@ -70,7 +71,11 @@ def main(argv=None) -> int:
     print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
     for recipe in args.recipes:
         for bits in args.bits:
+            cpu_start = time.process_time()
             qmodel, calib_seconds = quantize(model, make_config(recipe, bits), items)
+            # CPU seconds of all this process's threads: unlike wall clock, barely moved by other jobs
+            # sharing the machine, so rows measured on a busy machine stay comparable.
+            calib_cpu = time.process_time() - cpu_start
             if args.states:
                 save_quant_state(qmodel, Path(args.states) / f"{recipe}_{bits}.safetensors",
                                  extra={"calib_seconds": round(calib_seconds, 1), "calib_images": len(items)})
@@ -79,7 +84,8 @@ def main(argv=None) -> int:
             cfg = qmodel.quant_config
             records.append({**base, "recipe": recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
                             "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_ref,
-                            "calib_seconds": round(calib_seconds, 1),
+                            "calib_seconds": round(calib_seconds, 1), "calib_cpu_seconds": round(calib_cpu, 1),
+                            "torch_threads": torch.get_num_threads(),
                             "eval_seconds": round(time.perf_counter() - start, 1)})
             print(json.dumps(records[-1]), file=sys.stderr)
             save()

@@ -56,6 +56,10 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _seconds(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def render_markdown(records: list[dict]) -> str:
     lines = [
         "# Results",
@@ -66,15 +70,18 @@ def render_markdown(records: list[dict]) -> str:
         "of the quantized model's masks against the float model's. All in percent. Calibration: 32 train",
         "images, at most 16 ground-truth boxes each; seconds are wall clock on the machine that ran it,",
         "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l, ahcptq*: default settings of",
-        "sw/quant/config.py).",
+        "sw/quant/config.py). That machine has 2 cores and some runs shared them with other jobs, which",
+        "inflates wall clock; calib CPU s (CPU time of the run's own threads, recorded since 2026-12-03,",
+        "n/a before) is not inflated that way.",
         "",
-        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s | calib CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         bits = "fp32" if r["recipe"] == "fp" else f"W{r['weight_bits']}A{r['act_bits']}"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {bits} | {_fmt(r['ap'])} | "
-                     f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} |")
+                     f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} | "
+                     f"{_seconds(r.get('calib_cpu_seconds'))} |")
     lines += ["", "![mIoU vs ground truth by recipe and bit width](results.png)", ""]
     for title, variants in ABLATIONS:
         lines += _ablation(records, title, variants)
