@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from hw.engine import GemmEngine
 from hw.engine.image import decode_outputs, load_words, output_addresses
 from hw.engine.layers import engine_config, linear_operands, scores_operands, values_operands
+from hw.units.dsp_multiply import piece_offsets
 from sw.ref.bundle import Layer
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import linear_accumulator, run_attention_values, run_linear
-from tests.test_hw_units import CODES_OUT, HOST_OUT, fit_shift, gemm_layer
+from tests.test_hw_units import CODES_OUT, HOST_OUT, assert_dsp_sized, fit_shift, gemm_layer
 
 
 def run_engine(config, ops, timeout=200_000):
@@ -161,14 +163,19 @@ def test_engine_runs_again_after_done_with_new_rows():
     assert_run(config, linear_operands(layer, more), run_linear(layer, more))
 
 
-def test_engine_uses_one_hard_multiplier_per_pe_and_one_for_the_requantizer():
+def test_engine_multiplies_only_in_the_pe_combines_and_the_requantizer_with_dsp_sized_pieces():
     from amaranth.back import rtlil
 
     rng = np.random.default_rng(0)
     layer, _ = linear_case(rng, "cag", 12, 6, 4, CODES_OUT)
     config = engine_config(layer, pes=(2, 3), max_rows=8)
     text = rtlil.convert(GemmEngine(config), name="top")
-    assert text.count("cell $mul ") == config.pes + 1
+    combines = {f"top.array.pe{r}_{k}.accumulator.multiplier" for r in range(2) for k in range(3)}
+    cells = assert_dsp_sized(text, combines | {"top.requant.multiply"})
+    w = config.widths
+    per_pe = len(piece_offsets(signed(w.partial_bits))) * len(piece_offsets(unsigned(w.mult_bits)))
+    requant = len(piece_offsets(signed(config.acc_bits))) * len(piece_offsets(unsigned(31)))
+    assert len(cells) == config.pes * per_pe + requant
     # Every memory read port is clocked: asynchronous reads cannot be placed in ECP5 block RAM.
     reads = [cell.split("  end")[0] for cell in text.split("cell $memrd_v2")[1:]]
     assert len(reads) == len(config.memories())
@@ -211,3 +218,34 @@ def test_generate_command_writes_verilog_and_a_design_description(tmp_path, caps
     assert json.loads((tmp_path / "v" / "design.json").read_text())["kind"] == "agq"
     assert main(["generate", str(tmp_path / "b"), "--layer", attn.name, "--out", str(tmp_path / "x")]) == 2
     assert "--op scores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("achieved,verdict", [(101.26, "meets"), (97.44, "misses")])
+def test_ecp5_smoke_report_states_the_measured_run(achieved, verdict):
+    from bitstreams.ecp5_smoke import report_markdown, summarize
+
+    def step(kind, delay, src, dst):
+        return {"type": kind, "delay": delay, "from": {"cell": src[0], "port": src[1]},
+                "to": {"cell": dst[0], "port": dst[1]}}
+
+    pnr = {"fmax": {"clk": {"achieved": achieved, "constraint": 100}},
+           "utilization": {"TRELLIS_COMB": {"used": 130, "available": 83640}, "TRELLIS_IO": {"used": 9}},
+           "critical_paths": [
+               {"from": "<async>", "to": "posedge clk", "path": [step("routing", 20.0, ("pin", "O"), ("x", "CE"))]},
+               {"from": "posedge clk", "to": "posedge clk", "path": [
+                   step("clk-to-q", 0.5, ("a", "Q"), ("a", "Q")), step("routing", 4.0, ("a", "Q"), ("b", "A")),
+                   step("logic", 5.25, ("b", "A"), ("b", "F")), step("setup", 0.1, ("c", "DI"), ("c", "DI"))]}]}
+    cells = {"LUT4": 100, "CCU2C": 10, "TRELLIS_FF": 50, "MULT18X18D": 6, "DP16KD": 3, "TRELLIS_DPR16X4": 2}
+    r = summarize(cells, pnr, [95.04, achieved])
+    assert (r["lut4"], r["ff"], r["dsp"], r["ebr"], r["placed_comb"], r["io"]) == (120, 50, 6, 3, 130, 9)
+    assert (r["fmax_mhz"], r["fmax_placed_mhz"]) == (round(achieved, 1), 95.0)
+    assert r["critical_path"] == {"from": "a.Q", "to": "c.DI", "total_ns": 9.85, "clk-to-q": 0.5, "logic": 5.25,
+                                  "routing": 4.0, "setup": 0.1}
+    design = {"top": "mac_engine", "source": {"layer": "l", "operation": "linear"}, "pe_rows": 2, "pe_cols": 2,
+              "reduction": 8, "outputs": 4, "max_rows": 4, "timing": {"pe_latency": 11, "requant_latency": 7},
+              "ebr_estimate": 4}
+    run = {"command": "python -m bitstreams.ecp5_smoke B", "yosys": "Y", "nextpnr": "N", "pnr_options": ["--85k"],
+           "synth_s": 1.0, "pnr_s": 2.0}
+    text = report_markdown(design, r, run)
+    assert f"**Fmax after routing: {round(achieved, 1)} MHz** against the 100 MHz target ({verdict} it)" in text
+    assert "| MULT18X18D (DSP) | 6 | 156 | 3.8 |" in text and "from `a.Q` to `c.DI`" in text

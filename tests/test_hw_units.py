@@ -20,6 +20,7 @@ from amaranth.sim import Simulator
 
 from hw.generate import unit_verilog
 from hw.units import AgqValueUnit, GroupedMacLane, HluqPE, Requantizer
+from hw.units.dsp_multiply import PipelinedMultiplier, piece_offsets
 from hw.units.shift_add import shift_add_multiply
 from hw.widths import (AgqWidths, HluqWidths, MacWidths, RequantWidths, attention_widths, gemm_widths,
                        magnitude_bits, reduction_length, requant_widths, signed_bits)
@@ -30,6 +31,7 @@ from sw.ref.layers import conv_accumulator, linear_accumulator, run_attention_va
 from torchless import run_without_torch
 
 CODES_OUT = {"to": "codes", "bits": 4, "min": 0, "max": 15}
+MULT18X18D_BITS = 18  # operand width of one ECP5 hard multiplier
 HOST_OUT = {"to": "host", "bits": 16, "min": -32767, "max": 32767}
 
 
@@ -76,6 +78,27 @@ def module_text(unit, name: str) -> str:
     text = rtlil.convert(unit, name="top")
     blocks = re.split(r"\n(?=module )", text)
     return next(b for b in blocks if b.startswith(f"module \\{name}\n"))
+
+
+def multiplies(text: str) -> dict[str, list[tuple[int, int]]]:
+    """Operand widths (A, B) of every ``$mul`` cell in RTLIL ``text``, by module name."""
+    found = {}
+    for block in re.split(r"\n(?=module )", text):
+        name = block.split("\n", 1)[0].removeprefix("module \\")
+        cells = re.findall(r"cell \$mul .*?parameter \\A_WIDTH (\d+)\s+parameter \\B_WIDTH (\d+)", block, re.S)
+        if cells:
+            found[name] = [(int(a), int(b)) for a, b in cells]
+    return found
+
+
+def assert_dsp_sized(text: str, modules: set[str]) -> list[tuple[int, int]]:
+    """The hard multiplies are exactly those of ``modules`` and each fits one MULT18X18D (18 x 18
+    operands); returns them."""
+    found = multiplies(text)
+    assert set(found) == modules, found
+    cells = [c for cells in found.values() for c in cells]
+    assert all(a <= MULT18X18D_BITS and b <= MULT18X18D_BITS for a, b in cells), cells
+    return cells
 
 
 # ---- synthetic layers ----------------------------------------------------------------------------
@@ -291,6 +314,42 @@ def _hi(shape):
     return 2 ** (shape.width - 1) - 1 if shape.signed else 2**shape.width - 1
 
 
+# ---- pipelined hard multiplier --------------------------------------------------------------------
+
+def _operands(shape, rng, count):
+    lo, hi = _lo(shape), _hi(shape)
+    corners = [v for v in (lo, hi, 0, 1, -1, lo + 1, hi - 1) if lo <= v <= hi]
+    return corners + [int(v) for v in rng.integers(lo, hi, count, endpoint=True, dtype=np.int64)]
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    (signed(16), unsigned(27)), (signed(44), unsigned(31)), (signed(18), signed(18)), (unsigned(18), signed(19)),
+    (signed(36), signed(35)), (unsigned(5), unsigned(3)), (signed(1), unsigned(40)), (signed(19), unsigned(17))])
+def test_pipelined_multiplier_is_exact_every_cycle_with_dsp_sized_pieces(a_shape, b_shape):
+    rng = np.random.default_rng(a_shape.width * 100 + b_shape.width)
+    a_values, b_values = _operands(a_shape, rng, 60), _operands(b_shape, rng, 60)
+    pairs = [(a, b) for a in a_values[:7] for b in b_values[:7]] + list(zip(a_values, b_values[::-1]))
+    dut = PipelinedMultiplier(a_shape, b_shape)
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(pairs) + dut.latency):
+            if cycle < len(pairs):
+                ctx.set(dut.a, pairs[cycle][0])
+                ctx.set(dut.b, pairs[cycle][1])
+            await ctx.tick()
+            got.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got[dut.latency - 1:][:len(pairs)] == [a * b for a, b in pairs]
+    pieces = len(piece_offsets(a_shape)) * len(piece_offsets(b_shape))
+    assert len(assert_dsp_sized(rtlil.convert(dut, name="top"), {"top"})) == pieces
+    assert dut.latency == 1 + (pieces - 1).bit_length()  # piece register, then one per adder level
+
+
 # ---- requantizer ---------------------------------------------------------------------------------
 
 def _tie_cases() -> list[tuple[int, int, int]]:
@@ -330,18 +389,20 @@ def test_requantizer_equals_the_reference_on_random_and_extreme_inputs(output):
     stream = [{"valid": 1, "acc": a, "multiplier": m, "shift": s, "zero_point": z}
               for (a, m, s), z in zip(cases, zero)]
     stream[5:5] = [{**stream[5], "valid": 0}]  # a bubble: out_valid must skip it
-    seen = simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=4)
+    seen = simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=dut.latency + 1)
     assert [v[0] for _, v in seen] == want.tolist()
-    assert [c for c, _ in seen] == [i + 3 for i, s in enumerate(stream) if s["valid"]]
+    assert [c for c, _ in seen] == [i + dut.latency for i, s in enumerate(stream) if s["valid"]]
     assert np.ptp(want) > 0 and want.min() >= output["min"]
     if output["min"] == 0:  # the clamp ran both ways
         assert {output["min"], output["max"]} <= set(want.tolist())
 
 
-def test_requantizer_port_shapes_and_its_one_hard_multiplier():
+def test_requantizer_port_shapes_and_its_dsp_sized_multiplies():
     dut = Requantizer(RequantWidths(50, 0, 255))
     assert len(dut.multiplier) == 31 and len(dut.shift) == 7 and len(dut.out) == 8 and not dut.out.shape().signed
-    assert module_text(dut, "top").count("cell $mul") == 1
+    # 50 x 31 bits: 3 x 2 pieces, summed over three registered adder levels, then shift, round, clamp.
+    assert len(assert_dsp_sized(rtlil.convert(dut, name="top"), {"top.multiply"})) == 6
+    assert dut.latency == 4 + 3
     host = Requantizer(RequantWidths(50, -32767, 32767))
     assert host.out.shape() == signed(16) and host.zero_point.shape() == signed(16)
     rtlil.convert(host)
@@ -421,17 +482,22 @@ def test_mac_lane_computes_a_padded_strided_conv_like_conv_accumulator():
     assert_stream_results(dut, stream, seen, want)
 
 
-def test_mac_lane_takes_the_shortest_rows_back_to_back():
+@pytest.mark.parametrize("fmt,terms", [("cag", 5), ("uniform", 5), ("hluq", 5)])
+def test_pes_take_the_shortest_rows_back_to_back(fmt, terms):
     rng = np.random.default_rng(5)
-    layer = gemm_layer(rng, "cag", 5, 3)
-    _, lane = run_gemm(layer, rng.integers(0, 16, (4, 5)), [0, 1, 2])
-    assert lane.min_interval == 5  # so the 5-term rows above came at the fastest allowed rate
+    layer = gemm_layer(rng, fmt, terms, 3)
+    _, pe = run_gemm(layer, rng.integers(0, 16, (4, terms)), [0, 1, 2])
+    # So the rows above came at the fastest allowed rate: the group loop (4 CAG groups + 1), or for
+    # fewer groups the hold of the bias until the first product (load, select, 2 multiply stages).
+    assert pe.min_interval == terms
 
 
 def test_mac_lane_keeps_small_products_off_hard_multipliers():
     lane = GroupedMacLane(MacWidths(4, 4, 64, 4, 25, 36))
-    assert "cell $mul" not in module_text(lane, "top")
-    assert module_text(lane, "top.accumulator").count("cell $mul") == 1  # the once-per-output m_g * P_g
+    # Only the once-per-output m_g * P_g multiplies: a 15-bit partial by 25 bits is two DSP pieces.
+    assert len(assert_dsp_sized(rtlil.convert(lane, name="top"), {"top.accumulator.multiplier"})) == 2
+    # operands, term, load, 4 groups, multiplier operands, 2 multiply stages, accumulate
+    assert lane.latency == 2 + 1 + 4 + 1 + 2 + 1
 
 
 # ---- HLUQ PE -------------------------------------------------------------------------------------
@@ -453,7 +519,8 @@ def test_hluq_pe_equals_the_reference_for_every_code(levels):
 def test_hluq_pe_uses_shifts_and_adds_per_term():
     pe = HluqPE(HluqWidths(4, 4, 4, 64, 27, 36))
     assert "cell $mul" not in module_text(pe, "top")
-    assert pe.latency == 6
+    assert len(assert_dsp_sized(rtlil.convert(pe, name="top"), {"top.accumulator.multiplier"})) == 2
+    assert pe.latency == 2 + 1 + 2 + 1 + 2 + 1  # as the MAC lane's, with 2 groups
 
 
 # ---- AGQ softmax-value unit ----------------------------------------------------------------------
@@ -499,7 +566,7 @@ def test_agq_unit_equals_the_reference_for_every_code(tau, max_shift):
     dut = Requantizer.from_layer(layer)
     stream = [{"valid": 1, "acc": a, "multiplier": out["multiplier"], "shift": out["shift"],
                "zero_point": out["zero_point"]} for a in np.ravel(accs)]
-    got = [v[0] for _, v in simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=4)]
+    got = [v[0] for _, v in simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=dut.latency + 1)]
     want = run_attention_values(layer, probs, values).ravel().tolist()
     assert got == want
     assert_spread(want, out)

@@ -13,10 +13,10 @@ from sw.quant.config import make_config
 from sw.quant.forward import run_items
 from sw.quant.prepare import iter_quantizers, quantize_model
 from sw.quant.recon.adaround import SoftRounding, beta_schedule
-from sw.quant.recon.optimize import _output_error, train_unit
+from sw.quant.recon.optimize import output_error, train_unit
 from sw.quant.recon.streams import encoder_segments, encoder_stem
 from sw.quant.recon.units import capture, units_in_order
-from sw.quant.state import load_quant_state, save_quant_state
+from statecheck import assert_deterministic_round_trip
 
 
 def test_soft_rounding_starts_at_the_float_weight():
@@ -73,7 +73,7 @@ def tiny_reconstructed(tiny_sam_vit, calib_items):
     return qmodel
 
 
-def test_training_a_unit_lowers_its_output_error(tiny_sam_vit, calib_items):
+def test_training_a_unit_lowers_itsoutput_error(tiny_sam_vit, calib_items):
     cfg = make_config("brecq", "w4a4", recon_iters=60, recon_tokens=512)
     qmodel = quantize_model(tiny_sam_vit, replace(cfg, recon="none"))
     calibrate(qmodel, calib_items[:2], progress=False)  # statistics only; the unit is trained below
@@ -87,7 +87,7 @@ def test_training_a_unit_lowers_its_output_error(tiny_sam_vit, calib_items):
 
     def error() -> float:
         with torch.no_grad():
-            return _output_error(unit(*quant_in.args), fp.output).item()
+            return output_error(unit(*quant_in.args), fp.output).item()
 
     before = error()
     torch.manual_seed(0)
@@ -117,18 +117,7 @@ def test_reconstructed_model_quantizes_every_element(tiny_reconstructed, calib_i
 def test_reconstruction_is_deterministic_and_its_state_round_trips(tiny_sam_vit, tiny_reconstructed, calib_items, tmp_path):
     again = quantize_model(tiny_sam_vit, tiny_reconstructed.quant_config)
     calibrate(again, calib_items[:2], progress=False, fp_model=tiny_sam_vit)
-    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_quant_state(tiny_reconstructed, first)
-    save_quant_state(again, second)
-    assert first.read_bytes() == second.read_bytes()
-    restored = load_quant_state(tiny_sam_vit, first)
-    third = tmp_path / "c.safetensors"
-    save_quant_state(restored, third)
-    assert third.read_bytes() == first.read_bytes()
-    item = calib_items[2]
-    a = tiny_reconstructed.predict(item.image, item.boxes)
-    b = restored.predict(item.image, item.boxes)
-    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+    assert_deterministic_round_trip(tiny_reconstructed, again, tiny_sam_vit, calib_items[2], tmp_path)
 
 
 def test_litemedsam_reconstruction_runs_end_to_end(litemedsam, calib_items):

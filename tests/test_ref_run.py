@@ -6,9 +6,9 @@ blocks, so a 1e-6 change of the input image moves its embedding by 15-20 % (W8A8
 (W4A4 AHCPTQ without reconstruction, one calibration image) relative L2. Whole-model comparisons with it
 are therefore bounded by that self-sensitivity, measured here on the same image (MinMax only: for
 AHCPTQ W4A4 the bound is vacuous). The host-emulating
-model (``sw/export/host_emulation.py``: float64, host outputs on their 16-bit grid) computes what the
-reference computes up to rounding ties and AGQ's LUT, so single blocks and the decoder are compared
-with it tightly.
+model (``sw/export/host_emulation.py``: float64, host outputs on their 16-bit grid, AGQ values from the
+exported LUT) computes what the reference computes up to rounding ties, so single blocks and the
+decoder are compared with it tightly.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def case(request):
 def test_encoder_block_matches_the_fake_quant_block(case):
     y = case.block_ref
     assert y.shape == case.block_fq.shape
-    # Host-emulating model: identical but for rounding ties (and AGQ's 15-bit LUT in AHCPTQ).
-    assert np.mean(np.abs(y - case.block_emulated) <= 1e-9) >= 0.99
+    # Host-emulating model (AGQ values from the exported LUT): identical but for fixed-point rounding
+    # ties; one tie flips a code and with it a whole token row (160 outputs), hence the 0.1 %.
+    assert np.mean(np.abs(y - case.block_emulated) <= 1e-9) >= 0.999
     # Plain float32 model: the 16-bit host codes flip a few downstream activation codes.
     assert _rel(y, case.block_fq) < 0.05
 

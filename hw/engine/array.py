@@ -22,8 +22,8 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..units import AgqValueUnit, GroupedMacLane, HluqPE
-from .config import EngineConfig
+from ..units import AgqValueUnit
+from .config import PE_UNITS, EngineConfig
 
 
 class PEArray(wiring.Component):
@@ -64,7 +64,7 @@ class PEArray(wiring.Component):
             return m
         for r in range(c.pe_rows):
             for k in range(c.pe_cols):
-                pe = HluqPE(c.widths) if c.kind == "hluq" else GroupedMacLane(c.widths)
+                pe = PE_UNITS[c.kind](c.widths)
                 m.submodules[f"pe{r}_{k}"] = pe
                 m.d.comb += [pe.valid.eq(self.valid), pe.first.eq(self.first), pe.last.eq(self.last),
                              pe.code.eq(self.codes[r]), pe.weight.eq(self.weights[k]), pe.bias.eq(self.bias[k]),

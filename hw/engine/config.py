@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..units import AgqValueUnit, GroupedMacLane, HluqPE, Requantizer
 from ..widths import AgqWidths, HluqWidths, MacWidths, RequantWidths
 
-KINDS = ("mac", "hluq", "agq")
+PE_UNITS = {"mac": GroupedMacLane, "hluq": HluqPE, "agq": AgqValueUnit}
+KINDS = tuple(PE_UNITS)
 CYCLE_BITS = 32
+OPERAND_STAGES = 3  # issue to PE input: memory read, memory word register, operand register
 EBR_BITS = 18 * 1024  # one ECP5 DP16KD
 
 
@@ -116,20 +119,24 @@ class EngineConfig:
 
     @property
     def pe_latency(self) -> int:
-        if self.kind == "agq":
-            return 2
-        return 1 + self.widths.groups + 3  # term register + GroupAccumulator
+        return PE_UNITS[self.kind].timing(self.widths)[0]
 
     @property
     def pe_min_interval(self) -> int:
-        return 1 if self.kind == "agq" else self.widths.groups + 1
+        return PE_UNITS[self.kind].timing(self.widths)[1]
+
+    @property
+    def requant_latency(self) -> int:
+        """0 without a requantizer (raw scores)."""
+        return Requantizer.latency_of(self.requant) if self.requant else 0
 
     @property
     def min_gap(self) -> int:
         """Fewest cycles between the last terms of consecutive tiles: the drain of one tile (one
         accumulator per cycle into the requantizer) must end before the next tile's accumulators
-        replace it, the PE's combine must be free, and the pending tile register must be consumed."""
-        return max(self.pes + 2, self.pe_min_interval, self.pe_latency + 3)
+        replace it, the PE's combine must be free, and the pending tile register must be consumed
+        (OPERAND_STAGES + PE latency after it was written, plus one cycle to spare)."""
+        return max(self.pes + 2, self.pe_min_interval, self.pe_latency + OPERAND_STAGES + 1)
 
     def tile_cycles(self) -> int:
         return max(self.reduction, self.min_gap)
@@ -199,11 +206,13 @@ class EngineConfig:
 
     def expected_cycles(self, rows: int) -> int:
         """Cycles from start to done for ``rows`` rows: the first tile issues C terms, every later one
-        max(C, min_gap); then the last tile's operand stages (2), PE latency, drain start (1), its R*K
-        drain cycles, the requantizer with its parameter register (4, if any) and the flush handshake."""
+        max(C, min_gap); then the last tile's operand stages (OPERAND_STAGES), PE latency, drain start
+        (1), its R*K drain cycles, the requantizer with its parameter register (1 + its latency, if any)
+        and the flush handshake (2)."""
         tiles = _ceil_div(rows, self.pe_rows) * self.out_blocks
         issue = self.reduction + (tiles - 1) * self.tile_cycles()
-        return issue + self.pe_latency + self.pes + 5 + (4 if self.requant else 0)
+        tail = OPERAND_STAGES + 1 + 2 + (1 + self.requant_latency if self.requant else 0)
+        return issue + self.pe_latency + self.pes + tail
 
     def ideal_cycles(self, rows: int) -> float:
         return rows * self.reduction * self.outputs / self.pes
@@ -217,7 +226,8 @@ class EngineConfig:
                        "out_bits": self.out_bits, "out_signed": self.out_signed, "groups": self.groups,
                        "pe": {k: v for k, v in vars(self.widths).items()},
                        "requant": None if self.requant is None else vars(self.requant)},
-            "timing": {"pe_latency": self.pe_latency, "min_gap": self.min_gap, "tile_cycles": self.tile_cycles()},
+            "timing": {"pe_latency": self.pe_latency, "requant_latency": self.requant_latency, "min_gap": self.min_gap,
+                       "tile_cycles": self.tile_cycles()},
             "bus": {"addr_bits": self.addr_bits, "data_bits": self.data_bits, "region_shift": self.region_shift,
                     "address": "region << region_shift | index; output memory read 1 cycle after addr"},
             "registers": [{"name": n, "index": i, "width": w} for i, (n, w) in enumerate(self.registers())],

@@ -9,8 +9,9 @@ cycles have passed since the previous one (``EngineConfig.min_gap`` says why). W
 streams, tile t's R*K accumulators drain one per cycle through the requantizer (or straight out for
 raw scores) into the output memory in tile order.
 
-Pipeline from an issued index j: memory read (1) -> operand register (1) -> PE array -> ``done``
--> drain register -> (rq word register) -> requantizer (3) -> output memory write.
+Pipeline from an issued index j: memory read (1) -> word register (1) -> operand register (1) -> PE
+array -> ``done`` -> drain register -> (rq word register) -> requantizer (``Requantizer.latency``) ->
+output memory write.
 
 Bus (all memories sync-read, so each maps to block RAM):
 
@@ -23,14 +24,15 @@ Bus (all memories sync-read, so each maps to block RAM):
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..units import Requantizer
+from ..units.pipeline import delay
 from .array import PEArray
-from .config import CYCLE_BITS, EngineConfig
+from .config import CYCLE_BITS, OPERAND_STAGES, EngineConfig
 
 
 def _counter(limit: int, name: str) -> Signal:
@@ -122,12 +124,18 @@ class GemmEngine(wiring.Component):
                     with m.If(rb + 1 == regs["row_blocks"]):
                         m.d.sync += running.eq(0)
 
-        # ---- operand stage: memory words -> registered PE operands ----------------------------------
+        # ---- operand stages: memory words -> word registers -> registered PE operands --------------
+        # An ECP5 block RAM's data arrives late in the cycle (yosys does not use its output register),
+        # so the words go straight into registers and the operands are formed one cycle later.
+        words = {}
+        for name, port in reads.items():
+            if name != "rq":
+                words[name] = Signal.like(port.data, name=f"{name}_word")
+                m.d.sync += words[name].eq(port.data)
         m.submodules.array = array = PEArray(c)
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        m.d.sync += [s1_valid.eq(issue), s1_first.eq(issue & (j == 0)), s1_last.eq(issue & last_j)]
-        m.d.sync += [array.valid.eq(s1_valid), array.first.eq(s1_first), array.last.eq(s1_last)]
-        act_word, wgt_word = reads["act"].data, reads["wgt"].data
+        step = delay(m, Cat(issue, issue & (j == 0), issue & last_j), OPERAND_STAGES - 1, "step")
+        m.d.sync += [array.valid.eq(step[0]), array.first.eq(step[1]), array.last.eq(step[2])]
+        act_word, wgt_word = words["act"], words["wgt"]
         for r in range(R):
             m.d.sync += array.codes[r].eq(act_word[r * c.act_bits:(r + 1) * c.act_bits])
         if c.kind == "agq":
@@ -136,14 +144,14 @@ class GemmEngine(wiring.Component):
         else:
             b = c.wgt_bits
             for k in range(K):
-                col = reads[f"col{k}"].data
+                col = words[f"col{k}"]
                 m.d.sync += [array.weights[k].eq(wgt_word[k * b:(k + 1) * b] - col[:b]),
                              array.bias[k].eq(col[b:].as_signed())]
             m.d.comb += [array.multipliers[g].eq(regs[f"multiplier{g}"]) for g in range(c.widths.groups)]
         if c.kind == "mac":
             m.d.comb += [array.zero_points[g].eq(regs[f"zero_point{g}"]) for g in range(c.groups)]
             if "grp" in reads:
-                m.d.sync += array.group.eq(reads["grp"].data)
+                m.d.sync += array.group.eq(words["grp"])
 
         # ---- drain: one accumulator per cycle into the requantizer, then the output memory ----------
         draining = Signal()

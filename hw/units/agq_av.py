@@ -17,7 +17,7 @@ Ports (widths from ``hw.widths.AgqWidths``; a = value bits):
     in   values [lanes]   unsigned(a)           value codes of that key
     in   value_zero_point unsigned(a)           z_v
     out  acc [lanes]      signed(acc_bits)      A.V accumulators of the row, valid while/after done
-    out  done             1                     one cycle, ``latency`` = 2 cycles after the last key
+    out  done             1                     one cycle, ``latency`` = 4 cycles after the last key
 
 Rows may follow each other back to back (a one-key row included).
 """
@@ -29,6 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..widths import AgqWidths, attention_widths, code_max
+from .pipeline import delay
 from .shift_add import shift_add_multiply
 
 
@@ -37,8 +38,13 @@ def _is_power_of_two(value: int) -> bool:
 
 
 class AgqValueUnit(wiring.Component):
-    latency = 2
+    TERM_STAGES = 3
+    latency = TERM_STAGES + 1  # then the accumulate
     min_interval = 1
+
+    @classmethod
+    def timing(cls, widths: AgqWidths) -> tuple[int, int]:
+        return cls.latency, cls.min_interval
 
     def __init__(self, widths: AgqWidths, lanes: int = 1):
         self.widths = widths
@@ -63,28 +69,33 @@ class AgqValueUnit(wiring.Component):
         tau_bits = w.tau.bit_length() - 1
         code = self.code
 
+        # Three register stages per term, each one short path: the decode and the operands, the LUT
+        # product, the shift.
         # Shared decode: one LUT read and one shift amount per cycle for all lanes.
         exponent = code >> tau_bits
-        keep = (code != code_max(w.code_bits)) & (exponent <= w.max_shift)
+        keep = Signal()
         amount = Signal(max(1, w.max_shift.bit_length()))
-        m.d.comb += amount.eq(w.max_shift - exponent)
+        m.d.sync += [keep.eq((code != code_max(w.code_bits)) & (exponent <= w.max_shift)),
+                     amount.eq(w.max_shift - exponent)]
         pure_shift = w.tau == 1 and _is_power_of_two(w.lut[0])
         if w.tau == 1:
             lut_value = Const(w.lut[0], w.lut_bits)
         else:
             lut_value = Signal(w.lut_bits)
-            m.d.comb += lut_value.eq(Array(Const(v, w.lut_bits) for v in w.lut)[code[:tau_bits]])
+            m.d.sync += lut_value.eq(Array(Const(v, w.lut_bits) for v in w.lut)[code[:tau_bits]])
+        keep, amount = delay(m, keep, 1, "keep"), delay(m, amount, 1, "amount")
 
         terms = [Signal(signed(w.term_bits), name=f"term{i}") for i in range(self.lanes)]
         for i, term in enumerate(terms):
-            operand = self.values[i] - self.value_zero_point
+            operand = Signal(signed(w.value_bits + 1), name=f"operand{i}")
+            m.d.sync += operand.eq(self.values[i] - self.value_zero_point)
             if pure_shift:
                 product = operand << (w.lut[0].bit_length() - 1)
             else:
                 product = shift_add_multiply(lut_value, operand)
-            m.d.sync += term.eq(Mux(keep, product << amount, 0))
-        valid, first, last = Signal(), Signal(), Signal()
-        m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last)]
+            product_reg = Signal(product.shape(), name=f"product{i}")
+            m.d.sync += [product_reg.eq(product), term.eq(Mux(keep, product_reg << amount, 0))]
+        valid, first, last = (delay(m, getattr(self, name), self.TERM_STAGES, name) for name in ("valid", "first", "last"))
 
         m.d.sync += self.done.eq(valid & last)
         for i, term in enumerate(terms):

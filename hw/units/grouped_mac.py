@@ -15,9 +15,9 @@ Ports (widths from ``hw.widths.MacWidths``; a = activation bits, b = weight bits
     in   multipliers [groups] unsigned(M)   group multipliers m_g
     in   bias        signed(B)          bias_acc of this output channel, sampled with the last term
     out  acc         signed(acc_bits)   the accumulator, valid while/after ``done``
-    out  done        1                  one cycle, ``latency`` = groups + 4 cycles after the last term
+    out  done        1                  one cycle, ``latency`` = 2 + the combine's latency after the last term
 
-The lane adds one register stage (the term) in front of the group accumulator.
+The lane adds two register stages (operands, then the term) in front of the group accumulator.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..widths import MacWidths, gemm_widths
-from .combine import GroupAccumulator
+from .combine import TERM_STAGES, GroupAccumulator, connect_accumulator, pe_timing
+from .pipeline import delay
 from .shift_add import shift_add_multiply
 
 
@@ -36,8 +37,7 @@ class GroupedMacLane(wiring.Component):
         self.widths = widths
         groups = widths.groups
         self.accumulator = GroupAccumulator(widths)
-        self.latency = 1 + self.accumulator.latency
-        self.min_interval = self.accumulator.min_interval
+        self.latency, self.min_interval = pe_timing(widths)
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
             "code": In(unsigned(widths.act_bits)),
@@ -49,6 +49,8 @@ class GroupedMacLane(wiring.Component):
             "acc": Out(signed(widths.acc_bits)),
             "done": Out(1),
         })
+
+    timing = staticmethod(pe_timing)
 
     @classmethod
     def from_layer(cls, layer) -> "GroupedMacLane":
@@ -65,13 +67,15 @@ class GroupedMacLane(wiring.Component):
             zero_point = self.zero_points[0]
         else:
             zero_point = Array(self.zero_points[g] for g in range(groups))[self.group]
-        product = shift_add_multiply(self.code - zero_point, self.weight)
-
+        # Two stages, so that the zero-point select and subtraction and the shift-add tree are not
+        # one path: the operands, then the term.
+        operand = Signal(signed(self.widths.act_bits + 1))
+        weight = Signal.like(self.weight)
+        m.d.sync += [operand.eq(self.code - zero_point), weight.eq(self.weight)]
         term = Signal(signed(self.widths.term_bits))
-        group = Signal.like(self.group)
-        m.d.sync += [term.eq(product), group.eq(self.group), acc.valid.eq(self.valid),
-                     acc.first.eq(self.first), acc.last.eq(self.last), acc.bias.eq(self.bias)]
+        m.d.sync += term.eq(shift_add_multiply(operand, weight))
+        group = delay(m, self.group, TERM_STAGES, "group")
+        connect_accumulator(m, self, acc)
         for g in range(groups):
             m.d.comb += acc.terms[g].eq(term if groups == 1 else Mux(group == g, term, 0))
-        m.d.comb += [acc.multipliers.eq(self.multipliers), self.acc.eq(acc.acc), self.done.eq(acc.done)]
         return m

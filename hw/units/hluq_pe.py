@@ -19,7 +19,7 @@ Ports (widths from ``hw.widths.HluqWidths``; b = weight bits):
     in   multipliers [2] unsigned(M)    group_multiplier: [m_log, m_uni]
     in   bias        signed(B)          bias_acc, sampled with the last term
     out  acc         signed(acc_bits)   valid while/after ``done``
-    out  done        1                  one cycle, ``latency`` = 6 cycles after the last term
+    out  done        1                  one cycle, ``latency`` = 2 + the combine's latency after the last term
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..widths import HluqWidths, gemm_widths
-from .combine import GroupAccumulator
+from .combine import GroupAccumulator, connect_accumulator, pe_timing
 from .shift_add import shift_add_multiply
 
 
@@ -37,8 +37,7 @@ class HluqPE(wiring.Component):
     def __init__(self, widths: HluqWidths):
         self.widths = widths
         self.accumulator = GroupAccumulator(widths)
-        self.latency = 1 + self.accumulator.latency
-        self.min_interval = self.accumulator.min_interval
+        self.latency, self.min_interval = pe_timing(widths)
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
             "code": In(unsigned(widths.code_bits)),
@@ -48,6 +47,8 @@ class HluqPE(wiring.Component):
             "acc": Out(signed(widths.acc_bits)),
             "done": Out(1),
         })
+
+    timing = staticmethod(pe_timing)
 
     @classmethod
     def from_layer(cls, layer) -> "HluqPE":
@@ -62,21 +63,24 @@ class HluqPE(wiring.Component):
         w = self.widths
         levels, code, weight = w.log_levels, self.code, self.weight
 
-        uniform = code > levels
+        # Two stages, so that the code decode and the shift / shift-add are not one path: the decoded
+        # operands, then the terms.
+        uniform, log_on = Signal(), Signal()
         shift = Signal(max(1, (levels - 1).bit_length()))
-        m.d.comb += shift.eq(Mux(uniform, levels - 1, code - 1))
-        log_term = Mux(code == 0, 0, weight << shift)
+        weight_1 = Signal.like(weight)
+        m.d.sync += [uniform.eq(code > levels), log_on.eq(code != 0), weight_1.eq(weight),
+                     shift.eq(Mux(code > levels, levels - 1, code - 1))]
+        log_term = Mux(log_on, weight_1 << shift, 0)
         if w.uniform_max:
             operand = Signal(w.uniform_max.bit_length())
-            m.d.comb += operand.eq(code - levels)
-            uniform_term = Mux(uniform, shift_add_multiply(operand, weight), 0)
+            m.d.sync += operand.eq(code - levels)
+            uniform_term = Mux(uniform, shift_add_multiply(operand, weight_1), 0)
         else:  # L = 2^k - 1: every nonzero code is a log code
             uniform_term = Const(0, 1)
 
         log_reg = Signal(signed(w.term_bits))
         uniform_reg = Signal(signed(w.term_bits))
-        m.d.sync += [log_reg.eq(log_term), uniform_reg.eq(uniform_term), acc.valid.eq(self.valid),
-                     acc.first.eq(self.first), acc.last.eq(self.last), acc.bias.eq(self.bias)]
-        m.d.comb += [acc.terms[0].eq(log_reg), acc.terms[1].eq(uniform_reg), acc.multipliers.eq(self.multipliers),
-                     self.acc.eq(acc.acc), self.done.eq(acc.done)]
+        m.d.sync += [log_reg.eq(log_term), uniform_reg.eq(uniform_term)]
+        connect_accumulator(m, self, acc)
+        m.d.comb += [acc.terms[0].eq(log_reg), acc.terms[1].eq(uniform_reg)]
         return m

@@ -3,8 +3,9 @@
 The integer reference (``sw/ref/run.py``) differs from the fake-quant model in three ways: host steps
 run in float64, integer weights times their scale are exact, and every layer that hands its result to
 the host rounds it to the layer's signed 16-bit host code. This copy of the fake-quant model does the
-same, so the two agree up to rounding ties (31-bit fixed-point requantization and integer group
-multipliers against exact float division) and AGQ's 15-bit LUT. Comparing the
+same, and its AGQ softmax quantizers take their values from the exported LUT and drop the codes the
+hardware drops, so the two agree up to rounding ties (31-bit fixed-point requantization and integer
+group multipliers against exact float division). Comparing the
 reference with the plain float32 fake-quant model instead measures mostly the model's own sensitivity:
 one flipped activation code cascades through the following blocks, so a 1e-6 change of the input
 image moves the plain model's outputs about as far as the reference's host rounding does.
@@ -17,6 +18,7 @@ import copy
 import torch
 
 from ..models.base import SegmentModel
+from ..quant.agq import AGQQuantizer, agq_codes
 from ..quant.qmodules import QuantConv2d, QuantLinear
 from ..ref.bundle import Bundle
 
@@ -25,6 +27,21 @@ def _host_rounding(output: dict):
     def hook(_module, _inputs, y):
         return torch.clamp(torch.round(y / output["scale"]), output["min"], output["max"]) * output["scale"]
     return hook
+
+
+def _agq_as_exported(softmax: dict, lut) -> callable:
+    """AGQ values as the A.V unit sees them: lut[code % tau] / 2^lut_frac_bits * 2^-(code // tau),
+    and 0 for the zero code and for codes shifted past ``max_shift``."""
+    tau, bits, scale = softmax["tau"], softmax["bits"], softmax["scale"]
+    lut = torch.as_tensor(lut, dtype=torch.float64) / 2.0 ** softmax["lut_frac_bits"]
+
+    def forward(a: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
+        codes = agq_codes(a, scale, tau, bits).long()
+        shift = torch.div(codes, tau, rounding_mode="floor")
+        keep = (codes != softmax["zero_code"]) & (shift <= softmax["max_shift"])
+        values = scale * lut.to(a.device)[codes - shift * tau] * torch.exp2(-shift.double())
+        return torch.where(keep, values, torch.zeros_like(values)).to(a.dtype)
+    return forward
 
 
 def host_emulating_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
@@ -55,4 +72,8 @@ def host_emulating_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
             output = bundle.layer(name).params["output"]
             if output["to"] == "host":
                 module.register_forward_hook(_host_rounding(output))
+        quantizer = getattr(module, "softmax_quantizer", None)
+        if isinstance(quantizer, AGQQuantizer) and quantizer.enabled:
+            layer = bundle.layer(name)
+            quantizer.forward = _agq_as_exported(layer.params["softmax"], layer["lut"])
     return model

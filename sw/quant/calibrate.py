@@ -16,7 +16,9 @@ from ..data.calibration import CalibItem
 from ..models.base import SegmentModel
 from .big import apply_big
 from .forward import run_items
+from .pcc import apply_pcc
 from .recon import reconstruct
+from .recon.par import reconstruct_par
 from .prepare import is_weight_quantizer, iter_quantizers, set_quant_state, weight_owner
 
 
@@ -25,7 +27,8 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
     """Calibrate all quantizers of ``qmodel`` on ``items`` and enable them; returns seconds taken.
 
     With BIG on, bimodal keys are detected on the first item's float forward and their signs folded
-    into the weights first (methods.md §1.4 step 1), so every statistic sees the folded model.
+    into the weights first (methods.md §1.4 step 1), so every statistic sees the folded model. With
+    PCC on, the decoder q/k clipping is searched next and those quantizers skip statistic calibration.
     Reconstruction needs ``fp_model``, the float model ``qmodel`` was made from.
     """
     cfg = qmodel.quant_config
@@ -36,15 +39,26 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
     big_scope = cfg.big
     if big_scope != "none":
         qmodel.big_reports = apply_big(qmodel, lambda: run_items(qmodel, items[:1], "BIG", progress=False), big_scope)
+    fixed: set[str] = set()
+    if cfg.pcc:
+        # PCC's clipped q/k stay on while everything else is observed, so downstream statistics (the
+        # softmax's AGQ above all) see them (methods.md §4.2 step 4).
+        qmodel.pcc_log = apply_pcc(qmodel, items, progress=progress)
+        fixed = {r["quantizer"] for r in qmodel.pcc_log}
     set_quant_state(qmodel, observe_act=True)
+    for name in fixed:
+        qmodel.get_submodule(name).observing = False
     run_items(qmodel, items, desc="calibrate", progress=progress)
     set_quant_state(qmodel, observe_act=False)
     with torch.no_grad():
         for name, q in iter_quantizers(qmodel):
             if is_weight_quantizer(name):
                 q.observer.observe(weight_owner(qmodel, name).weight.detach())
-            q.finalize()
+            if name not in fixed:
+                q.finalize()
     set_quant_state(qmodel, act=True, weight=True)
-    if cfg.recon != "none":
+    if cfg.recon == "par":
+        qmodel.recon_log = reconstruct_par(qmodel, fp_model, items, seed=seed, progress=progress)
+    elif cfg.recon != "none":
         qmodel.recon_log = reconstruct(qmodel, fp_model, items, seed=seed, progress=progress)
     return time.perf_counter() - start

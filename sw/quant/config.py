@@ -29,7 +29,16 @@ BIT_CONFIGS: dict[str, tuple[int, int]] = {
 _RECON_INIT = {"act_observer": "mse", "weight_observer": "mse"}
 _PTQ4SAM_L = {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"}
 
-RECIPES: dict[str, dict[str, str]] = {
+# SAQ-SAM (methods.md §4.1) calibrates activations with AvgMSEFast (per image, a bounded search of the
+# range and its zero-point shift minimising mean |x^ - x|^2.4, averaged over images) and weights with
+# MSEObserver (p = 2.4). The closest observer here is OMSE (per image, the best of 100 shrink factors of
+# the range, averaged over images; per channel for weights) with the same exponent p = 2.4. BIG and AGQ
+# as in ptq4sam-s/-l (BIG on every detected bimodal key, like ptq4sam-l here, so the comparison with it
+# changes PCC/PAR only). PCC then fixes the decoder q/k clipping (sw/quant/pcc.py).
+_SAQSAM_STAR = {"act_observer": "mse", "weight_observer": "mse", "mse_norm": 2.4, "softmax_quantizer": "agq",
+                "big": "detected", "pcc": True}
+
+RECIPES: dict[str, dict] = {
     "minmax": {"act_observer": "minmax", "weight_observer": "minmax"},
     "percentile": {"act_observer": "percentile", "weight_observer": "minmax"},
     "omse": {"act_observer": "mse", "weight_observer": "mse"},
@@ -54,12 +63,30 @@ RECIPES: dict[str, dict[str, str]] = {
     "ahcptq-g2": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 2},
     "ahcptq-g8": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 8},
     "ahcptq-normalized": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4, "cag_features": "normalized"},
+    # SAQ-SAM*: PCC on statistic calibration, no reconstruction (clean in the reference too, §1.6).
+    "saqsam-star": _SAQSAM_STAR,
+    # SAQ-SAM: PCC + PAR (sw/quant/recon/par.py). PAR has 7 units on LiteMedSAM (3 quantized TinyViT
+    # stages, the neck, 2 two-way blocks, the final attention) instead of QDrop's 42, but a step costs
+    # far more: every encoder-stage step runs a whole image through the stage, the float neck and decoder
+    # (and, for stage 1, float stage 2), forward and backward. Measured CPU seconds per step (LiteMedSAM
+    # W4A4, one thread): stages 5.9 / 6.3 / 3.7, decoder blocks 1.6 / 1.6, final attention 0.8, i.e. ~20 s
+    # for one step of every unit against ~10 s for QDrop's 42 units. 50 steps per unit (the reference
+    # runs 2000, its final attention 10000) thus cost about what QDrop's 100 do (~1000 CPU s); a whole
+    # calibration on 2 images took 1192 CPU s, of which PCC on the first image (3 prompts) ~45 s, so 32
+    # images (statistics and layer-skipping targets ~600 s more) come to about 30 min, ptq4sam-l's range
+    # (its 32-image W4A4 run took 1413 s). Activation scales learn at the
+    # reference's 2e-3 (50x PTQ4SAM's), which lets 50 steps move them at all; the rounding regulariser
+    # stays on at the weight every reconstruction recipe here uses (the reference configures 0.02 but its
+    # loss never adds it, methods.md §4.4). At most recon_prompts = 4 prompts per image (reference 16).
+    "saqsam": {**_SAQSAM_STAR, "recon": "par", "recon_iters": 50, "scale_lr": 2e-3},
 }
 # What each reconstruction mode learns, on which units (methods.md §1.5):
 #   adaround: weight rounding only, one unit per linear/conv layer, activations quantized throughout;
 #   brecq:    weight rounding + activation scales (LSQ), attention/MLP sub-block units;
-#   qdrop:    as brecq, with quantization randomly dropped (keep probability drop_prob) inside units.
-RECON_MODES = ("none", "adaround", "brecq", "qdrop")
+#   qdrop:    as brecq, with quantization randomly dropped (keep probability drop_prob) inside units;
+#   par:      SAQ-SAM's prompt-aware reconstruction, QDrop-style training on encoder stages and decoder
+#             blocks with decoder-output losses (sw/quant/recon/par.py).
+RECON_MODES = ("none", "adaround", "brecq", "qdrop", "par")
 SOFTMAX_QUANTIZERS = ("uniform", "log2", "agq")
 POST_ACT_QUANTIZERS = ("uniform", "hluq")
 CAG_FEATURES = ("raw", "normalized")
@@ -83,8 +110,11 @@ class QuantConfig:
     ``softmax_quantizer``: ``uniform`` (same quantizer as other activations), ``log2`` or ``agq``
     (methods.md §2.1-2.2). ``big``: which bimodal key projections get sign-folded before calibration:
     ``none``, ``detected`` (every foldable attention found bimodal) or ``token_to_image`` (the
-    reference code's scope). ``percentile`` is the upper percentile (the lower one is ``100 - percentile``); ``mse_norm`` is the
-    exponent p of the OMSE error ``mean |x_hat - x|^p``; ``mse_grid`` the number of clipping candidates.
+    reference code's scope). ``pcc``: SAQ-SAM's perceptual-consistency clipping of the decoder q/k
+    projection inputs and outputs (methods.md §4.2), whose attention-focus masks keep the entries above
+    ``pcc_threshold`` times their row maximum. ``percentile`` is the upper percentile (the lower one is
+    ``100 - percentile``); ``mse_norm`` is the exponent p of the OMSE error ``mean |x_hat - x|^p``;
+    ``mse_grid`` the number of clipping candidates.
 
     Reconstruction (``recon`` in RECON_MODES) runs ``recon_iters`` Adam steps per unit, each on a random
     batch of about ``recon_tokens`` tokens (whole windows, prompts or images where the unit needs them),
@@ -107,6 +137,8 @@ class QuantConfig:
     cag_groups: int = 0
     cag_features: str = "raw"
     big: str = "none"
+    pcc: bool = False
+    pcc_threshold: float = 0.5
     percentile: float = 99.99
     mse_norm: float = 2.0
     mse_grid: int = 100
@@ -156,4 +188,8 @@ def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:
         raise SamhwError(f"drop_prob {cfg.drop_prob} must lie in (0, 1]")
     if cfg.big not in BIG_SCOPES:
         raise SamhwError(f"unknown BIG scope '{cfg.big}' (choose from {', '.join(BIG_SCOPES)})")
+    if cfg.pcc and not 0.0 < cfg.pcc_threshold < 1.0:
+        raise SamhwError(f"pcc_threshold {cfg.pcc_threshold} must lie in (0, 1)")
+    if cfg.pcc and cfg.cag_groups > 0:
+        raise SamhwError("PCC clips the q/k projection inputs per tensor; it cannot be combined with CAG groups")
     return cfg

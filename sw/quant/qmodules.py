@@ -140,18 +140,29 @@ class QuantDecoderAttention(nn.Module):
         self.q_quantizer, self.k_quantizer, self.v_quantizer = factory.act(), factory.act(), factory.act()
         self.softmax_quantizer = factory.softmax()
 
-    @staticmethod
-    def _separate_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        return x.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = self._separate_heads(self.q_quantizer(self.q_proj(q)), self.num_heads)
-        k = self._separate_heads(self.k_quantizer(self.k_proj(k)), self.num_heads)
-        v = self._separate_heads(self.v_quantizer(self.v_proj(v)), self.num_heads)
+    # The forward in pieces, so that PCC (sw/quant/pcc.py) can re-evaluate one side of the attention
+    # map per clipping candidate without running the rest of the module.
+    def query(self, q: torch.Tensor) -> torch.Tensor:
+        return self.split_heads(self.q_quantizer(self.q_proj(q)))
+
+    def key(self, k: torch.Tensor) -> torch.Tensor:
+        return self.split_heads(self.k_quantizer(self.k_proj(k)))
+
+    @staticmethod
+    def probabilities(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The float post-softmax map of projected, head-split q and k."""
         attn = q @ k.permute(0, 1, 3, 2)
         attn = attn / math.sqrt(q.shape[-1])
-        attn = self.softmax_quantizer(torch.softmax(attn, dim=-1), value=v)
+        return torch.softmax(attn, dim=-1)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q, k = self.query(q), self.key(k)
+        v = self.split_heads(self.v_quantizer(self.v_proj(v)))
+        attn = self.softmax_quantizer(self.probabilities(q, k), value=v)
         out = attn @ v
         b, n_heads, n_tokens, c_per_head = out.shape
         out = out.transpose(1, 2).reshape(b, n_tokens, n_heads * c_per_head)

@@ -15,7 +15,7 @@ RESULTS_JSON = ROOT / "docs" / "results.json"
 KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset")
 RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
                 "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-g1", "ahcptq-g2", "ahcptq",
-                "ahcptq-g8", "ahcptq-normalized"]
+                "ahcptq-g8", "ahcptq-normalized", "saqsam-star", "saqsam"]
 # Sub-tables that change one component per row: (title, [(recipe, label), ...]).
 ABLATIONS = [
     ("Ablation: BIG and AGQ on top of QDrop",
@@ -26,6 +26,10 @@ ABLATIONS = [
     ("Ablation: CAG group count G and clustering features (AHCPTQ)",
      [("ahcptq-g1", "G=1"), ("ahcptq-g2", "G=2"), ("ahcptq", "G=4 (raw (s, z) features)"), ("ahcptq-g8", "G=8"),
       ("ahcptq-normalized", "G=4, normalized features")]),
+    ("SAQ-SAM vs PTQ4SAM-L vs AHCPTQ",
+     [("ptq4sam-s", "PTQ4SAM-S (statistics)"), ("saqsam-star", "SAQ-SAM* (PCC, statistics)"),
+      ("ptq4sam-l", "PTQ4SAM-L (QDrop)"), ("ahcptq", "AHCPTQ (QDrop + HLUQ + CAG)"),
+      ("saqsam", "SAQ-SAM (PCC + PAR)")]),
 ]
 
 
@@ -69,7 +73,7 @@ def render_markdown(records: list[dict]) -> str:
         "mIoU GT = mean IoU against the ground-truth masks over all non-crowd instances, mIoU FP = mean IoU",
         "of the quantized model's masks against the float model's. All in percent. Calibration: 32 train",
         "images, at most 16 ground-truth boxes each; seconds are wall clock on the machine that ran it,",
-        "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l, ahcptq*: default settings of",
+        "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l, ahcptq*, saqsam: default settings of",
         "sw/quant/config.py). That machine has 2 cores and some runs shared them with other jobs, which",
         "inflates wall clock; calib CPU s (CPU time of the run's own threads, recorded since 2026-12-03,",
         "n/a before) is not inflated that way.",

@@ -10,6 +10,9 @@ inference.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -21,7 +24,7 @@ from .adaround import SoftRounding, beta_schedule
 from .units import UnitData
 
 
-def _output_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def output_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     channel_dim = 1 if out.dim() == 4 else -1
     return (out - target).pow(2).sum(channel_dim).mean()
 
@@ -31,8 +34,8 @@ class _Training:
 
     def __init__(self, unit: nn.Module, cfg: QuantConfig):
         self.unit, self.cfg = unit, cfg
-        self.learn_scales = cfg.recon in ("brecq", "qdrop")
-        self.keep = cfg.drop_prob if cfg.recon == "qdrop" else 1.0
+        self.learn_scales = cfg.recon in ("brecq", "qdrop", "par")
+        self.keep = cfg.drop_prob if cfg.recon in ("qdrop", "par") else 1.0
         self.roundings: list[SoftRounding] = []
         self.activations = [q for name, q in iter_quantizers(unit) if not is_weight_quantizer(name)]
         self.grouped = [q for q in self.activations if isinstance(q, CAGQuantizer) and q.progressive]
@@ -92,41 +95,58 @@ def _scale_optimizer(params: list[nn.Parameter], lr: float, steps: int):
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps), eta_min=0.0)
 
 
-def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConfig) -> dict:
-    """Reconstruct ``unit`` in place; returns the first and last steps' output errors."""
-    params = list(unit.parameters())
+@contextmanager
+def frozen(module: nn.Module):
+    """No parameter of ``module`` collects gradients inside the block; the flags come back after."""
+    params = list(module.parameters())
     saved_flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
-    batch = batch_rows(fp, cfg.recon_tokens)
-    losses = []
     try:
-        with _Training(unit, cfg) as training:
-            round_opt = torch.optim.Adam([r.alpha for r in training.roundings], lr=cfg.round_lr)
-            scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters)
-            for step in range(cfg.recon_iters):
-                if training.merge_groups(step):
-                    # The group scales are new tensors; like the reference, restart their optimizer.
-                    scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters - step)
-                index = torch.randint(fp.rows, (batch,)) if batch < fp.rows else torch.arange(fp.rows)
-                q, f = quant_in.select(index), fp.select(index)
-                args = [keep_quantized(a, b, training.keep) for a, b in zip(q.args, f.args)]
-                kwargs = {k: keep_quantized(q.kwargs[k], f.kwargs[k], training.keep) for k in q.kwargs}
-                error = _output_error(unit(*args, **kwargs), f.output)
-                loss = error
-                beta = beta_schedule(step, cfg.recon_iters, cfg.warmup, cfg.beta_start, cfg.beta_end)
-                if beta is not None and training.roundings:
-                    loss = loss + cfg.round_reg * sum(r.regularizer(beta) for r in training.roundings)
-                round_opt.zero_grad(set_to_none=True)
-                if scale_opt is not None:
-                    scale_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                round_opt.step()
-                if scale_opt is not None:
-                    scale_opt.step()
-                    scale_sched.step()
-                losses.append(error.item())
+        yield
     finally:
         for p, flag in zip(params, saved_flags):
             p.requires_grad_(flag)
+
+
+def train_unit(unit: nn.Module, quant_in: UnitData, fp: UnitData, cfg: QuantConfig,
+               forward: Callable | None = None,
+               objective: Callable[[object, torch.Tensor], torch.Tensor] | None = None,
+               batch: int | None = None) -> dict:
+    """Reconstruct ``unit`` in place; returns the first and last steps' errors.
+
+    By default a step runs ``unit`` on the batch's inputs and the error is the output error against
+    ``fp.output``. PAR swaps both: ``forward`` runs the unit's quantizers on something wider than the
+    module (an encoder stage, a decoder block with its residuals), and ``objective(output, rows)``
+    scores what that output does further down the float model; ``batch`` fixes the rows per step.
+    """
+    forward = unit if forward is None else forward
+    batch = batch_rows(fp, cfg.recon_tokens) if batch is None else min(batch, fp.rows)
+    losses = []
+    with frozen(unit), _Training(unit, cfg) as training:
+        round_opt = torch.optim.Adam([r.alpha for r in training.roundings], lr=cfg.round_lr)
+        scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters)
+        for step in range(cfg.recon_iters):
+            if training.merge_groups(step):
+                # The group scales are new tensors; like the reference, restart their optimizer.
+                scale_opt, scale_sched = _scale_optimizer(training.scales(), cfg.scale_lr, cfg.recon_iters - step)
+            index = torch.randint(fp.rows, (batch,)) if batch < fp.rows else torch.arange(fp.rows)
+            q, f = quant_in.select(index), fp.select(index)
+            args = [keep_quantized(a, b, training.keep) for a, b in zip(q.args, f.args)]
+            kwargs = {k: keep_quantized(q.kwargs[k], f.kwargs[k], training.keep) for k in q.kwargs}
+            out = forward(*args, **kwargs)
+            error = output_error(out, f.output) if objective is None else objective(out, index)
+            loss = error
+            beta = beta_schedule(step, cfg.recon_iters, cfg.warmup, cfg.beta_start, cfg.beta_end)
+            if beta is not None and training.roundings:
+                loss = loss + cfg.round_reg * sum(r.regularizer(beta) for r in training.roundings)
+            round_opt.zero_grad(set_to_none=True)
+            if scale_opt is not None:
+                scale_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            round_opt.step()
+            if scale_opt is not None:
+                scale_opt.step()
+                scale_sched.step()
+            losses.append(error.item())
     return {"first": losses[0] if losses else None, "last": losses[-1] if losses else None}

@@ -40,14 +40,14 @@ def _tokens_to_grid(x: torch.Tensor) -> torch.Tensor:
     return x.view(b, side, side, c).permute(0, 3, 1, 2)
 
 
-def _is_tinyvit(encoder) -> bool:
+def is_tinyvit(encoder) -> bool:
     return hasattr(encoder, "layers") and type(encoder.layers[0]).__name__ == "ConvLayer"
 
 
 def encoder_stem(model: SegmentModel, x: torch.Tensor) -> State:
     """Everything before the first quantized segment; it stays float (see prepare.FLOAT_STEM_CLASSES)."""
     enc = model.image_encoder
-    if _is_tinyvit(enc):
+    if is_tinyvit(enc):
         return (enc.layers[0](enc.patch_embed(x)),)
     h = enc.patch_embed(x)
     if enc.pos_embed is not None:
@@ -58,7 +58,7 @@ def encoder_stem(model: SegmentModel, x: torch.Tensor) -> State:
 def encoder_segments(model: SegmentModel) -> list[Segment]:
     enc = model.image_encoder
     segments = []
-    if _is_tinyvit(enc):
+    if is_tinyvit(enc):
         for i in range(1, len(enc.layers)):
             layer = enc.layers[i]
             segments += [Segment(f"image_encoder.layers.{i}.blocks.{j}", _call(f"image_encoder.layers.{i}.blocks.{j}"))
@@ -102,10 +102,9 @@ class _Captured(Exception):
     pass
 
 
-@torch.no_grad()
 def decoder_state(model: SegmentModel, embedding: torch.Tensor, boxes: torch.Tensor) -> State:
     """The two-way transformer's input state for ``boxes`` on ``embedding``; the rest of the decoder
-    is skipped."""
+    is skipped. Differentiable in ``embedding`` (PAR's layer skipping trains through it)."""
     captured = {}
 
     def grab(_module, args):
