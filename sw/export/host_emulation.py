@@ -21,6 +21,7 @@ from ..models.base import SegmentModel
 from ..quant.agq import AGQQuantizer, agq_codes
 from ..quant.qmodules import QuantConv2d, QuantLinear
 from ..ref.bundle import Bundle
+from ..ref.kernels import agq_weights
 
 
 def _host_rounding(output: dict):
@@ -29,18 +30,16 @@ def _host_rounding(output: dict):
     return hook
 
 
-def _agq_as_exported(softmax: dict, lut) -> callable:
-    """AGQ values as the A.V unit sees them: lut[code % tau] / 2^lut_frac_bits * 2^-(code // tau),
-    and 0 for the zero code and for codes shifted past ``max_shift``."""
-    tau, bits, scale = softmax["tau"], softmax["bits"], softmax["scale"]
-    lut = torch.as_tensor(lut, dtype=torch.float64) / 2.0 ** softmax["lut_frac_bits"]
+def _agq_as_exported(layer) -> callable:
+    """AGQ values as the A.V unit sees them: the reference's integer operand (``agq_weights``: LUT entry
+    shifted, 0 for the zero code and past ``max_shift``) times its unit."""
+    sm = layer.params["softmax"]
+    unit = sm["scale"] * 2.0 ** -(sm["lut_frac_bits"] + sm["max_shift"])
 
     def forward(a: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
-        codes = agq_codes(a, scale, tau, bits).long()
-        shift = torch.div(codes, tau, rounding_mode="floor")
-        keep = (codes != softmax["zero_code"]) & (shift <= softmax["max_shift"])
-        values = scale * lut.to(a.device)[codes - shift * tau] * torch.exp2(-shift.double())
-        return torch.where(keep, values, torch.zeros_like(values)).to(a.dtype)
+        codes = agq_codes(a, sm["scale"], sm["tau"], sm["bits"]).long().cpu().numpy()
+        weights = agq_weights(codes, sm["tau"], layer["lut"], sm["max_shift"], sm["bits"])
+        return (torch.from_numpy(weights).double() * unit).to(device=a.device, dtype=a.dtype)
     return forward
 
 
@@ -74,6 +73,5 @@ def host_emulating_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
                 module.register_forward_hook(_host_rounding(output))
         quantizer = getattr(module, "softmax_quantizer", None)
         if isinstance(quantizer, AGQQuantizer) and quantizer.enabled:
-            layer = bundle.layer(name)
-            quantizer.forward = _agq_as_exported(layer.params["softmax"], layer["lut"])
+            quantizer.forward = _agq_as_exported(bundle.layer(name))
     return model
