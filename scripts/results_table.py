@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-prompts", type=int, default=16)
     p.add_argument("--limit", type=int, help="evaluate only the first N val images (records say so)")
     p.add_argument("--no-fp", action="store_true", help="skip the float row (its masks are still computed)")
+    p.add_argument("--float-cache", help="npz of the float model's masks: loaded when it exists, else written "
+                                         "after computing them (saves the float pass on later runs)")
     p.add_argument("--out", default=str(RESULTS_JSON))
     p.add_argument("--states", help="also save each calibrated model's state here (<recipe>_<bits>.safetensors), "
                                     "for scripts/crosscheck_ref.py and 'samhw export --quant-state'")
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
 
     from sw.data.coco import resolve_coco_folder
     from sw.eval.benchmark import collect_predictions, run_benchmark
+    from sw.eval.prediction_cache import load_predictions, save_predictions
     from sw.models import load_model
     from sw.quant.config import make_config
     from sw.quant.state import save_quant_state
@@ -58,7 +61,13 @@ def main(argv=None) -> int:
         write_results(merge_records(Path(args.out), records), Path(args.out))
 
     start = time.perf_counter()
-    float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
+    cache = Path(args.float_cache) if args.float_cache else None
+    if cache is not None and cache.exists() and args.no_fp:  # the float row times a real pass
+        float_masks = load_predictions(cache)
+    else:
+        float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
+        if cache is not None:
+            save_predictions(float_masks, cache)
     fp_seconds = time.perf_counter() - start
     if not args.no_fp:
         fp = run_benchmark(split, float_masks, limit_images=args.limit, progress=False)

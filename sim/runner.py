@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hw.engine import GemmEngine
 from hw.generate import parse_pes, unit_verilog
+from sw.atomic_file import write_atomic
 from sw.ref.bundle import load_bundle
 
 from .cases import ACCEPTANCE, Case, CaseSpec, build_case
@@ -127,10 +128,7 @@ def write_report(path: Path, bundle_dir: str, results: list[Result]) -> None:
         f"compared {sum(r.compared for r in results)} words, {sum(r.mismatches for r in results)} mismatches.",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines))
 
 
 def simulate(bundle_dir: str, inputs: str | None, specs: list[CaseSpec], work: str, out=sys.stdout) -> list[Result]:

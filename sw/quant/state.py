@@ -9,14 +9,13 @@ signs folded into the weights, and the config (JSON in the safetensors header). 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..atomic_file import atomic_path
 from ..errors import SamhwError
 from ..models.base import SegmentModel
 from .big import BigReport, fold_signs
@@ -50,16 +49,8 @@ def save_quant_state(qmodel: SegmentModel, path: str | Path, extra: dict | None 
         "config": qmodel.quant_config.to_dict(),
         "extra": extra or {},
     }, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a failure never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_quant_state(model: SegmentModel, path: str | Path) -> SegmentModel:

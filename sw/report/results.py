@@ -7,8 +7,9 @@ from it, so no number is ever typed by hand.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from ..atomic_file import write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
@@ -48,12 +49,6 @@ def merge_records(path: Path, new: list[dict]) -> list[dict]:
     merged = {_key(r): r for r in old}
     merged.update({_key(r): r for r in new})
     return sorted(merged.values(), key=_sort_key)
-
-
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(text if isinstance(text, bytes) else text.encode())
-    os.replace(tmp, path)
 
 
 def _fmt(value) -> str:
@@ -134,6 +129,6 @@ def render_plot(records: list[dict], path: Path) -> None:
 
 def write_results(records: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(records, indent=1) + "\n")
-    _atomic_write(path.with_suffix(".md"), render_markdown(records))
+    write_atomic(path, json.dumps(records, indent=1) + "\n")
+    write_atomic(path.with_suffix(".md"), render_markdown(records))
     render_plot(records, path.with_suffix(".png"))

@@ -1,0 +1,30 @@
+"""The float-mask cache used by scripts/results_table.py must give back exactly what was saved."""
+
+import numpy as np
+import pytest
+
+from sw.errors import SamhwError
+from sw.eval.prediction_cache import load_predictions, save_predictions
+
+
+def test_round_trip_is_exact_for_odd_shapes_and_empty_images(tmp_path):
+    rng = np.random.default_rng(0)
+    preds = {7: (rng.random((3, 5, 11)) > 0.5, rng.random(3)),  # 165 bits: not a multiple of 8
+             42: (np.zeros((0, 4, 6), dtype=bool), np.zeros(0))}
+    path = tmp_path / "float.npz"
+    save_predictions(preds, path)
+    back = load_predictions(path)
+    assert sorted(back) == [7, 42]
+    for image_id, (masks, scores) in preds.items():
+        assert back[image_id][0].dtype == bool
+        np.testing.assert_array_equal(back[image_id][0], masks)
+        np.testing.assert_array_equal(back[image_id][1], scores)
+    assert [p.name for p in tmp_path.iterdir()] == ["float.npz"]  # no temporary left behind
+
+
+def test_truncated_cache_names_the_file(tmp_path):
+    path = tmp_path / "float.npz"
+    save_predictions({1: (np.ones((1, 2, 2), dtype=bool), np.ones(1))}, path)
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(SamhwError, match="float.npz: not a readable prediction cache"):
+        load_predictions(path)
