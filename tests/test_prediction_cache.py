@@ -12,8 +12,8 @@ def test_round_trip_is_exact_for_odd_shapes_and_empty_images(tmp_path):
     preds = {7: (rng.random((3, 5, 11)) > 0.5, rng.random(3)),  # 165 bits: not a multiple of 8
              42: (np.zeros((0, 4, 6), dtype=bool), np.zeros(0))}
     path = tmp_path / "float.npz"
-    save_predictions(preds, path)
-    back = load_predictions(path)
+    save_predictions(preds, path, "litemedsam on coco_tiny/val")
+    back = load_predictions(path, "litemedsam on coco_tiny/val")
     assert sorted(back) == [7, 42]
     for image_id, (masks, scores) in preds.items():
         assert back[image_id][0].dtype == bool
@@ -24,7 +24,16 @@ def test_round_trip_is_exact_for_odd_shapes_and_empty_images(tmp_path):
 
 def test_truncated_cache_names_the_file(tmp_path):
     path = tmp_path / "float.npz"
-    save_predictions({1: (np.ones((1, 2, 2), dtype=bool), np.ones(1))}, path)
+    save_predictions({1: (np.ones((1, 2, 2), dtype=bool), np.ones(1))}, path, "m on d")
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(SamhwError, match="float.npz: not a readable prediction cache"):
-        load_predictions(path)
+        load_predictions(path, "m on d")
+
+
+def test_cache_from_another_model_is_refused(tmp_path):
+    # Same prompts, so the masks' shapes match: only the label can tell the caches apart.
+    path = tmp_path / "float.npz"
+    save_predictions({1: (np.ones((1, 2, 2), dtype=bool), np.ones(1))}, path, "sam_vit_b on coco_tiny/val")
+    with pytest.raises(SamhwError, match="float.npz: prediction cache made by sam_vit_b on coco_tiny/val, "
+                                         "not by litemedsam on coco_tiny/val"):
+        load_predictions(path, "litemedsam on coco_tiny/val")

@@ -2,8 +2,9 @@
 
 The float model's masks on coco_tiny val take minutes on a CPU and do not change between recipes;
 scripts/results_table.py keeps them in an npz (masks bit-packed) when given ``--float-cache``. Entries
-are checked against the prompts when used (``run_benchmark`` rejects a shape mismatch), so a cache
-made with other prompts fails loudly instead of scoring against the wrong masks.
+are checked against the prompts when used (``run_benchmark`` rejects a shape mismatch), and the cache
+records what made it (model and dataset), because another model's masks have the same shapes; either
+mismatch fails loudly instead of scoring against the wrong masks.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from ..errors import SamhwError
 from .benchmark import Predictions
 
 
-def save_predictions(predictions: Predictions, path: Path) -> None:
-    arrays = {}
+SOURCE_KEY = "source"
+
+
+def save_predictions(predictions: Predictions, path: Path, source: str) -> None:
+    """Write ``predictions`` to ``path``, labelled with ``source`` (what made them)."""
+    arrays = {SOURCE_KEY: np.asarray(source)}
     for image_id, (masks, scores) in predictions.items():
         masks = np.asarray(masks, dtype=bool)
         arrays[f"{image_id}.shape"] = np.asarray(masks.shape, np.int64)
@@ -29,10 +34,14 @@ def save_predictions(predictions: Predictions, path: Path) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
-def load_predictions(path: Path) -> Predictions:
+def load_predictions(path: Path, source: str) -> Predictions:
+    """The predictions in ``path``, which must have been saved with the same ``source``."""
     try:
         with np.load(path) as data:
-            ids = sorted({int(key.split(".")[0]) for key in data.files})
+            saved = str(data[SOURCE_KEY]) if SOURCE_KEY in data.files else "an unlabelled run"
+            if saved != source:
+                raise SamhwError(f"{path}: prediction cache made by {saved}, not by {source}")
+            ids = sorted({int(key.split(".")[0]) for key in data.files if key != SOURCE_KEY})
             out: Predictions = {}
             for image_id in ids:
                 shape = tuple(int(n) for n in data[f"{image_id}.shape"])

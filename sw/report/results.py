@@ -128,7 +128,6 @@ def render_plot(records: list[dict], path: Path) -> None:
 
 
 def write_results(records: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(records, indent=1) + "\n")
     write_atomic(path.with_suffix(".md"), render_markdown(records))
     render_plot(records, path.with_suffix(".png"))
