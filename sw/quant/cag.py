@@ -12,7 +12,8 @@ group contiguous without changing the product.
 
 Calibration starts per channel (averaged per-image min/max, as AvgMinMax). Groups come from k-means on
 each channel's (scale, zero point): ``raw`` as the reference does (the zero point, in code units,
-dominates the distance) or ``normalized`` (each feature divided by its spread across channels).
+dominates the distance) or ``normalized`` (each feature divided by its spread across channels; the
+default, as it scored better at W4A4 on coco_tiny val).
 Without reconstruction the channels are clustered once into G groups, each group taking the union of
 its channels' ranges. With reconstruction the per-channel scales are learned first, then merged
 progressively (8G -> 4G -> 2G -> G groups at 20/40/60/80 % of the steps), each merge taking the

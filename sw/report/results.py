@@ -15,18 +15,19 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
 KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset")
 RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
-                "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-g1", "ahcptq-g2", "ahcptq",
-                "ahcptq-g8", "ahcptq-normalized", "saqsam-star", "saqsam"]
+                "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-cag-raw", "ahcptq-g1", "ahcptq-g2",
+                "ahcptq", "ahcptq-raw", "ahcptq-g8", "saqsam-star", "saqsam"]
 # Sub-tables that change one component per row: (title, [(recipe, label), ...]).
 ABLATIONS = [
     ("Ablation: BIG and AGQ on top of QDrop",
      [("qdrop", "QDrop"), ("qdrop+big", "+BIG"), ("qdrop+agq", "+AGQ"), ("ptq4sam-l", "+both (PTQ4SAM-L)")]),
     ("Ablation: HLUQ and CAG on top of PTQ4SAM-L",
      [("ptq4sam-l", "PTQ4SAM-L"), ("ahcptq-hluq", "+HLUQ"), ("ahcptq-cag", "+CAG (G=4)"),
-      ("ahcptq", "+both (AHCPTQ, G=4, raw features)")]),
+      ("ahcptq-cag-raw", "+CAG (G=4, raw features)"), ("ahcptq", "+both (AHCPTQ, G=4)"),
+      ("ahcptq-raw", "+both (G=4, raw features)")]),
     ("Ablation: CAG group count G and clustering features (AHCPTQ)",
-     [("ahcptq-g1", "G=1"), ("ahcptq-g2", "G=2"), ("ahcptq", "G=4 (raw (s, z) features)"), ("ahcptq-g8", "G=8"),
-      ("ahcptq-normalized", "G=4, normalized features")]),
+     [("ahcptq-g1", "G=1"), ("ahcptq-g2", "G=2"), ("ahcptq", "G=4 (AHCPTQ)"), ("ahcptq-g8", "G=8"),
+      ("ahcptq-raw", "G=4, raw (s, z) features as in the reference")]),
     ("SAQ-SAM vs PTQ4SAM-L vs AHCPTQ",
      [("ptq4sam-s", "PTQ4SAM-S (statistics)"), ("saqsam-star", "SAQ-SAM* (PCC, statistics)"),
       ("ptq4sam-l", "PTQ4SAM-L (QDrop)"), ("ahcptq", "AHCPTQ (QDrop + HLUQ + CAG)"),
