@@ -59,7 +59,8 @@ def run_case(case: Case, work: Path, job: dict | None = None) -> Result:
     # precompiled header ("Vtop__pch.h.fast: linker input file not found").
     cocotb_tools.runner.MAX_PARALLEL_BUILD_JOBS = 1
     verilator_env()
-    build_dir = work / case.key
+    # Absolute: the simulator runs in the build folder, so a relative job path would not resolve there.
+    build_dir = work.resolve() / case.key
     verilog = write_verilog(case, build_dir)
     top = case.config.name
     warnings = lint(verilog, top)

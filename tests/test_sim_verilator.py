@@ -7,6 +7,7 @@ One small CAG engine is built once (about a minute with one make job) and run wi
 
 from __future__ import annotations
 
+from pathlib import Path
 import re
 
 import numpy as np
@@ -50,11 +51,13 @@ def test_random_and_corner_layers_are_bit_exact_on_verilator(work):
         assert result.lint == []
 
 
-def test_a_wrong_expected_word_is_reported(work):
+def test_a_wrong_expected_word_is_reported(work, monkeypatch):
     case = make_case(1, False)
     job = case.job()
     job["expected"][5] ^= 1
-    result = run_case(case, work, job)
+    # A relative work folder, as `samhw simulate`'s default is: the simulator runs elsewhere.
+    monkeypatch.chdir(work.parent)
+    result = run_case(case, Path(work.name), job)
     assert result.mismatches == 1
     assert result.first_mismatches[0]["index"] == 5
 
