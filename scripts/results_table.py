@@ -62,12 +62,13 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     cache = Path(args.float_cache) if args.float_cache else None
+    source = f"{model.name} on {dataset}"
     if cache is not None and cache.exists() and args.no_fp:  # the float row times a real pass
-        float_masks = load_predictions(cache, f"{model.name} on {dataset}")
+        float_masks = load_predictions(cache, source)
     else:
         float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
         if cache is not None:
-            save_predictions(float_masks, cache, f"{model.name} on {dataset}")
+            save_predictions(float_masks, cache, source)
     fp_seconds = time.perf_counter() - start
     if not args.no_fp:
         fp = run_benchmark(split, float_masks, limit_images=args.limit, progress=False)

@@ -28,6 +28,8 @@ BIT_CONFIGS: dict[str, tuple[int, int]] = {
 # OMSE ranges (statistics alone, ptq4sam-s: 38.1).
 _RECON_INIT = {"act_observer": "mse", "weight_observer": "mse"}
 _PTQ4SAM_L = {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"}
+# AHCPTQ's ablation recipes below are this with one setting changed.
+_AHCPTQ = {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4}
 
 # SAQ-SAM (methods.md §4.1) calibrates activations with AvgMSEFast (per image, a bounded search of the
 # range and its zero-point shift minimising mean |x^ - x|^2.4, averaged over images) and weights with
@@ -57,15 +59,15 @@ RECIPES: dict[str, dict] = {
     # halves alone for the ablation. CAG clusters normalized (scale, zero point) features by default: on
     # coco_tiny val at W4A4 they beat the reference's raw features (mIoU GT 40.1 vs 39.0, AP 17.6 vs
     # 16.0; docs/results.md). The -raw recipes keep the reference's clustering for that comparison.
-    "ahcptq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4},
-    "ahcptq-hluq": {**_PTQ4SAM_L, "post_act_quantizer": "hluq"},
-    "ahcptq-cag": {**_PTQ4SAM_L, "cag_groups": 4},
-    "ahcptq-raw": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 4, "cag_features": "raw"},
-    "ahcptq-cag-raw": {**_PTQ4SAM_L, "cag_groups": 4, "cag_features": "raw"},
+    "ahcptq": _AHCPTQ,
+    "ahcptq-hluq": {**_AHCPTQ, "cag_groups": 0},
+    "ahcptq-cag": {**_AHCPTQ, "post_act_quantizer": "uniform"},
+    "ahcptq-raw": {**_AHCPTQ, "cag_features": "raw"},
+    "ahcptq-cag-raw": {**_AHCPTQ, "post_act_quantizer": "uniform", "cag_features": "raw"},
     # The CAG ablation: final group count G (ahcptq itself is G = 4).
-    "ahcptq-g1": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 1},
-    "ahcptq-g2": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 2},
-    "ahcptq-g8": {**_PTQ4SAM_L, "post_act_quantizer": "hluq", "cag_groups": 8},
+    "ahcptq-g1": {**_AHCPTQ, "cag_groups": 1},
+    "ahcptq-g2": {**_AHCPTQ, "cag_groups": 2},
+    "ahcptq-g8": {**_AHCPTQ, "cag_groups": 8},
     # SAQ-SAM*: PCC on statistic calibration, no reconstruction (clean in the reference too, §1.6).
     "saqsam-star": _SAQSAM_STAR,
     # SAQ-SAM: PCC + PAR (sw/quant/recon/par.py). PAR has 7 units on LiteMedSAM (3 quantized TinyViT
