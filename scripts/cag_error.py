@@ -78,6 +78,10 @@ def main(argv=None) -> int:
         results[label] = list(probe.stats.values())
 
     labels = list(results)
+    names = [s.name for s in results[labels[0]]]
+    for lab in labels[1:]:
+        if [s.name for s in results[lab]] != names:
+            raise SystemExit(f"{lab}: its CAG quantizers differ from {labels[0]}'s, so the rows would not line up")
     out = Path(args.out)
     header = "| quantizer | " + " | ".join(f"{lab}: clipped % | rel. error | min/max rel. error" for lab in labels) + " |"
     lines = [header, "|---|" + "---|---|---|" * len(labels)]

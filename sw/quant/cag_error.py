@@ -64,13 +64,11 @@ class CagErrorProbe:
     def _hook(self, name: str):
         def record(q: CAGQuantizer, inputs, output) -> None:
             x = inputs[0].detach().double()
-            scale = q.scale[q.labels].double()
-            zero_point = q.zero_point[q.labels].double()
+            scale, zero_point = (t.double() for t in q.channel_params())
             top = 2**q.bits - 1
             # A value clips when its unclamped code lies outside [0, top].
             raw = torch.round(x / scale) + zero_point
-            lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
-            s_mm, z_mm = qparams_from_range(lo.reshape(1), hi.reshape(1), q.bits)
+            s_mm, z_mm = qparams_from_range(x.min().reshape(1), x.max().reshape(1), q.bits)
             minmax = fake_quantize(x, s_mm.double(), z_mm.double(), q.bits)
             entry = self.stats[name]
             entry.elements += x.numel()
