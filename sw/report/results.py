@@ -72,16 +72,19 @@ def render_markdown(records: list[dict]) -> str:
         "reconstruction included (adaround, brecq, qdrop*, ptq4sam-l, ahcptq*, saqsam: default settings of",
         "sw/quant/config.py). That machine has 2 cores and some runs shared them with other jobs, which",
         "inflates wall clock; calib CPU s (CPU time of the run's own threads, recorded since 2026-12-03,",
-        "n/a before) is not inflated that way.",
+        "n/a before) is not inflated that way. Quantized rows are reproducible at a fixed torch thread count",
+        "only (threads: recorded since 2026-12-03, n/a before): the thread count changes the order of float32",
+        "sums and one flipped activation code cascades through the following blocks; how far a row moves",
+        "between 1 and 2 threads is measured in docs/thread_agreement_minmax_w8a8.md.",
         "",
-        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s | calib CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s | calib CPU s | threads |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         bits = "fp32" if r["recipe"] == "fp" else f"W{r['weight_bits']}A{r['act_bits']}"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {bits} | {_fmt(r['ap'])} | "
                      f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} | "
-                     f"{_seconds(r.get('calib_cpu_seconds'))} |")
+                     f"{_seconds(r.get('calib_cpu_seconds'))} | {r.get('torch_threads') or 'n/a'} |")
     lines += ["", "![mIoU vs ground truth by recipe and bit width](results.png)", ""]
     for title, variants in ABLATIONS:
         lines += _ablation(records, title, variants)
