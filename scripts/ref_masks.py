@@ -7,15 +7,19 @@ postprocess as the benchmark does, and reports the mask IoU between them. For sc
 the fake-quant model against itself with 1e-6 Gaussian noise added to the preprocessed image (its own
 code-level sensitivity, which bounds any whole-model agreement), and the reference's decoder against
 the host-emulating fake-quant decoder (sw/export/host_emulation.py) from the same fake-quant embedding.
-Writes docs/ref_masks_<recipe>_<bits>.md.
+Last, the whole reference against the fake-quant model's own graph with the bundle's integer kernels
+doing the quantized layers' arithmetic (``integer_kernel_model``): that isolates the reference's
+rewrite of the graph. Writes docs/ref_masks_<recipe>_<bits>.md.
 
     python scripts/ref_masks.py --recipe minmax --bits w8a8 --calib-images 4 --limit 5
     python scripts/ref_masks.py --quant-state runs/states/ahcptq_w4a4.safetensors --limit 5
+    python scripts/ref_masks.py --recipe minmax --bits w8a8 --calib-images 4 --limit 80 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -47,7 +51,7 @@ def _ious(a: np.ndarray, b: np.ndarray) -> list[float]:
     return [mask_iou(x, y) for x, y in zip(a, b)]
 
 
-def _image_row(qmodel, emulated, bundle, image, boxes_xyxy) -> dict:
+def _image_row(qmodel, emulated, kernels, bundle, image, boxes_xyxy) -> dict:
     import torch
 
     from sw.ref.run import decode_masks, encode_image
@@ -62,31 +66,68 @@ def _image_row(qmodel, emulated, bundle, image, boxes_xyxy) -> dict:
         emulated_decode = lambda e, b: emulated.decode(e.double(), b.double())[0]  # noqa: E731
         emulated_dec = _masks(qmodel, meta, emulated_decode, emb, boxes)
         emulated_all = _masks(qmodel, meta, emulated_decode, emulated.encode(x.double()), boxes)
+        kernels_decode = lambda e, b: kernels.decode(e.double(), b.double())[0]  # noqa: E731
+        kernels_all = _masks(qmodel, meta, kernels_decode, kernels.encode(x.double()), boxes)
     ref_decode = lambda e, b: decode_masks(bundle, e, b.numpy())[0]  # noqa: E731
     start = time.perf_counter()
     ref = _masks(qmodel, meta, ref_decode, encode_image(bundle, x.numpy()), boxes)
     seconds = time.perf_counter() - start
     ref_dec = _masks(qmodel, meta, ref_decode, emb.double().numpy(), boxes)
     return {"ref": _ious(ref, fq), "noisy": _ious(noisy, fq), "emulated": _ious(ref, emulated_all),
-            "decoder": _ious(ref_dec, emulated_dec), "seconds": seconds}
+            "decoder": _ious(ref_dec, emulated_dec), "kernels": _ious(ref, kernels_all), "seconds": seconds}
+
+
+class _Serial:
+    """``Pool`` stand-in for --workers 1: the same loop in this process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap(fn, items):
+        return map(fn, items)
 
 
 def _table(rows: list[tuple[str, dict]]) -> list[str]:
     lines = ["| image | boxes | ref vs fake-quant: mean IoU | min | fake-quant + 1e-6 noise vs fake-quant | "
              "whole model: ref vs host-emulating fake-quant | decoder only: ref vs host-emulating (same embedding) | "
-             "reference s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "whole model: ref vs fake-quant graph on integer kernels | min | reference s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         lines.append(f"| {name} | {len(r['ref'])} | {np.mean(r['ref']):.4f} | {np.min(r['ref']):.4f} | "
                      f"{np.mean(r['noisy']):.4f} | {np.mean(r['emulated']):.4f} | {np.mean(r['decoder']):.4f} | "
-                     f"{r['seconds']:.1f} |")
+                     f"{np.mean(r['kernels']):.4f} | {np.min(r['kernels']):.4f} | {r['seconds']:.1f} |")
     return lines
+
+
+# Set before the worker processes fork, so each inherits the calibrated models instead of pickling them.
+_SHARED: dict = {}
+
+
+def _row_of_image(image_id):
+    """(file name, row) of one val image, or None when it has no boxes."""
+    import torch
+
+    from sw.data.images import load_rgb
+
+    torch.set_num_threads(1)
+    split, qmodel = _SHARED["split"], _SHARED["qmodel"]
+    boxes = np.array([i.box_xyxy for i in split.instances(image_id)], np.float32).reshape(-1, 4)
+    if not len(boxes):
+        return None
+    image = load_rgb(split.image_path(image_id))
+    row = _image_row(qmodel, _SHARED["emulated"], _SHARED["kernels"], _SHARED["bundle"], image, boxes)
+    return split.image_info(image_id)["file_name"], row
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checked_model_args(p, str(DEFAULT_DATA))
     p.add_argument("--limit", type=int, default=5, help="val images (name order)")
+    p.add_argument("--workers", type=int, default=1, help="processes, one image each at a time (one thread each)")
     p.add_argument("--out", help="report path (default docs/ref_masks_<recipe>_<bits>.md)")
     args = p.parse_args(argv)
 
@@ -94,10 +135,9 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from sw.data.coco import resolve_coco_folder
-    from sw.data.images import load_rgb
     from sw.eval.benchmark import select_images
     from sw.export.bundle import export_bundle
-    from sw.export.host_emulation import host_emulating_model
+    from sw.export.host_emulation import host_emulating_model, integer_kernel_model
     from sw.ref.bundle import load_bundle
     from sw.workflow import checked_model
 
@@ -108,26 +148,32 @@ def main(argv=None) -> int:
     rows, skipped = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         bundle = load_bundle(export_bundle(qmodel, items, Path(tmp) / "bundle"))
-        emulated = host_emulating_model(qmodel, bundle)
-        for image_id in tqdm(select_images(split, args.limit), desc="ref vs fake-quant", unit="img"):
-            boxes = np.array([i.box_xyxy for i in split.instances(image_id)], np.float32).reshape(-1, 4)
-            if not len(boxes):
-                skipped += 1
-                continue
-            image = load_rgb(split.image_path(image_id))
-            rows.append((split.image_info(image_id)["file_name"], _image_row(qmodel, emulated, bundle, image, boxes)))
+        _SHARED.update(split=split, qmodel=qmodel, bundle=bundle, emulated=host_emulating_model(qmodel, bundle),
+                       kernels=integer_kernel_model(qmodel, bundle))
+        images = select_images(split, args.limit)
+        with multiprocessing.get_context("fork").Pool(args.workers) if args.workers > 1 else _Serial() as pool:
+            for result in tqdm(pool.imap(_row_of_image, images), total=len(images), desc="ref vs fake-quant", unit="img"):
+                if result is None:
+                    skipped += 1
+                else:
+                    rows.append(result)
 
     every = lambda key: [v for _, r in rows for v in r[key]]  # noqa: E731
     summary = (f"Mean over {len(rows)} images: ref vs fake-quant {np.mean([np.mean(r['ref']) for _, r in rows]):.4f} "
                f"(over {len(every('ref'))} boxes: {np.mean(every('ref')):.4f}); fake-quant with 1e-6 input noise vs "
                f"fake-quant {np.mean(every('noisy')):.4f}; whole model, ref vs host-emulating fake-quant "
                f"{np.mean([np.mean(r['emulated']) for _, r in rows]):.4f}; decoder only, ref vs host-emulating "
-               f"{np.mean(every('decoder')):.4f} (per box).")
+               f"{np.mean(every('decoder')):.4f} (per box); whole model, ref vs fake-quant graph on integer kernels "
+               f"{np.mean([np.mean(r['kernels']) for _, r in rows]):.4f} (over boxes {np.mean(every('kernels')):.4f}, "
+               f"lowest box {np.min(every('kernels')):.4f}).")
+    calibration = (f"Fake-quant state {Path(args.quant_state).name}; host-code ranges from {len(items)} coco_tiny "
+                   "train images" if args.quant_state else
+                   f"Calibration and host-code ranges: {len(items)} coco_tiny train images")
     command = " ".join(["python scripts/ref_masks.py"] + (argv if argv is not None else sys.argv[1:]))
     text = "\n".join([
         f"# Whole-model integer reference vs fake-quant masks: {model.name} {cfg.recipe} {cfg.bits_name}", "",
         f"Generated by `{command}`; do not edit by hand.", "",
-        f"Calibration and host-code ranges: {len(items)} coco_tiny train images. Checked on the first {args.limit} val "
+        f"{calibration}. Checked on the first {args.limit} val "
         f"images with all their ground-truth boxes ({skipped} without boxes skipped). Masks are the model's "
         "postprocessed logits > 0 at the original image size; IoU per box, averaged per image.", "",
         "- **ref vs fake-quant**: `sw.ref.run` (numpy, integer layers from the bundle, host steps in float64) against "
@@ -141,7 +187,13 @@ def main(argv=None) -> int:
         "outputs rounded to their 16-bit codes), encoder and decoder.",
         "- **decoder only**: reference decoder against the host-emulating fake-quant decoder "
         "(`sw/export/host_emulation.py`: float64, host outputs rounded to their 16-bit codes), both from the "
-        "fake-quant image embedding.", "",
+        "fake-quant image embedding.",
+        "- **whole model: ref vs fake-quant graph on integer kernels**: the reference against the fake-quant "
+        "model's own modules run in float64 with every quantized layer's arithmetic done by the bundle's integer "
+        "kernels and each A.V requantized with the bundle's multiplier (`integer_kernel_model` in "
+        "`sw/export/host_emulation.py`). Only the graph differs: the torch modules' wiring and host steps against "
+        "the reference's rewrite of them. The kernels' own arithmetic is checked layer by layer against the float32 "
+        "fake-quant model in docs/crosscheck_*.md.", "",
         *_table(rows), "", summary, ""])
     out = Path(args.out or ROOT / "docs" / f"ref_masks_{cfg.recipe}_{cfg.bits_name.lower()}.md")
     out.write_text(text)

@@ -8,7 +8,9 @@ are therefore bounded by that self-sensitivity, measured here on the same image 
 AHCPTQ W4A4 the bound is vacuous). The host-emulating
 model (``sw/export/host_emulation.py``: float64, host outputs on their 16-bit grid, AGQ values from the
 exported LUT) computes what the reference computes up to rounding ties, so single blocks and the
-decoder are compared with it tightly.
+decoder are compared with it tightly. With the bundle's integer kernels doing its quantized layers
+(``integer_kernel_model``) there are no ties left: the whole model must match the reference to float64
+ulps, which checks the reference's rewrite of the encoder and decoder graph.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 
 from sw.eval.metrics import mask_iou
 from sw.export.bundle import export_bundle
-from sw.export.host_emulation import host_emulating_model
+from sw.export.host_emulation import (attention_values_codes, attention_values_unit, host_emulating_model,
+                                    integer_kernel_model)
 from sw.quant.config import make_config
 from sw.ref.bundle import Bundle, BundleError, load_bundle
 from sw.ref.run import decode_masks, encode_image, run_encoder_block
@@ -59,7 +62,7 @@ def _case(recipe, litemedsam, calib_items, tmp_path_factory, whole_model: bool) 
         logits_emulated, iou_emulated = emulated.decode(emb.double(), boxes.double())
     ref_logits_same_emb, ref_iou_same_emb = decode_masks(bundle, emb.double().numpy(), boxes.numpy())
     case = SimpleNamespace(
-        recipe=recipe, qmodel=qmodel, bundle=bundle, meta=meta, boxes=boxes.numpy(),
+        recipe=recipe, qmodel=qmodel, bundle=bundle, meta=meta, x=x.numpy(), boxes=boxes.numpy(),
         block_x=block["x"], block_fq=block["y"], block_emulated=block_emulated,
         block_ref=run_encoder_block(bundle, BLOCK, block["x"]), emb=emb.double().numpy(), logits=logits.numpy(),
         logits_emulated=logits_emulated.numpy(), iou_emulated=iou_emulated.numpy(),
@@ -120,6 +123,29 @@ def test_whole_model_masks_are_within_the_fake_quant_models_own_sensitivity(minm
     ref = _mean_iou(case.qmodel, case.meta, case.ref_logits, case.logits)
     noisy = _mean_iou(case.qmodel, case.meta, case.logits_noisy, case.logits)
     assert ref >= noisy - 0.1, (ref, noisy)
+
+
+def test_whole_model_equals_the_fake_quant_graph_on_integer_kernels(case):
+    kernels = integer_kernel_model(case.qmodel, case.bundle)
+    with torch.inference_mode():
+        emb = kernels.encode(torch.from_numpy(case.x).double())
+        logits = kernels.decode(emb, torch.from_numpy(case.boxes).double())[0].numpy()
+    ref_emb = getattr(case, "ref_emb", None)
+    if ref_emb is None:
+        ref_emb = encode_image(case.bundle, case.x)
+    ref_logits = decode_masks(case.bundle, ref_emb, case.boxes)[0]
+    # Every code is the same on both sides; only the float64 host steps (torch vs numpy) differ, by ulps.
+    np.testing.assert_allclose(ref_emb, emb.numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ref_logits, logits, rtol=0, atol=1e-9)
+    assert _mean_iou(case.qmodel, case.meta, ref_logits, logits) == 1.0
+
+
+def test_attention_values_off_the_accumulator_grid_are_refused(minmax_case):
+    layer = next(l for l in minmax_case.bundle.layers.values() if l.kind == "attention")
+    codes, unit = attention_values_codes(layer), attention_values_unit(layer)
+    assert codes(np.array([3.0, -2.0]) * unit).shape == (2,)
+    with pytest.raises(ValueError, match="off the integer grid"):
+        codes(np.array([3.5]) * unit)
 
 
 def test_bad_inputs_are_one_line_bundle_errors(minmax_case):

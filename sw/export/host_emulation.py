@@ -9,19 +9,36 @@ group multipliers against exact float division). Comparing the
 reference with the plain float32 fake-quant model instead measures mostly the model's own sensitivity:
 one flipped activation code cascades through the following blocks, so a 1e-6 change of the input
 image moves the plain model's outputs about as far as the reference's host rounding does.
+
+``integer_kernel_model`` closes the remaining gap: the same float64 copy, with every quantized layer's
+arithmetic (input encoding, integer GEMM, group multipliers, fixed-point requantization) done by the
+bundle's integer kernels and each attention's A.V accumulator requantized with the bundle's multiplier.
+What is left of the fake-quant model is its graph: the original modules' wiring, LayerNorms, softmax,
+GELU, residuals, window partition and the decoder's float heads, all in torch. Against it the
+reference checks its own rewrite of that graph (``sw/ref/encoder.py``, ``decoder.py``); the layers'
+arithmetic is checked against the float32 fake-quant model per layer (``sw/export/crosscheck.py``).
 """
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 
 from ..models.base import SegmentModel
 from ..quant.agq import AGQQuantizer, agq_codes
-from ..quant.qmodules import QuantConv2d, QuantLinear
-from ..ref.bundle import Bundle
+from ..quant.qmodules import QuantConv2d, QuantDecoderAttention, QuantLinear
+from ..ref.arith import requantize
+from ..ref.bundle import Bundle, Layer
 from ..ref.kernels import agq_weights
+from ..ref.layers import run_layer
+from ..ref.steps import Steps
+from .layers import ATTENTION_TYPES, projection_consumers
+
+# |A.V / unit - round(A.V / unit)| in float64 stays far below this for any accumulator under 2^47; a
+# larger gap means the value did not come from integer operands in that unit.
+_SNAP_TOLERANCE = 0.25
 
 
 def _host_rounding(output: dict):
@@ -74,4 +91,66 @@ def host_emulating_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
         quantizer = getattr(module, "softmax_quantizer", None)
         if isinstance(quantizer, AGQQuantizer) and quantizer.enabled:
             quantizer.forward = _agq_as_exported(bundle.layer(name))
+    return model
+
+
+def _integer_layer(layer: Layer, dequantize, codes_from=None) -> callable:
+    """A QuantLinear/QuantConv2d forward that runs ``layer`` through the integer kernels; ``codes_from``
+    turns the float input into the layer's input codes (default: the layer's own input encoding)."""
+    encode = codes_from or (lambda x: Steps.encode(layer, x))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        y = run_layer(layer, encode(x.detach().cpu().numpy()))
+        return torch.from_numpy(dequantize(y)).to(device=x.device, dtype=x.dtype)
+    return forward
+
+
+def attention_values_unit(layer: Layer) -> float:
+    """Real value of one step of an attention layer's A.V accumulator: probability unit times v's scale."""
+    p, sm = layer.params, layer.params["softmax"]
+    prob_unit = sm["scale"] * 2.0 ** -(sm["lut_frac_bits"] + sm["max_shift"]) if sm["format"] == "agq" else sm["scale"]
+    return prob_unit * p["v"]["scale"]
+
+
+def attention_values_codes(layer: Layer) -> callable:
+    """Output-projection input codes from the float64 A.V product: the product is an integer accumulator
+    times one unit (``attention_values_unit``), recovered exactly and requantized as the accelerator
+    does (``sw/ref/layers.run_attention_values``)."""
+    unit, out = attention_values_unit(layer), layer.params["output"]
+
+    def codes(x):
+        steps = x / unit
+        acc = np.round(steps)
+        gap = float(np.abs(steps - acc).max()) if acc.size else 0.0
+        if gap > _SNAP_TOLERANCE:
+            raise ValueError(f"attention '{layer.name}': A.V is {gap:.3g} accumulator steps off the integer grid")
+        return requantize(acc.astype(np.int64), out["multiplier"], out["shift"], out["zero_point"], out["min"], out["max"])
+    return codes
+
+
+def integer_kernel_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
+    """``host_emulating_model`` with the bundle's integer kernels doing every quantized layer's arithmetic
+    (see the module docstring); feed it float64 images and boxes."""
+    model = host_emulating_model(qmodel, bundle)
+    modules = dict(model.named_modules())
+    av_codes, consumers = {}, {}
+    for name, attn in modules.items():
+        if isinstance(attn, ATTENTION_TYPES):
+            proj = "out_proj" if isinstance(attn, QuantDecoderAttention) else "proj"
+            av_codes[f"{name}.{proj}"] = attention_values_codes(bundle.layer(name))
+            for proj_name, (scale, zero, _bits, _) in projection_consumers(attn).items():
+                consumers[f"{name}.{proj_name}"] = (np.asarray(scale, np.float64), np.asarray(zero, np.int64))
+    for name, module in modules.items():
+        if not isinstance(module, (QuantLinear, QuantConv2d)):
+            continue
+        layer = bundle.layer(name)
+        out = layer.params["output"]
+        if out["to"] == "host":
+            dequantize = lambda y, s=out["scale"]: y.astype(np.float64) * s  # noqa: E731
+        else:
+            # q/k/v codes as the values their quantizers read back to the same codes.
+            scale, zero = consumers[name]
+            dequantize = lambda y, s=scale, z=zero: (y - z) * s  # noqa: E731
+        module.forward = _integer_layer(layer, dequantize, av_codes.get(name))
+        module._forward_hooks.clear()  # host codes already come out of the kernels
     return model
