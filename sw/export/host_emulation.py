@@ -47,11 +47,18 @@ def _host_rounding(output: dict):
     return hook
 
 
+def _probability_unit(softmax: dict) -> float:
+    """Real value of one step of the integer A.V probability operand (AGQ: the LUT's and shift's unit)."""
+    if softmax["format"] == "agq":
+        return softmax["scale"] * 2.0 ** -(softmax["lut_frac_bits"] + softmax["max_shift"])
+    return softmax["scale"]
+
+
 def _agq_as_exported(layer) -> callable:
     """AGQ values as the A.V unit sees them: the reference's integer operand (``agq_weights``: LUT entry
     shifted, 0 for the zero code and past ``max_shift``) times its unit."""
     sm = layer.params["softmax"]
-    unit = sm["scale"] * 2.0 ** -(sm["lut_frac_bits"] + sm["max_shift"])
+    unit = _probability_unit(sm)
 
     def forward(a: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
         codes = agq_codes(a, sm["scale"], sm["tau"], sm["bits"]).long().cpu().numpy()
@@ -107,9 +114,7 @@ def _integer_layer(layer: Layer, dequantize, codes_from=None) -> callable:
 
 def attention_values_unit(layer: Layer) -> float:
     """Real value of one step of an attention layer's A.V accumulator: probability unit times v's scale."""
-    p, sm = layer.params, layer.params["softmax"]
-    prob_unit = sm["scale"] * 2.0 ** -(sm["lut_frac_bits"] + sm["max_shift"]) if sm["format"] == "agq" else sm["scale"]
-    return prob_unit * p["v"]["scale"]
+    return _probability_unit(layer.params["softmax"]) * layer.params["v"]["scale"]
 
 
 def attention_values_codes(layer: Layer) -> callable:
