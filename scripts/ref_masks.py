@@ -175,8 +175,9 @@ def main(argv=None) -> int:
                 if result is None:
                     skipped += 1
                 else:
-                    rows.append(result[1:])
-                    predictions[result[0]] = result[2].pop("predictions")
+                    image_id, name, row = result
+                    predictions[image_id] = row.pop("predictions")
+                    rows.append((name, row))
 
     accuracy = _accuracy_table(split, predictions, images)
     every = lambda key: [v for _, r in rows for v in r[key]]  # noqa: E731
