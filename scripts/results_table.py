@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,19 @@ sys.path.insert(0, str(ROOT))
 
 from sw.cli import DEFAULT_DATA  # noqa: E402
 from sw.report.results import RESULTS_JSON, merge_records, write_results  # noqa: E402
+
+
+def code_commit() -> str | None:
+    """The commit the measured code came from, "+dirty" when sw/ or scripts/ differ from it: a row is
+    reproducible only at the code that produced it (float32 rounding differences cascade)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sw", "scripts"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None  # not a git checkout: the column says n/a
+    return head + ("+dirty" if dirty else "")
 
 
 def main(argv=None) -> int:
@@ -53,7 +67,7 @@ def main(argv=None) -> int:
     split = resolve_coco_folder(args.data, "val")
     dataset = f"{Path(args.data).name}/val" + (f"[:{args.limit}]" if args.limit else "")
     model = load_model(args.model)
-    base = {"model": model.name, "dataset": dataset}
+    base = {"model": model.name, "dataset": dataset, "code_commit": code_commit()}
     records = []
 
     def save() -> None:

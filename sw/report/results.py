@@ -75,16 +75,19 @@ def render_markdown(records: list[dict]) -> str:
         "n/a before) is not inflated that way. Quantized rows are reproducible at a fixed torch thread count",
         "only (threads: recorded since 2026-12-03, n/a before): the thread count changes the order of float32",
         "sums and one flipped activation code cascades through the following blocks; how far a row moves",
-        "between 1 and 2 threads is measured in docs/thread_agreement_minmax_w8a8.md.",
+        "between 1 and 2 threads is measured in docs/thread_agreement_minmax_w8a8.md, and at the code that",
+        "ran them (commit: recorded since 2026-12-04, n/a before; +dirty = sw/ or scripts/ had uncommitted",
+        "changes).",
         "",
-        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s | calib CPU s | threads |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | dataset | recipe | bits | AP | mIoU GT | mIoU FP | calib s | calib CPU s | threads | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         bits = "fp32" if r["recipe"] == "fp" else f"W{r['weight_bits']}A{r['act_bits']}"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {bits} | {_fmt(r['ap'])} | "
                      f"{_fmt(r['miou_gt'])} | {_fmt(r['miou_fp'])} | {r['calib_seconds']:.1f} | "
-                     f"{_seconds(r.get('calib_cpu_seconds'))} | {r.get('torch_threads') or 'n/a'} |")
+                     f"{_seconds(r.get('calib_cpu_seconds'))} | {r.get('torch_threads') or 'n/a'} | "
+                     f"{r.get('code_commit') or 'n/a'} |")
     lines += ["", "![mIoU vs ground truth by recipe and bit width](results.png)", ""]
     for title, variants in ABLATIONS:
         lines += _ablation(records, title, variants)
