@@ -6,7 +6,7 @@ markdown report.
                                     [--freq MHZ] [--router router1|router2] [--placer heap|sa]
                                     [--seed N] [--out DIR] [--report docs/hw_synthesis.md]
 
-The engine's bus is ~110 pins, which fits the CABGA381 package, so the generated top is placed as it is
+The engine's bus fits the CABGA381 package's pins, so the generated top is placed as it is
 (no wrapper); nextpnr places unconstrained I/O itself and does not time the pins, so Fmax is the
 register-to-register clock. nextpnr runs with --timing-allow-fail, so a design that misses the target
 still gets its measured Fmax reported (and the script exits 1). The first yowasp call compiles
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from hw.generate import generate_engine, parse_pes
-    from sw.ref.bundle import load_bundle
+    from sw.bundle import load_bundle
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(args.out).resolve()

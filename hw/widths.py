@@ -25,8 +25,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-MULTIPLIER_BITS = 31  # sw.ref.arith: normalized requant multipliers, 2^30 <= M < 2^31
-SHIFT_MIN, SHIFT_MAX = 17, 78  # sw.ref.arith: shift range of quantize_multiplier
+from sw.bundle import AgqCodes, AttentionLayer, CagCodes, GemmLayer, HluqCodes
+from sw.bundle.fixed_point import MULTIPLIER_BITS, SHIFT_MAX, SHIFT_MIN
+
 
 
 def signed_bits(lo: int, hi: int) -> int:
@@ -123,7 +124,7 @@ class MacWidths(CombineWidths):
 class HluqWidths(CombineWidths):
     """HLUQ inputs: log partial (shifted weights) and uniform partial ((c - L) * w)."""
 
-    code_bits: int
+    act_bits: int
     log_levels: int
     weight_bits: int
     terms: int
@@ -135,14 +136,14 @@ class HluqWidths(CombineWidths):
         return 2
 
     def __post_init__(self):
-        if not 1 <= self.log_levels <= code_max(self.code_bits):
-            raise ValueError(f"log_levels {self.log_levels} outside 1..{code_max(self.code_bits)} "
-                             f"for {self.code_bits}-bit codes")
+        if not 1 <= self.log_levels <= code_max(self.act_bits):
+            raise ValueError(f"log_levels {self.log_levels} outside 1..{code_max(self.act_bits)} "
+                             f"for {self.act_bits}-bit codes")
 
     @property
     def uniform_max(self) -> int:
         """Largest uniform-path operand c - L."""
-        return code_max(self.code_bits) - self.log_levels
+        return code_max(self.act_bits) - self.log_levels
 
     @property
     def log_term_max(self) -> int:
@@ -167,7 +168,7 @@ class HluqWidths(CombineWidths):
 
 @dataclass(frozen=True)
 class AgqWidths:
-    code_bits: int
+    act_bits: int
     tau: int
     lut: tuple[int, ...]
     max_shift: int
@@ -246,60 +247,32 @@ class RequantWidths:
         return max(1, self.q_max.bit_length())
 
 
-# ---- widths of a bundle layer (sw.ref.bundle.Layer) ------------------------------------------------
+# ---- widths of a bundle layer ---------------------------------------------------------------------
+# The bundle contract has already checked that every zero point lies in its code range, which the
+# bounds above assume.
 
-def _check_codes(values, bits: int, what: str) -> None:
-    values = [int(v) for v in values]
-    if values and (min(values) < 0 or max(values) > code_max(bits)):
-        raise ValueError(f"{what} outside the {bits}-bit code range: the width bounds assume 0 <= z < 2^{bits}")
-
-
-def reduction_length(layer) -> int:
-    """Terms summed into one output: in_features, or C/groups * kh * kw for a conv."""
-    if layer.kind == "linear":
-        return int(layer.params["in_features"])
-    if layer.kind == "conv2d":
-        shape = layer["weight_codes"].shape
-        return int(shape[1] * shape[2] * shape[3])
-    raise ValueError(f"layer '{layer.name}' is a {layer.kind}, not a linear or conv2d layer")
-
-
-def gemm_widths(layer) -> CombineWidths:
+def gemm_widths(layer: GemmLayer) -> CombineWidths:
     """Widths of a linear/conv layer's MAC lane (uniform or CAG) or HLUQ PE."""
-    p = layer.params
-    fmt, w_bits = p["input"], int(p["weight_bits"])
-    _check_codes(layer["weight_zero_point"], w_bits, f"layer '{layer.name}' weight zero points")
-    mult_bits = max(int(m) for m in layer["group_multiplier"]).bit_length()
-    bias_bits = bits_of_values(layer["bias_acc"])
-    terms = reduction_length(layer)
-    if fmt["format"] == "hluq":
-        return HluqWidths(int(fmt["bits"]), int(fmt["log_levels"]), w_bits, terms, mult_bits, bias_bits)
-    if fmt["format"] == "cag":
-        _check_codes(layer["group_zero_point"], int(fmt["bits"]), f"layer '{layer.name}' group zero points")
-        groups = int(fmt["groups"])
-    else:
-        _check_codes([fmt["zero_point"]], int(fmt["bits"]), f"layer '{layer.name}' input zero point")
-        groups = 1
-    return MacWidths(int(fmt["bits"]), w_bits, terms, groups, mult_bits, bias_bits)
+    fmt, weight_bits = layer.input, layer.weights.weight_bits
+    mult_bits = max(int(m) for m in layer.group_multiplier).bit_length()
+    bias_bits = bits_of_values(layer.bias_acc)
+    if isinstance(fmt, HluqCodes):
+        return HluqWidths(fmt.act_bits, fmt.log_levels, weight_bits, layer.reduction, mult_bits, bias_bits)
+    groups = fmt.groups if isinstance(fmt, CagCodes) else 1
+    return MacWidths(fmt.act_bits, weight_bits, layer.reduction, groups, mult_bits, bias_bits)
 
 
-def attention_widths(layer, terms: int | None = None) -> AgqWidths:
+def attention_widths(layer: AttentionLayer, terms: int | None = None) -> AgqWidths:
     """Widths of an attention layer's AGQ A.V unit; ``terms`` defaults to the layer's max_keys."""
-    p = layer.params
-    if layer.kind != "attention" or p["softmax"]["format"] != "agq":
+    sm = layer.softmax
+    if not isinstance(sm, AgqCodes):
         raise ValueError(f"layer '{layer.name}' has no AGQ softmax")
-    sm, v = p["softmax"], p["v"]
-    _check_codes([v["zero_point"]], int(v["bits"]), f"layer '{layer.name}' value zero point")
-    return AgqWidths(int(sm["bits"]), int(sm["tau"]), layer["lut"], int(sm["max_shift"]), int(v["bits"]),
-                     int(terms if terms is not None else p["max_keys"]))
+    return AgqWidths(sm.act_bits, sm.tau, sm.lut, sm.max_shift, layer.v.act_bits,
+                     int(terms if terms is not None else layer.max_keys))
 
 
-def requant_widths(layer, acc_bits: int | None = None) -> RequantWidths:
+def requant_widths(layer: GemmLayer | AttentionLayer, acc_bits: int | None = None) -> RequantWidths:
     """Requantizer of a layer's accumulator (width from the layer's MAC/PE/AGQ bound unless given)."""
-    out = layer.params["output"]
-    zero = layer["out_zero_point"] if layer.kind != "attention" else [out["zero_point"]]
-    if min(int(z) for z in zero) < out["min"] or max(int(z) for z in zero) > out["max"]:
-        raise ValueError(f"layer '{layer.name}': output zero point outside [{out['min']}, {out['max']}]")
     if acc_bits is None:
-        acc_bits = attention_widths(layer).acc_bits if layer.kind == "attention" else gemm_widths(layer).acc_bits
-    return RequantWidths(int(acc_bits), int(out["min"]), int(out["max"]))
+        acc_bits = attention_widths(layer).acc_bits if isinstance(layer, AttentionLayer) else gemm_widths(layer).acc_bits
+    return RequantWidths(int(acc_bits), layer.output.q_min, layer.output.q_max)

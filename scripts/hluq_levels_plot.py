@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sw.cli import DEFAULT_DATA  # noqa: E402
+from sw.data.coco import DEFAULT_COCO_ROOT  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -25,18 +25,18 @@ def main(argv=None) -> int:
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--layer", default="image_encoder.layers.1.blocks.0.mlp.fc2")
     p.add_argument("--images", type=int, default=4)
-    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--data", default=str(DEFAULT_COCO_ROOT))
     p.add_argument("--out", default=str(ROOT / "docs" / "hluq_levels.png"))
     args = p.parse_args(argv)
 
     import numpy as np
     import torch
 
+    from sw.data.sources import calibration_items
     from sw.models import load_model
     from sw.quant.forward import run_items
     from sw.quant.hluq import HLUQQuantizer, hluq_values
     from sw.report.levels import plot_levels
-    from sw.workflow import calibration_items
 
     model = load_model("litemedsam")
     items, _ = calibration_items(args.data, args.images)

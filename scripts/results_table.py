@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sw.cli import DEFAULT_DATA  # noqa: E402
+from sw.data.coco import DEFAULT_COCO_ROOT  # noqa: E402
 from sw.report.results import RESULTS_JSON, merge_records, write_results  # noqa: E402
 
 
@@ -40,7 +40,8 @@ def code_commit() -> str | None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="litemedsam")
-    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--data", default=str(DEFAULT_COCO_ROOT),
+                   help="COCO root: calibration on its train split, evaluation on its val split")
     p.add_argument("--recipes", nargs="+", default=["minmax", "percentile", "omse"])
     p.add_argument("--bits", nargs="+", default=["w8a8", "w6a6", "w4a4"])
     p.add_argument("--calib-images", type=int, default=32)
@@ -51,16 +52,18 @@ def main(argv=None) -> int:
                                          "after computing them (saves the float pass on later runs)")
     p.add_argument("--out", default=str(RESULTS_JSON))
     p.add_argument("--states", help="also save each calibrated model's state here (<recipe>_<bits>.safetensors), "
-                                    "for scripts/crosscheck_ref.py and 'samhw export --quant-state'")
+                                    "for 'samhw verify' and 'samhw export --quant-state'")
     args = p.parse_args(argv)
 
     from sw.data.coco import resolve_coco_folder
-    from sw.eval.benchmark import collect_predictions, run_benchmark
+    from sw.data.sources import calibration_items
+    from sw.eval.benchmark import collect_predictions, evaluate_model, run_benchmark
     from sw.eval.prediction_cache import load_predictions, save_predictions
     from sw.models import load_model
+    from sw.quant.calibrate import quantize
     from sw.quant.config import make_config
-    from sw.quant.state import save_quant_state
-    from sw.workflow import calibration_items, evaluate, quantize, seed_everything
+    from sw.quant.state import calibration_metadata, save_quant_state
+    from sw.seeding import seed_everything
     import torch
 
     seed_everything(0)
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
                         "eval_seconds": round(fp_seconds, 1)})
         save()
 
+    # Explicitly --data's train split: the CLI's default calibration source (the bundled photographs)
+    # is not what the table measures.
     items, described = calibration_items(args.data, args.calib_images, args.max_prompts)
     print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
     for recipe in args.recipes:
@@ -102,12 +107,12 @@ def main(argv=None) -> int:
             calib_cpu = time.process_time() - cpu_start
             if args.states:
                 save_quant_state(qmodel, Path(args.states) / f"{recipe}_{bits}.safetensors",
-                                 extra={"calib_seconds": round(calib_seconds, 1), "calib_images": len(items)})
+                                 extra=calibration_metadata(calib_seconds, len(items)))
             start = time.perf_counter()
-            result = evaluate(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
+            result = evaluate_model(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
             cfg = qmodel.quant_config
             records.append({**base, "recipe": recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
-                            "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_ref,
+                            "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_fp,
                             "calib_seconds": round(calib_seconds, 1), "calib_cpu_seconds": round(calib_cpu, 1),
                             "torch_threads": torch.get_num_threads(),
                             "eval_seconds": round(time.perf_counter() - start, 1)})

@@ -1,9 +1,9 @@
 """Co-simulation cases: a bundle layer, the operation and PE array, real input codes and the expected
 output from the integer reference (sw.ref), ready for the testbench.
 
-Inputs come from ``<bundle>.inputs.npz`` (sw/export/capture.py: the codes the fake-quant model's own
-quantizers produced on a held-out image). Attention cases use head ``head`` of the first window /
-prompt batch element.
+Inputs come from the bundle's captured-inputs file (``sw/bundle/captured.py``: the codes the fake-quant
+model's own quantizers produced on a held-out image). Attention cases use head ``head`` of the first
+window / prompt batch element.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 from hw.engine.config import EngineConfig
 from hw.engine.image import expected_words, load_words
 from hw.engine.layers import Operands, engine_config, linear_operands, scores_operands, values_operands
+from hw.generate import parse_pes
+from sw.bundle import AttentionLayer, Bundle, CapturedInputs, LinearLayer
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import run_attention_values, run_linear
 
@@ -63,26 +65,30 @@ class Case:
                 "timeout_cycles": 4 * self.config.expected_cycles(self.ops.rows) + 1000}
 
 
-def _need(inputs, key: str) -> np.ndarray:
-    if key not in inputs:
-        raise ValueError(f"captured inputs have no '{key}' (capture them with sw/export/capture.py)")
-    return np.asarray(inputs[key], np.int64)
+def select_specs(layer: str | None, op: str | None, pes: str | None) -> list[CaseSpec]:
+    """The acceptance set (on ``pes`` if given), or one layer (with ``op`` for an attention layer)."""
+    if layer is None:
+        if op:
+            raise ValueError("--op needs --layer")
+        if pes:
+            return [CaseSpec(s.label, s.layer, s.op, parse_pes(pes), s.head, s.max_rows) for s in ACCEPTANCE]
+        return list(ACCEPTANCE)
+    return [CaseSpec(layer + (f" {op}" if op else ""), layer, op, parse_pes(pes or "4x4"))]
 
 
-def build_case(bundle, inputs, spec: CaseSpec) -> Case:
-    layer = bundle.layer(spec.layer)
+def build_case(bundle: Bundle, inputs: CapturedInputs, spec: CaseSpec) -> Case:
     if spec.op is None:
-        codes = _need(inputs, f"{spec.layer}.input")[:spec.max_rows]
+        layer = bundle.layer(spec.layer, LinearLayer)
+        codes = inputs.gemm_input(spec.layer)[:spec.max_rows]
         config = engine_config(layer, None, spec.pes, max(len(codes), 1))
         return Case(spec, config, linear_operands(layer, codes), run_linear(layer, codes))
-    p = layer.params
+    layer = bundle.layer(spec.layer, AttentionLayer)
+    codes = inputs.attention(spec.layer)
     if spec.op == "scores":
-        q = _need(inputs, f"{spec.layer}.q")[spec.head]
-        k = _need(inputs, f"{spec.layer}.k")[spec.head]
+        q, k = codes.q[spec.head], codes.k[spec.head]
         config = engine_config(layer, "scores", spec.pes, len(q), keys=len(k), dim=q.shape[1])
-        want = attention_scores(q, p["q"]["zero_point"], k, p["k"]["zero_point"])
+        want = attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
         return Case(spec, config, scores_operands(layer, q, k), want)
-    probs = _need(inputs, f"{spec.layer}.probs")[spec.head]
-    v = _need(inputs, f"{spec.layer}.v")[spec.head]
+    probs, v = codes.probs[spec.head], codes.v[spec.head]
     config = engine_config(layer, "values", spec.pes, len(probs), keys=len(v), dim=v.shape[1])
     return Case(spec, config, values_operands(layer, probs, v), run_attention_values(layer, probs, v))

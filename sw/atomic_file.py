@@ -1,5 +1,5 @@
 """Replace a file only once its new content is complete, so a failed or interrupted write never leaves
-a half-written state, cache or report behind (bundles, being folders, do the same in ref/bundle.py)."""
+a half-written state, cache or report behind (bundles, being folders, do the same in bundle/store.py)."""
 
 from __future__ import annotations
 

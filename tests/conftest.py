@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-COCO_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_tiny"
+from sw.data.coco import DEFAULT_COCO_ROOT as COCO_ROOT  # ../shared/data/coco_tiny
 
 
 @pytest.fixture(scope="session")

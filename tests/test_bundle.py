@@ -1,4 +1,5 @@
-"""Export bundle: byte-identical writes, validation of every failure mode, torch-free readers."""
+"""Export bundle: byte-identical writes, validation of every failure mode (on disk and in each record),
+the generated schema doc, torch-free readers."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sw.errors import SamhwError
 from sw.export.bundle import export_bundle
 from sw.quant.config import make_config
-from sw.ref.bundle import MANIFEST, BundleError, load_bundle, write_bundle
-from sw.workflow import quantize
+from sw.bundle import (AgqCodes, AttentionLayer, CagCodes, CodesOutput, ContractError, HluqCodes, LinearLayer,
+                       UniformCodes)
+from sw.bundle.store import MANIFEST, SCHEMA_VERSION, BundleError, load_bundle, write_bundle
+from sw.quant.calibrate import quantize
 from torchless import run_without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,15 +55,15 @@ def test_export_is_byte_identical_across_runs_and_round_trips(tiny_ahcptq, calib
 
 def test_bundle_carries_every_encoding(bundle_dir):
     bundle = load_bundle(bundle_dir)
-    formats = {layer.params["input"]["format"] for layer in bundle.layers.values() if layer.kind == "linear"}
-    assert formats == {"uniform", "cag", "hluq"}
-    cag = next(l for l in bundle.layers.values() if l.kind == "linear" and l.params["input"]["format"] == "cag")
-    labels, perm = cag["channel_group"], cag["permutation"]
-    assert sorted(perm.tolist()) == list(range(len(labels)))
+    linear = bundle.of_kind(LinearLayer)
+    assert {type(layer.input) for layer in linear} == {UniformCodes, CagCodes, HluqCodes}
+    cag = next(layer.input for layer in linear if isinstance(layer.input, CagCodes))
+    labels, perm = cag.channel_group, cag.permutation
     assert (labels[perm][1:] >= labels[perm][:-1]).all()  # groups contiguous in permuted order
-    attn = [l for l in bundle.layers.values() if l.kind == "attention"]
-    assert attn and all(l.params["softmax"]["format"] == "agq" for l in attn)
-    assert all(len(l["lut"]) == l.params["softmax"]["tau"] for l in attn)
+    attn = bundle.of_kind(AttentionLayer)
+    assert attn and all(isinstance(a.softmax, AgqCodes) and len(a.softmax.lut) == a.softmax.tau for a in attn)
+    assert all(a.key_dim * a.heads == bundle.layer(f"{a.name}.q_proj").out_features for a in attn
+               if f"{a.name}.q_proj" in bundle.layers)
 
 
 def _expect(bundle: Path, *fragments: str) -> str:
@@ -106,10 +110,87 @@ def test_wrong_schema_version_is_refused(bundle_dir, tmp_path):
 def test_shape_or_dtype_disagreeing_with_the_manifest_is_refused(bundle_dir, tmp_path):
     root = _copy(bundle_dir, tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
-    spec = manifest["layers"][1]["tensors"]["weight_codes"]
+    spec = manifest["layers"][1]["tensors"]["weights.codes"]
     spec["shape"] = [spec["shape"][0] + 1] + spec["shape"][1:]
     (root / MANIFEST).write_text(json.dumps(manifest))
-    _expect(root, "tensor 'weight_codes'", "manifest says")
+    _expect(root, "tensor 'weights.codes'", "manifest says")
+
+
+def _edit_entry(bundle_dir: Path, tmp_path: Path, select, edit) -> tuple[Path, str]:
+    """A copy whose first layer entry that ``select`` accepts is changed by ``edit``; (root, name)."""
+    root = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((root / MANIFEST).read_text())
+    entry = next(e for e in manifest["layers"] if select(e))
+    edit(entry)
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    return root, entry["name"]
+
+
+@pytest.mark.parametrize("edit,field,problem", [
+    (lambda e: e["input"].pop("scale"), "input.scale", "missing"),
+    (lambda e: e["input"].update(act_bits=12), "input.act_bits", "unsupported code width 12"),
+    (lambda e: e["input"].update(zero_point=300), "input.zero_point", "values must lie in"),
+    (lambda e: e["input"].update(format="log2"), "input.format", "must be one of"),
+    (lambda e: e["weights"].update(weight_bits="4"), "weights.weight_bits", "must be int"),
+    (lambda e: e.update(stride_y=2), "stride_y", "unknown field"),
+])
+def test_a_bad_field_is_named_with_its_file_and_layer(bundle_dir, tmp_path, edit, field, problem):
+    root, name = _edit_entry(bundle_dir, tmp_path,
+                             lambda e: e["kind"] == "linear" and e["input"]["format"] == "uniform", edit)
+    _expect(root, str(root / MANIFEST), f"layer '{name}'", f"{field}:", problem)
+
+
+def test_an_attention_with_mismatched_constants_is_refused(bundle_dir, tmp_path):
+    root, name = _edit_entry(bundle_dir, tmp_path, lambda e: e["kind"] == "attention",
+                             lambda e: e["softmax"].update(tau=3))
+    _expect(root, f"layer '{name}'", "softmax.tau", "must be one of (1, 2, 4)")
+
+
+def test_an_old_bundle_is_refused_naming_the_version_it_needs(bundle_dir, tmp_path):
+    root = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["schema_version"] = 1
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    _expect(root, "schema version 1 is not supported", f"reads version {SCHEMA_VERSION}", "samhw export")
+
+
+def test_records_check_themselves_when_built():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ContractError, match="zero_point: values must lie in"):
+        UniformCodes(act_bits=4, scale=1.0, zero_point=16)
+    with pytest.raises(ContractError, match="group_zero_point: values must lie in"):
+        CagCodes(act_bits=4, channel_group=np.zeros(3, np.int64), permutation=np.arange(3),
+                 group_scale=np.ones(1, np.float32), group_zero_point=np.array([16]))
+    with pytest.raises(ContractError, match="permutation: is not a permutation"):
+        CagCodes(act_bits=4, channel_group=np.zeros(3, np.int64), permutation=np.array([0, 0, 2]),
+                 group_scale=np.ones(1, np.float32), group_zero_point=np.array([1]))
+    with pytest.raises(ContractError, match="log_levels"):
+        HluqCodes(act_bits=4, m=0.0, s_log=1.0, s_uni=1.0, log_levels=16)
+    with pytest.raises(ContractError, match="lut: must be positive with lut"):
+        AgqCodes(act_bits=4, tau=2, scale=1.0, max_shift=3, lut_frac_bits=15, lut=np.array([1, 2]))
+    with pytest.raises(ContractError, match="shift: values must lie in \\[17, 78\\]"):
+        CodesOutput(act_bits=4, consumers="x", multiplier=np.array([2**30]), shift=np.array([16]),
+                    zero_point=np.array([0]))
+    with pytest.raises(ContractError, match="multiplier: must be int64"):
+        CodesOutput(act_bits=4, consumers="x", multiplier=np.array([2**30], np.int32), shift=np.array([20]),
+                    zero_point=np.array([0]))
+    import synthetic_layers
+
+    layer = synthetic_layers.linear_layer(rng, "cag", 8, 2)
+    with pytest.raises(ContractError, match="group_multiplier: has 3 entries, expected 4"):
+        synthetic_layers.with_field(layer, "group_multiplier", np.ones(3, np.int64))
+    with pytest.raises(ContractError, match="input.channel_group: has 8 channels, the layer has 6 inputs"):
+        synthetic_layers.with_field(layer, "weights.codes", np.zeros((2, 6), np.uint8))
+
+
+def test_schema_doc_is_generated_from_the_records():
+    from sw.bundle.schema_doc import schema_markdown
+
+    committed = (ROOT / "docs" / "bundle_schema.md").read_text()
+    assert committed == schema_markdown(), "docs/bundle_schema.md is stale: python -m sw.bundle.schema_doc docs/bundle_schema.md"
+    for name in ("LinearLayer", "ConvLayer", "AttentionLayer", "HostLayer", "CagCodes", "HluqCodes", "AgqCodes",
+                 "HostOutput", "TinyVitStructure"):
+        assert f": {name}\n" in committed or f"### {name}\n" in committed, name
 
 
 def test_missing_tensor_file_and_missing_layer_are_named(bundle_dir, tmp_path):
@@ -173,15 +254,18 @@ def test_readers_import_and_run_without_torch(bundle_dir):
     code = f"""
 import numpy as np
 import hw, sim
-from sw.ref import arith, bundle, host, kernels, layers, run, summary
-b = bundle.load_bundle({str(bundle_dir)!r})
-layer = next(l for l in b.layers.values() if l.kind == "linear")
-codes = np.zeros((2, layer.params["in_features"]), np.int64)
+import sw.bundle, sw.bundle.schema_doc
+from sw.bundle import LinearLayer, load_bundle
+from sw.bundle.summary import summarize
+from sw.ref import arith, host, kernels, layers, run
+b = load_bundle({str(bundle_dir)!r})
+layer = b.of_kind(LinearLayer)[0]
+codes = np.zeros((2, layer.in_features), np.int64)
 out = layers.run_layer(layer, codes)
-assert out.shape == (2, layer.params["out_features"])
+assert out.shape == (2, layer.out_features)
 logits, iou = run.decode_masks(b, np.ones((1, 32, 8, 8)), np.array([[8.0, 8.0, 100.0, 90.0]]))
 assert logits.shape == (1, 1, 32, 32) and iou.shape == (1,)
-print(summary.summarize(b).splitlines()[0])
+print(summarize(b).splitlines()[0])
 assert "torch" not in sys.modules
 """
     result = run_without_torch(code)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from sw.quant.cag import CAGQuantizer
-from sw.quant.cag_error import CagErrorProbe
+from sw.verify.cag_error import CagErrorProbe
 
 
 def _two_group_quantizer() -> CAGQuantizer:

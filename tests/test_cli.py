@@ -1,12 +1,17 @@
-"""The samhw command line: one-line errors for bad input and the main job end to end."""
+"""The samhw command line: one-line errors for bad input, the main job end to end, and one voice: the
+same option spellings, calibration rule, record keys and progress switch in every subcommand."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 
+from sw import cli
 from sw.cli import main
+from sw.data.sources import CALIB_RULE, SAMPLE_PHOTOGRAPHS, CalibOptions
 
 
 def _error_line(capsys, argv) -> str:
@@ -75,4 +80,94 @@ def test_quantize_then_eval_from_state(tmp_path, capsys, coco_root):
                  "--limit", "2", "--json", str(record_path)]) == 0
     record = json.loads(record_path.read_text())
     assert record["recipe"] == "minmax" and record["weight_bits"] == 8
-    assert 0.0 < record["miou_ref"] <= 1.0 and 0.0 <= record["miou_gt"] <= 1.0
+    assert 0.0 < record["miou_fp"] <= 1.0 and 0.0 <= record["miou_gt"] <= 1.0
+    assert "miou_ref" not in record
+    # What the state recorded about its calibration, under docs/results.json's keys.
+    assert record["calib_images"] == 2 and record["calib_seconds"] > 0
+    assert record["torch_threads"] == torch.get_num_threads()
+
+
+def _val_only_coco(src, dst, images: int = 2):
+    """A COCO root of our own: the first ``images`` val images of ``src`` and their annotations, no train split."""
+    ann = json.loads((src / "annotations" / "instances_val2017.json").read_text())
+    keep = sorted(ann["images"], key=lambda i: i["file_name"])[:images]
+    ids = {i["id"] for i in keep}
+    (dst / "val2017").mkdir(parents=True)
+    (dst / "annotations").mkdir()
+    for info in keep:
+        shutil.copy(src / "val2017" / info["file_name"], dst / "val2017" / info["file_name"])
+    ann.update(images=keep, annotations=[a for a in ann["annotations"] if a["image_id"] in ids])
+    (dst / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
+    return dst
+
+
+def test_eval_recipe_calibrates_by_the_common_rule_on_a_val_only_folder(tmp_path, capsys, coco_root):
+    """No --calib: the bundled photographs, as for quantize/export/run, so a folder without a train
+    split evaluates; the record says how many images calibrated it."""
+    data = _val_only_coco(coco_root, tmp_path / "mycoco")
+    record_path = tmp_path / "r.json"
+    assert main(["eval", "--no-progress", "--recipe", "minmax", "--data", str(data), "--calib-images", "1",
+                 "--limit", "1", "--json", str(record_path)]) == 0
+    assert f"on 1 images from {SAMPLE_PHOTOGRAPHS}" in capsys.readouterr().err
+    record = json.loads(record_path.read_text())
+    assert record["dataset"] == "mycoco/val" and record["calib_images"] == 1 and record["miou_fp"] > 0
+
+
+def test_calibration_sources():
+    items, described = CalibOptions(images=2).items()
+    assert described == SAMPLE_PHOTOGRAPHS and len(items) == 2
+
+
+@pytest.mark.parametrize("command", ["run", "quantize", "eval", "export"])
+def test_every_calibrating_command_states_the_one_rule(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(CALIB_RULE.split()) in text
+
+
+@pytest.mark.parametrize("argv,progress", [(["recipes"], True), (["--no-progress", "recipes"], False),
+                                           (["recipes", "--no-progress"], False)])
+def test_no_progress_before_or_after_the_subcommand(monkeypatch, argv, progress):
+    seen = []
+    monkeypatch.setitem(cli.COMMANDS, "recipes", lambda args, progress: seen.append(progress) or 0)
+    assert main(argv) == 0
+    assert seen == [progress]
+
+
+def test_recipes_lists_settings_generated_from_the_configs(monkeypatch, capsys):
+    from sw.quant.config import RECIPES
+
+    monkeypatch.setitem(RECIPES, "test-only", {"act_observer": "minmax", "weight_observer": "mse", "recon_iters": 7})
+    assert main(["recipes"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "recon_iters=50" in lines["saqsam"] and "scale_lr=0.002" in lines["saqsam"]
+    assert "recon" not in lines["minmax"]
+    assert lines["test-only"].split()[1:] == ["act_observer=minmax", "weight_observer=mse", "recon_iters=7"]
+    assert "recon_iters=100" in lines["defaults"] and "scale_lr=4e-05" in lines["defaults"]
+
+
+def test_simulate_reports_totals_and_fails_on_a_mismatch(monkeypatch, tmp_path, capsys):
+    import sim.cases
+    import sim.runner
+
+    class Result:
+        def __init__(self, mismatches):
+            self.compared, self.mismatches = 10, mismatches
+
+    calls = {}
+    monkeypatch.setattr(sim.cases, "select_specs", lambda layer, op, pes: [("spec", layer, op, pes)], raising=False)
+    monkeypatch.setattr(sim.runner, "simulate", lambda bundle, inputs, specs, work: calls.setdefault(
+        "results", [Result(0), Result(calls.get("bad", 0))]), raising=False)
+    monkeypatch.setattr(sim.runner, "write_results_json", lambda path, results: calls.update(json=path),
+                        raising=False)
+    monkeypatch.setattr(sim.runner, "write_report", lambda path, bundle, results: calls.update(report=path),
+                        raising=False)
+    assert main(["simulate", "b", "--layer", "x", "--json", str(tmp_path / "r.json")]) == 0
+    assert "compared 20 words, 0 mismatches" in capsys.readouterr().out
+    assert calls["json"] == tmp_path / "r.json" and "report" not in calls
+    calls.clear()
+    calls["bad"] = 3
+    assert main(["simulate", "b", "--report", str(tmp_path / "c.md")]) == 1
+    assert "compared 20 words, 3 mismatches" in capsys.readouterr().out

@@ -81,7 +81,7 @@ def test_oracle_scores_perfect(split):
     assert result.n_instances == sum(len(split.instances(i)) for i in first_ids(split)) > 0
     assert result.miou_gt == pytest.approx(1.0)
     assert result.ap == pytest.approx(1.0) and result.ap50 == pytest.approx(1.0)
-    assert result.miou_ref is None
+    assert result.miou_fp is None
     assert len(result.per_instance) == result.n_instances
 
 
@@ -111,8 +111,8 @@ def test_reference_cache_matches_reference_predict(split):
     live = run_benchmark(split, box_predict, reference_predict=oracle, limit_images=N_IMAGES, progress=False)
     reused = run_benchmark(split, box_predict, reference_masks=cached, limit_images=N_IMAGES, progress=False)
     # Against an oracle reference, "IoU vs reference" is exactly "IoU vs GT".
-    assert live.miou_ref == pytest.approx(live.miou_gt)
-    assert reused.miou_ref == pytest.approx(live.miou_ref)
+    assert live.miou_fp == pytest.approx(live.miou_gt)
+    assert reused.miou_fp == pytest.approx(live.miou_fp)
     assert json.dumps(reused.to_dict())  # report must be JSON-serialisable
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sw.export.bundle import export_bundle
-from sw.export.crosscheck import cross_check
+from sw.quant.calibrate import quantize
 from sw.quant.config import make_config
-from sw.ref.bundle import load_bundle
-from sw.workflow import quantize
+from sw.bundle import load_bundle
+from sw.verify.layers import cross_check
 
 
 def _assert_agreement(stats, floor=0.999):

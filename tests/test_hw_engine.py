@@ -1,6 +1,6 @@
 """GEMM engine (hw.engine) in Amaranth's simulator: whole small layers, QK^T and A.V against sw.ref.
 
-Layers are synthetic (tests/test_hw_units.py builders); each run loads the engine through its bus,
+Layers are synthetic (tests/synthetic_layers.py); each run loads the engine through its bus,
 starts it, reads every output word back and compares it with the numpy reference, and checks the
 cycle count against the tiling model (tiles back to back at max(C, min_gap) cycles each).
 """
@@ -16,10 +16,10 @@ from hw.engine import GemmEngine
 from hw.engine.image import decode_outputs, load_words, output_addresses
 from hw.engine.layers import engine_config, linear_operands, scores_operands, values_operands
 from hw.units.dsp_multiply import piece_offsets
-from sw.ref.bundle import Layer
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import linear_accumulator, run_attention_values, run_linear
-from tests.test_hw_units import CODES_OUT, HOST_OUT, assert_dsp_sized, fit_shift, gemm_layer
+from synthetic_layers import CODES_OUT, HOST_OUT, attention_layer, linear_layer, with_field, with_fitted_shift
+from test_hw_units import assert_dsp_sized
 
 
 def run_engine(config, ops, timeout=200_000):
@@ -62,27 +62,15 @@ def run_engine(config, ops, timeout=200_000):
     return y, result["cycles"]
 
 
-def attention_layer(rng, tau: int, max_shift: int, keys: int, dim: int) -> Layer:
-    lut = [1] if tau == 1 else [round(2**15 * 2 ** (-r / tau)) for r in range(tau)]
-    params = {"softmax": {"format": "agq", "bits": 4, "tau": tau, "max_shift": max_shift},
-              "q": {"bits": 4, "zero_point": int(rng.integers(0, 16))},
-              "k": {"bits": 4, "zero_point": int(rng.integers(0, 16))},
-              "v": {"bits": 4, "zero_point": int(rng.integers(0, 16))}, "max_keys": keys, "heads": 1,
-              "logit_scale": dim ** -0.5,
-              "output": {**CODES_OUT, "multiplier": int(rng.integers(2**30, 2**31)), "zero_point": 7, "shift": 40}}
-    return Layer("attn", "attention", params, {"lut": np.array(lut, np.int64)})
-
-
 def linear_case(rng, fmt, c, o, rows, output, extreme=False):
-    layer = gemm_layer(rng, fmt, c, o, output=output)
+    layer = linear_layer(rng, fmt, c, o, output=output)
     codes = rng.integers(0, 16, (rows, c))
     if extreme:  # the largest |term| everywhere: codes and weights at opposite ends of their ranges
         codes = np.where(rng.random((rows, c)) < 0.5, 0, 15)
-        layer.tensors["weight_codes"] = np.where(rng.random((o, c)) < 0.5, 0, 15).astype(np.uint8)
+        layer = with_field(layer, "weights.codes", np.where(rng.random((o, c)) < 0.5, 0, 15).astype(np.uint8))
         if fmt == "cag":
-            layer.tensors["group_zero_point"] = np.where(np.arange(4) % 2 == 0, 0, 15)
-    layer.tensors["out_shift"] = fit_shift(linear_accumulator(layer, codes), output)
-    return layer, codes
+            layer = with_field(layer, "input.group_zero_point", np.where(np.arange(4) % 2 == 0, 0, 15))
+    return with_fitted_shift(layer, linear_accumulator(layer, codes)), codes
 
 
 def assert_run(config, ops, want):
@@ -107,8 +95,9 @@ def test_engine_runs_a_whole_linear_layer_like_run_linear(fmt, output, pes, shap
     config = engine_config(layer, pes=pes, max_rows=8)
     want = run_linear(layer, codes)
     y, _ = assert_run(config, linear_operands(layer, codes), want)
-    if output["min"] == CODES_OUT["min"]:
-        assert ((y > output["min"]) & (y < output["max"])).mean() >= 0.5  # not a clamp-only comparison
+    if output == CODES_OUT:
+        out = layer.output
+        assert ((y > out.q_min) & (y < out.q_max)).mean() >= 0.5  # not a clamp-only comparison
 
 
 @pytest.mark.parametrize("fmt", ["cag", "hluq"])
@@ -131,9 +120,9 @@ def test_engine_scores_equal_the_reference_qk():
     rng = np.random.default_rng(11)
     layer = attention_layer(rng, 2, 7, keys=9, dim=8)
     q, k = rng.integers(0, 16, (7, 8)), rng.integers(0, 16, (9, 8))
-    q[0], k[0] = 15 * (layer.params["q"]["zero_point"] < 8), 15 * (layer.params["k"]["zero_point"] < 8)
+    q[0], k[0] = 15 * (layer.q.zero_point < 8), 15 * (layer.k.zero_point < 8)
     config = engine_config(layer, "scores", pes=(2, 4), max_rows=8)
-    want = attention_scores(q, layer.params["q"]["zero_point"], k, layer.params["k"]["zero_point"])
+    want = attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
     assert_run(config, scores_operands(layer, q, k), want)
 
 
@@ -144,12 +133,11 @@ def test_engine_values_equal_run_attention_values(tau, max_shift):
     layer = attention_layer(rng, tau, max_shift, keys=keys, dim=dim)
     probs, values = rng.integers(0, 16, (queries, keys)), rng.integers(0, 16, (keys, dim))
     probs[0] = 0  # the largest operand in every term of one row
-    sm = layer.params["softmax"]
     from sw.ref.kernels import agq_weights, attention_values
-    acc = attention_values(agq_weights(probs, tau, layer["lut"], max_shift, 4), values, layer.params["v"]["zero_point"])
-    layer.params["output"]["shift"] = int(fit_shift(acc.reshape(-1, 1), CODES_OUT)[0])
+    acc = attention_values(agq_weights(probs, tau, layer.softmax.lut, max_shift, 4), values, layer.v.zero_point)
+    layer = with_fitted_shift(layer, acc)
     config = engine_config(layer, "values", pes=(2, 4), max_rows=queries)
-    assert sm["format"] == "agq"
+    assert layer.softmax.TAG == "agq"
     assert_run(config, values_operands(layer, probs, values), run_attention_values(layer, probs, values))
 
 
@@ -195,15 +183,16 @@ def test_engine_config_refuses_operands_that_do_not_fit():
 def test_generate_command_writes_verilog_and_a_design_description(tmp_path, capsys):
     import json
 
+    from sw.bundle import Bundle, BundleHeader, write_bundle
     from sw.cli import main
-    from sw.ref.bundle import Bundle, write_bundle
 
     rng = np.random.default_rng(4)
     layer, _ = linear_case(rng, "cag", 16, 8, 4, HOST_OUT)
-    layer.name = "blocks.0.attn.qkv"
-    attn = attention_layer(rng, 2, 7, keys=9, dim=8)
-    attn.name = "blocks.0.attn"
-    write_bundle(Bundle({"model": "synthetic"}, {layer.name: layer, attn.name: attn}), tmp_path / "b")
+    layer = with_field(layer, "name", "blocks.0.attn.qkv")
+    attn = attention_layer(rng, 2, 7, keys=9, dim=8, name="blocks.0.attn")
+    header = BundleHeader(model="synthetic", recipe="test", weight_bits=4, act_bits=4, host_bits=16, tool="test",
+                          calibration_images=0, quant_config={})
+    write_bundle(Bundle(header, {layer.name: layer, attn.name: attn}), tmp_path / "b")
     assert main(["generate", str(tmp_path / "b"), "--layer", layer.name, "--pes", "2x4", "--rows", "8",
                  "--out", str(tmp_path / "g")]) == 0
     design = json.loads((tmp_path / "g" / "design.json").read_text())

@@ -1,6 +1,6 @@
 """Arithmetic units (hw.units) in Amaranth's simulator, every output bit against the numpy reference.
 
-Layers here are synthetic sw.ref.bundle.Layer objects (no torch): the units are checked against
+Layers here are synthetic bundle records (tests/synthetic_layers.py, no torch): the units are checked against
 sw.ref.layers / sw.ref.kernels / sw.ref.arith on random vectors and on the corners that stress each
 width, rounding and code path.
 """
@@ -23,16 +23,16 @@ from hw.units import AgqValueUnit, GroupedMacLane, HluqPE, Requantizer
 from hw.units.dsp_multiply import PipelinedMultiplier, piece_offsets
 from hw.units.shift_add import shift_add_multiply
 from hw.widths import (AgqWidths, HluqWidths, MacWidths, RequantWidths, attention_widths, gemm_widths,
-                       magnitude_bits, reduction_length, requant_widths, signed_bits)
+                       magnitude_bits, requant_widths, signed_bits)
+from sw.bundle import ConvLayer, UniformCodes
 from sw.ref.arith import requantize
-from sw.ref.bundle import Layer
 from sw.ref.kernels import agq_weights, attention_values, hluq_terms, signed_weight
 from sw.ref.layers import conv_accumulator, linear_accumulator, run_attention_values, run_linear
+from synthetic_layers import (CODES_OUT, HOST_OUT, attention_layer, linear_layer, output_record, with_field,
+                              with_fitted_shift)
 from torchless import run_without_torch
 
-CODES_OUT = {"to": "codes", "bits": 4, "min": 0, "max": 15}
 MULT18X18D_BITS = 18  # operand width of one ECP5 hard multiplier
-HOST_OUT = {"to": "host", "bits": 16, "min": -32767, "max": 32767}
 
 
 # ---- simulation driver ---------------------------------------------------------------------------
@@ -101,54 +101,21 @@ def assert_dsp_sized(text: str, modules: set[str]) -> list[tuple[int, int]]:
     return cells
 
 
-# ---- synthetic layers ----------------------------------------------------------------------------
+# ---- driving the units with a layer's operands -------------------------------------------------
 
-def gemm_layer(rng, fmt: str, c: int, o: int, *, act_bits=4, weight_bits=4, groups=4, log_levels=4,
-               output=CODES_OUT) -> Layer:
-    params = {"weight_bits": weight_bits, "in_features": c, "out_features": o, "output": dict(output)}
-    tensors = {"weight_codes": rng.integers(0, 2**weight_bits, (o, c)).astype(np.uint8),
-               "weight_zero_point": rng.integers(0, 2**weight_bits, o),
-               "bias_acc": rng.integers(-2**28, 2**28, o)}
-    if fmt == "uniform":
-        params["input"] = {"format": "uniform", "bits": act_bits, "scale": 1.0,
-                           "zero_point": int(rng.integers(0, 2**act_bits))}
-        tensors["group_multiplier"] = np.array([2**24])
-    elif fmt == "cag":
-        params["input"] = {"format": "cag", "bits": act_bits, "groups": groups}
-        tensors["channel_group"] = rng.integers(0, groups, c)
-        tensors["group_zero_point"] = rng.integers(0, 2**act_bits, groups)
-        tensors["group_multiplier"] = rng.integers(2**24, 2**26, groups)
-    else:
-        params["input"] = {"format": "hluq", "bits": act_bits, "log_levels": log_levels}
-        tensors["group_multiplier"] = rng.integers(2**24, 2**27, 2)
-    tensors["out_multiplier"] = rng.integers(2**30, 2**31, o)
-    tensors["out_shift"] = np.full(o, 40)  # fit_shift sets it from the accumulators the test produces
-    zero = 0 if output["min"] < 0 else rng.integers(output["max"] // 2 - 1, output["max"] // 2 + 2, o)
-    tensors["out_zero_point"] = np.broadcast_to(zero, (o,)).astype(np.int64)
-    return Layer("gemm", "linear", params, tensors)
-
-
-def fit_shift(acc: np.ndarray, output: dict) -> np.ndarray:
-    """Requant shift per channel (last axis) that maps the largest |acc| to about half the output
-    range's half width, so most outputs land inside the range."""
-    top = np.abs(np.asarray(acc)).reshape(-1, np.shape(acc)[-1]).max(0)
-    half_range_bits = (output["max"] - output["min"]).bit_length() - 1
-    return np.clip([int(t).bit_length() + 32 - half_range_bits for t in top], 17, 78)
-
-
-def gemm_stream(layer: Layer, codes: np.ndarray, outputs, rng=None, with_group=True) -> tuple[list, list]:
+def gemm_stream(layer, codes: np.ndarray, outputs, rng=None, with_group=True) -> tuple[list, list]:
     """Cycles feeding every (row, output channel) dot product back to back (random bubbles with
     ``rng``), and the reference accumulators in the same order."""
-    weight = signed_weight(layer["weight_codes"], layer["weight_zero_point"])
+    weight = signed_weight(layer.weights.codes, layer.weights.zero_point)
     c = codes.shape[1]
-    groups = layer["channel_group"] if "channel_group" in layer.tensors else np.zeros(c, np.int64)
+    groups = getattr(layer.input, "channel_group", np.zeros(c, np.int64))
     ref = linear_accumulator(layer, codes)
     stream, want = [], []
     for b in range(codes.shape[0]):
         for o in outputs:
             for j in range(c):
                 cycle = {"valid": 1, "first": j == 0, "last": j == c - 1, "code": codes[b, j],
-                         "weight": weight[o, j], "bias": layer["bias_acc"][o]}
+                         "weight": weight[o, j], "bias": layer.bias_acc[o]}
                 if with_group:
                     cycle["group"] = groups[j]
                 stream.append(cycle)
@@ -158,35 +125,36 @@ def gemm_stream(layer: Layer, codes: np.ndarray, outputs, rng=None, with_group=T
     return stream, want
 
 
-def mac_static(layer: Layer) -> dict:
-    fmt = layer.params["input"]
-    zero_points = layer["group_zero_point"] if fmt["format"] == "cag" else [fmt["zero_point"]]
+def mac_static(layer) -> dict:
+    fmt = layer.input
+    zero_points = fmt.group_zero_point if fmt.TAG == "cag" else [fmt.zero_point]
     return {"zero_points": [int(z) for z in zero_points],
-            "multipliers": [int(m) for m in layer["group_multiplier"]]}
+            "multipliers": [int(m) for m in layer.group_multiplier]}
 
 
-def run_gemm(layer: Layer, codes: np.ndarray, outputs, rng=None) -> tuple[list, wiring.Component]:
+def run_gemm(layer, codes: np.ndarray, outputs, rng=None) -> tuple[list, wiring.Component]:
     """Simulate the layer's lane/PE over ``outputs``; asserts the reference, returns the accs and unit."""
-    hluq = layer.params["input"]["format"] == "hluq"
+    hluq = layer.input.TAG == "hluq"
     dut = HluqPE.from_layer(layer) if hluq else GroupedMacLane.from_layer(layer)
     stream, want = gemm_stream(layer, codes, outputs, rng, with_group=not hluq)
-    static = {"multipliers": [int(m) for m in layer["group_multiplier"]]} if hluq else mac_static(layer)
+    static = {"multipliers": [int(m) for m in layer.group_multiplier]} if hluq else mac_static(layer)
     seen = simulate(dut, static, stream, [dut.acc], dut.done, tail=dut.latency + 2)
     assert_stream_results(dut, stream, seen, want)
     return [v[0] for _, v in seen], dut
 
 
-def assert_spread(codes: list[int], output: dict) -> None:
+def assert_spread(codes: list[int], output) -> None:
     """Guard against a vacuous comparison: most outputs must lie strictly inside the clamp range."""
-    inside = [output["min"] < c < output["max"] for c in codes]
+    inside = [output.q_min < c < output.q_max for c in codes]
     assert sum(inside) >= len(codes) / 2, codes
 
 
-def run_requant(layer: Layer, accs: list[int], channels: list[int]) -> list[int]:
+def run_requant(layer, accs: list[int], channels: list[int]) -> list[int]:
     """Requantize hardware accumulators with the layer's per-channel constants, one per cycle."""
     dut = Requantizer.from_layer(layer)
-    stream = [{"valid": 1, "acc": a, "multiplier": layer["out_multiplier"][ch], "shift": layer["out_shift"][ch],
-               "zero_point": layer["out_zero_point"][ch]} for a, ch in zip(accs, channels)]
+    out = layer.output
+    stream = [{"valid": 1, "acc": a, "multiplier": out.multiplier[ch], "shift": out.shift[ch],
+               "zero_point": out.zero_point[ch]} for a, ch in zip(accs, channels)]
     seen = simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=dut.latency + 1)
     assert [c for c, _ in seen] == [i + dut.latency for i in range(len(stream))]
     return [v[0] for _, v in seen]
@@ -248,29 +216,19 @@ def test_requant_widths_hold_the_extreme_products():
 
 def test_layer_widths_follow_the_layer_parameters():
     rng = np.random.default_rng(0)
-    cag = gemm_layer(rng, "cag", 64, 2)
+    cag = linear_layer(rng, "cag", 64, 2)
     w = gemm_widths(cag)
     assert isinstance(w, MacWidths) and (w.groups, w.terms, w.act_bits, w.weight_bits) == (4, 64, 4, 4)
-    assert w.mult_bits == int(cag["group_multiplier"].max()).bit_length()
-    assert w.bias_bits == signed_bits(int(cag["bias_acc"].min()), int(cag["bias_acc"].max()))
-    hluq = gemm_widths(gemm_layer(rng, "hluq", 32, 2, log_levels=8))
+    assert w.mult_bits == int(cag.group_multiplier.max()).bit_length()
+    assert w.bias_bits == signed_bits(int(cag.bias_acc.min()), int(cag.bias_acc.max()))
+    hluq = gemm_widths(linear_layer(rng, "hluq", 32, 2, log_levels=8))
     assert isinstance(hluq, HluqWidths) and (hluq.log_levels, hluq.terms) == (8, 32)
-    conv = Layer("conv", "conv2d", {**cag.params, "input": {"format": "uniform", "bits": 4, "zero_point": 3}},
-                 {**cag.tensors, "weight_codes": np.zeros((2, 3, 5, 7), np.uint8)})
-    assert reduction_length(conv) == 105 and gemm_widths(conv).groups == 1
+    conv = ConvLayer(name="conv", weights=with_field(cag.weights, "codes", np.zeros((2, 3, 5, 7), np.uint8)),
+                     bias=cag.bias, bias_acc=cag.bias_acc, input=UniformCodes(act_bits=4, scale=1.0, zero_point=3),
+                     group_multiplier=np.array([2**24]), group_frac_bits=24, output=cag.output, stride=1, padding=0,
+                     groups=1)
+    assert conv.reduction == 105 and gemm_widths(conv).groups == 1
     assert requant_widths(cag).acc_bits == w.acc_bits and requant_widths(cag).zero_point_bits == 5
-
-
-def test_layer_widths_refuse_zero_points_outside_the_code_range():
-    rng = np.random.default_rng(1)
-    layer = gemm_layer(rng, "cag", 8, 2)
-    layer.tensors["group_zero_point"] = np.array([0, 1, 16, 3])
-    with pytest.raises(ValueError, match="group zero points"):
-        gemm_widths(layer)
-    layer = gemm_layer(rng, "uniform", 8, 2)
-    layer.tensors["out_zero_point"] = np.array([3, 16])
-    with pytest.raises(ValueError, match="output zero point"):
-        requant_widths(layer)
 
 
 # ---- shift-add products --------------------------------------------------------------------------
@@ -366,9 +324,11 @@ def _tie_cases() -> list[tuple[int, int, int]]:
     return cases
 
 
-@pytest.mark.parametrize("output", [CODES_OUT, HOST_OUT], ids=["codes", "host"])
-def test_requantizer_equals_the_reference_on_random_and_extreme_inputs(output):
+@pytest.mark.parametrize("kind", [CODES_OUT, HOST_OUT])
+def test_requantizer_equals_the_reference_on_random_and_extreme_inputs(kind):
     rng = np.random.default_rng(2)
+    out = output_record(rng, kind, 1)
+    output = {"min": out.q_min, "max": out.q_max}
     limit = 2**47 - 1  # the reference's accumulator domain
     cases = [(int(a), int(m), int(s)) for a, m, s in zip(
         rng.integers(-limit, limit, 150) >> rng.integers(0, 40, 150), rng.integers(2**30, 2**31, 150),
@@ -413,39 +373,40 @@ def test_requantizer_port_shapes_and_its_dsp_sized_multiplies():
 @pytest.mark.parametrize("fmt", ["uniform", "cag"])
 def test_mac_lane_equals_the_reference_accumulator_and_requantizes_like_run_linear(fmt):
     rng = np.random.default_rng(3)
-    layer = gemm_layer(rng, fmt, 48, 4, output=CODES_OUT if fmt == "cag" else HOST_OUT)
+    layer = linear_layer(rng, fmt, 48, 4, output=CODES_OUT if fmt == "cag" else HOST_OUT)
     codes = rng.integers(0, 16, (4, 48))
     codes[0] = 15  # all-max row
     codes[1] = 0  # all-min row
     outputs = [0, 1, 3]
     accs, _ = run_gemm(layer, codes, outputs, rng)
-    layer.tensors["out_shift"] = fit_shift(linear_accumulator(layer, codes), layer.params["output"])
+    layer = with_fitted_shift(layer, linear_accumulator(layer, codes))
     got = run_requant(layer, accs, outputs * 4)
     want = run_linear(layer, codes)[:, outputs].ravel().tolist()
     assert got == want
-    assert_spread(want, layer.params["output"])
+    assert_spread(want, layer.output)
 
 
-def _worst_case_layer(fmt: str, sign: int, c: int = 64) -> tuple[Layer, np.ndarray]:
+def _worst_case_layer(fmt: str, sign: int, c: int = 64):
     """All operands at the extreme whose products share ``sign``: the accumulator reaches
     +-acc_max (bias at its port's extreme too)."""
     groups = 4 if fmt == "cag" else 1
     rng = np.random.default_rng(4)
-    layer = gemm_layer(rng, fmt, c, 1, groups=groups, log_levels=4)
+    layer = linear_layer(rng, fmt, c, 1, groups=groups, log_levels=4)
     mult_bits, bias_bits = 26, 36
-    layer.tensors["group_multiplier"] = np.full(len(layer["group_multiplier"]), 2**mult_bits - 1)
-    layer.tensors["bias_acc"] = np.array([2 ** (bias_bits - 1) - 1 if sign > 0 else -(2 ** (bias_bits - 1))])
-    layer.tensors["weight_codes"][:] = 15
-    layer.tensors["weight_zero_point"][:] = 0
+    layer = with_field(layer, "group_multiplier", np.full(len(layer.group_multiplier), 2**mult_bits - 1))
+    layer = with_field(layer, "bias_acc", np.array([2 ** (bias_bits - 1) - 1 if sign > 0 else -(2 ** (bias_bits - 1))]))
+    high = sign > 0 or fmt != "hluq"  # HLUQ operands are never negative: the weight carries the sign
+    layer = with_field(layer, "weights.codes", np.full((1, c), 15 if high else 0, np.uint8))
+    layer = with_field(layer, "weights.zero_point", np.array([0 if high else 15]))
     if fmt == "hluq":
-        layer.tensors["weight_codes"][:] = 15 if sign > 0 else 0
-        layer.tensors["weight_zero_point"][:] = 0 if sign > 0 else 15
         return layer, np.full((1, c), 15)
     if fmt == "cag":
-        layer.tensors["channel_group"] = np.arange(c) % groups
-        layer.tensors["group_zero_point"][:] = 0 if sign > 0 else 15
+        labels = np.arange(c) % groups
+        layer = with_field(layer, "input.channel_group", labels)
+        layer = with_field(layer, "input.permutation", np.argsort(labels, kind="stable"))
+        layer = with_field(layer, "input.group_zero_point", np.full(groups, 0 if sign > 0 else 15))
     else:
-        layer.params["input"]["zero_point"] = 0 if sign > 0 else 15
+        layer = with_field(layer, "input.zero_point", 0 if sign > 0 else 15)
     return layer, np.full((1, c), 15 if sign > 0 else 0)
 
 
@@ -461,21 +422,22 @@ def test_worst_case_inputs_reach_the_derived_accumulator_bound(fmt, sign):
 
 def test_mac_lane_computes_a_padded_strided_conv_like_conv_accumulator():
     rng = np.random.default_rng(7)
-    base = gemm_layer(rng, "uniform", 12, 2)
-    params = {**base.params, "stride": 2, "padding": 1, "groups": 1}
+    base = linear_layer(rng, "uniform", 12, 2)
     weight_codes = rng.integers(0, 16, (2, 3, 2, 2)).astype(np.uint8)
-    layer = Layer("conv", "conv2d", params, {**base.tensors, "weight_codes": weight_codes})
+    layer = ConvLayer(name="conv", weights=with_field(base.weights, "codes", weight_codes), bias=base.bias,
+                      bias_acc=base.bias_acc, input=base.input, group_multiplier=base.group_multiplier,
+                      group_frac_bits=base.group_frac_bits, output=base.output, stride=2, padding=1, groups=1)
     codes = rng.integers(0, 16, (1, 3, 4, 4))
-    z = params["input"]["zero_point"]
+    z = layer.input.zero_point
     padded = np.pad(codes, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=z)  # padding enters as the zero point
-    weight = signed_weight(layer["weight_codes"], layer["weight_zero_point"])
+    weight = signed_weight(layer.weights.codes, layer.weights.zero_point)
     stream, want = [], []
     ref = conv_accumulator(layer, codes)
     for o, y, x in itertools.product(range(2), range(3), range(3)):
         patch = padded[0, :, 2 * y:2 * y + 2, 2 * x:2 * x + 2].ravel()
         for j, (code, w) in enumerate(zip(patch, weight[o].ravel())):
             stream.append({"valid": 1, "first": j == 0, "last": j == 11, "code": code, "weight": w, "group": 0,
-                           "bias": layer["bias_acc"][o]})
+                           "bias": layer.bias_acc[o]})
         want.append([int(ref[0, o, y, x])])
     dut = GroupedMacLane.from_layer(layer)
     seen = simulate(dut, mac_static(layer), stream, [dut.acc], dut.done, tail=dut.latency + 2)
@@ -485,7 +447,7 @@ def test_mac_lane_computes_a_padded_strided_conv_like_conv_accumulator():
 @pytest.mark.parametrize("fmt,terms", [("cag", 5), ("uniform", 5), ("hluq", 5)])
 def test_pes_take_the_shortest_rows_back_to_back(fmt, terms):
     rng = np.random.default_rng(5)
-    layer = gemm_layer(rng, fmt, terms, 3)
+    layer = linear_layer(rng, fmt, terms, 3)
     _, pe = run_gemm(layer, rng.integers(0, 16, (4, terms)), [0, 1, 2])
     # So the rows above came at the fastest allowed rate: the group loop (4 CAG groups + 1), or for
     # fewer groups the hold of the bias until the first product (load, select, 2 multiply stages).
@@ -505,15 +467,15 @@ def test_mac_lane_keeps_small_products_off_hard_multipliers():
 @pytest.mark.parametrize("levels", [1, 2, 4, 8, 15])
 def test_hluq_pe_equals_the_reference_for_every_code(levels):
     rng = np.random.default_rng(6 + levels)
-    layer = gemm_layer(rng, "hluq", 32, 4, log_levels=levels)
+    layer = linear_layer(rng, "hluq", 32, 4, log_levels=levels)
     codes = np.concatenate([np.arange(16), np.arange(16)[::-1]])[None].repeat(3, 0)
     codes[1] = rng.permutation(codes[1])
     codes[2] = rng.integers(0, 16, 32)
     accs, _ = run_gemm(layer, codes, range(4), rng)
-    layer.tensors["out_shift"] = fit_shift(linear_accumulator(layer, codes), layer.params["output"])
+    layer = with_fitted_shift(layer, linear_accumulator(layer, codes))
     want = run_linear(layer, codes).ravel().tolist()
     assert run_requant(layer, accs, list(range(4)) * 3) == want
-    assert_spread(want, layer.params["output"])
+    assert_spread(want, layer.output)
 
 
 def test_hluq_pe_uses_shifts_and_adds_per_term():
@@ -525,19 +487,10 @@ def test_hluq_pe_uses_shifts_and_adds_per_term():
 
 # ---- AGQ softmax-value unit ----------------------------------------------------------------------
 
-def attention_layer(rng, tau: int, max_shift: int, keys: int, value_zero: int) -> Layer:
-    lut = [1] if tau == 1 else [round(2**15 * 2 ** (-r / tau)) for r in range(tau)]
-    params = {"softmax": {"format": "agq", "bits": 4, "tau": tau, "max_shift": max_shift},
-              "v": {"bits": 4, "zero_point": value_zero}, "max_keys": keys,
-              "output": {**CODES_OUT, "multiplier": int(rng.integers(2**30, 2**31)), "zero_point": 7,
-                         "shift": 40}}  # fit_shift sets it from the accumulators the test produces
-    return Layer("attn", "attention", params, {"lut": np.array(lut, np.int64)})
-
-
-def run_agq(layer: Layer, probs: np.ndarray, values: np.ndarray, rng=None) -> list[list[int]]:
+def run_agq(layer, probs: np.ndarray, values: np.ndarray, rng=None) -> list[list[int]]:
     """Simulate the unit with one lane per head dimension; asserts the reference, returns the accs."""
-    sm = layer.params["softmax"]
-    zero = layer.params["v"]["zero_point"]
+    sm = layer.softmax
+    zero = layer.v.zero_point
     dut = AgqValueUnit.from_layer(layer, lanes=values.shape[1])
     stream = []
     for q in range(probs.shape[0]):
@@ -546,7 +499,7 @@ def run_agq(layer: Layer, probs: np.ndarray, values: np.ndarray, rng=None) -> li
                            "values": [int(v) for v in values[k]]})
             if rng is not None and rng.random() < 0.1:
                 stream.append({**stream[-1], "valid": 0, "first": 0, "last": 0})
-    want = attention_values(agq_weights(probs, sm["tau"], layer["lut"], sm["max_shift"], sm["bits"]), values, zero)
+    want = attention_values(agq_weights(probs, sm.tau, sm.lut, sm.max_shift, sm.act_bits), values, zero)
     seen = simulate(dut, {"value_zero_point": zero}, stream, [dut.acc[i] for i in range(dut.lanes)], dut.done,
                     tail=dut.latency + 2)
     assert_stream_results(dut, stream, seen, want.tolist())
@@ -561,11 +514,11 @@ def test_agq_unit_equals_the_reference_for_every_code(tau, max_shift):
     values = rng.integers(0, 16, (16, 4))
     values[0] = [0, 15, 0, 15]
     accs = run_agq(layer, probs, values, rng)
-    out = layer.params["output"]
-    out["shift"] = int(fit_shift(np.ravel(accs)[:, None], out)[0])
+    layer = with_fitted_shift(layer, np.ravel(accs))
+    out = layer.output
     dut = Requantizer.from_layer(layer)
-    stream = [{"valid": 1, "acc": a, "multiplier": out["multiplier"], "shift": out["shift"],
-               "zero_point": out["zero_point"]} for a in np.ravel(accs)]
+    stream = [{"valid": 1, "acc": a, "multiplier": out.multiplier[0], "shift": out.shift[0],
+               "zero_point": out.zero_point[0]} for a in np.ravel(accs)]
     got = [v[0] for _, v in simulate(dut, {}, stream, [dut.out], dut.out_valid, tail=dut.latency + 1)]
     want = run_attention_values(layer, probs, values).ravel().tolist()
     assert got == want
@@ -628,11 +581,9 @@ from amaranth.back import rtlil
 from hw.generate import unit_verilog
 from hw.units import AgqValueUnit, GroupedMacLane, HluqPE, Requantizer
 from hw.widths import AgqWidths, HluqWidths, MacWidths, RequantWidths
-from sw.ref.bundle import Layer
-layer = Layer("l", "linear", {"input": {"format": "uniform", "bits": 4, "zero_point": 3}, "weight_bits": 4,
-              "in_features": 8, "output": {"min": 0, "max": 15}},
-              {"weight_zero_point": np.array([8]), "group_multiplier": np.array([2**24]),
-               "bias_acc": np.array([-5]), "out_zero_point": np.array([7])})
+sys.path.insert(0, "tests")
+from synthetic_layers import linear_layer
+layer = linear_layer(np.random.default_rng(0), "uniform", 8, 1)
 units = [GroupedMacLane(MacWidths(4, 4, 8, 2, 9, 9)), HluqPE(HluqWidths(4, 4, 4, 8, 9, 9)),
          AgqValueUnit(AgqWidths(4, 2, (4, 3), 3, 4, 8)), Requantizer(RequantWidths(20, 0, 15)),
          GroupedMacLane.from_layer(layer)]

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from sw.ref.arith import accumulator_bits, quantize_multiplier, requantize
+from sw.bundle.fixed_point import quantize_multiplier
+from sw.ref.arith import accumulator_bits, requantize
 
 
 @pytest.mark.parametrize("real", [1e-6, 0.001, 0.0123, 0.1, 0.5, 0.75, 0.999999999, 1.0, 3.7, 1000.0])

@@ -26,9 +26,9 @@ from sw.export.bundle import export_bundle
 from sw.export.host_emulation import (attention_values_codes, attention_values_unit, host_emulating_model,
                                     integer_kernel_model)
 from sw.quant.config import make_config
-from sw.ref.bundle import Bundle, BundleError, load_bundle
+from sw.bundle import AttentionLayer, Bundle, BundleError, GemmLayer, HostLayer, load_bundle
 from sw.ref.run import decode_masks, encode_image, run_encoder_block
-from sw.workflow import quantize
+from sw.quant.calibrate import quantize
 from torchless import run_without_torch
 
 BLOCK = "image_encoder.layers.2.blocks.0"  # 64x64 tokens in 14x14 windows: exercises the padding
@@ -141,7 +141,7 @@ def test_whole_model_equals_the_fake_quant_graph_on_integer_kernels(case):
 
 
 def test_attention_values_off_the_accumulator_grid_are_refused(minmax_case):
-    layer = next(l for l in minmax_case.bundle.layers.values() if l.kind == "attention")
+    layer = minmax_case.bundle.of_kind(AttentionLayer)[0]
     codes, unit = attention_values_codes(layer), attention_values_unit(layer)
     assert codes(np.array([3.0, -2.0]) * unit).shape == (2,)
     with pytest.raises(ValueError, match="off the integer grid"):
@@ -168,19 +168,19 @@ def test_bad_inputs_are_one_line_bundle_errors(minmax_case):
 
 
 def test_host_layer_holds_only_float_host_parameters(minmax_case):
-    host = minmax_case.bundle.layer("host")
-    assert host.kind == "host" and all(t.dtype == np.float32 for t in host.tensors.values())
-    integer = [n for n, l in minmax_case.bundle.layers.items() if l.kind in ("linear", "conv2d")]
-    assert not [k for k in host.tensors if any(k.startswith(f"{n}.") for n in integer)]
-    assert "image_encoder.patch_embed.seq.0.weight" in host.tensors
-    assert "image_encoder.neck.1.weight" in host.tensors
-    assert not [k for k in host.tensors if "attention_biases" in k or "mask_downscaling" in k]
+    host = minmax_case.bundle.host
+    assert isinstance(host, HostLayer) and all(t.dtype == np.float32 for t in host.parameters.values())
+    integer = [layer.name for layer in minmax_case.bundle.of_kind(GemmLayer)]
+    assert not [k for k in host.parameters if any(k.startswith(f"{n}.") for n in integer)]
+    assert "image_encoder.patch_embed.seq.0.weight" in host.parameters
+    assert "image_encoder.neck.1.weight" in host.parameters
+    assert not [k for k in host.parameters if "attention_biases" in k or "mask_downscaling" in k]
 
 
 def test_run_imports_and_runs_without_torch(minmax_case):
     code = f"""
 import numpy as np
-from sw.ref.bundle import load_bundle
+from sw.bundle import load_bundle
 from sw.ref.run import decode_masks, run_encoder_block
 b = load_bundle({str(minmax_case.bundle.path)!r})
 rng = np.random.default_rng(0)

@@ -18,8 +18,8 @@ from sim.cases import Case, CaseSpec
 from sim.runner import run_case, write_verilog
 from sim.verilator import WAIVERS, lint
 from sw.ref.layers import run_linear
-from tests.test_hw_engine import linear_case
-from tests.test_hw_units import HOST_OUT
+from synthetic_layers import HOST_OUT
+from test_hw_engine import linear_case
 from torchless import run_without_torch
 
 pytest.importorskip("cocotb_tools.runner")

@@ -8,7 +8,7 @@ Ports:
 
     in   valid, first, last
     in   codes   [R]  unsigned(act_bits)
-    in   weights [K]  signed(wgt_bits + 1) = code_w - z_w (MAC / HLUQ); unsigned value codes (AGQ)
+    in   weights [K]  signed(weight_bits + 1) = code_w - z_w (MAC / HLUQ); unsigned value codes (AGQ)
     in   group        CAG group of this cycle's input channel (MAC with groups > 1)
     in   bias    [K]  signed(bias_bits), sampled with ``last`` (MAC / HLUQ)
     in   zero_points [G], multipliers [G] (MAC), multipliers [2] (HLUQ), value_zero_point (AGQ)
@@ -37,10 +37,10 @@ class PEArray(wiring.Component):
             "done": Out(1),
         }
         if c.kind == "agq":
-            ports["weights"] = In(data.ArrayLayout(unsigned(c.wgt_bits), c.pe_cols))
-            ports["value_zero_point"] = In(unsigned(c.wgt_bits))
+            ports["weights"] = In(data.ArrayLayout(unsigned(c.weight_bits), c.pe_cols))
+            ports["value_zero_point"] = In(unsigned(c.weight_bits))
         else:
-            ports["weights"] = In(data.ArrayLayout(signed(c.wgt_bits + 1), c.pe_cols))
+            ports["weights"] = In(data.ArrayLayout(signed(c.weight_bits + 1), c.pe_cols))
             ports["bias"] = In(data.ArrayLayout(signed(w.bias_bits), c.pe_cols))
             ports["multipliers"] = In(data.ArrayLayout(unsigned(w.mult_bits), w.groups))
         if c.kind == "mac":

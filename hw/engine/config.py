@@ -81,11 +81,10 @@ class EngineConfig:
     # ---- operand widths ---------------------------------------------------------------------------
     @property
     def act_bits(self) -> int:
-        w = self.widths
-        return w.code_bits if self.kind in ("hluq", "agq") else w.act_bits
+        return self.widths.act_bits
 
     @property
-    def wgt_bits(self) -> int:
+    def weight_bits(self) -> int:
         return self.widths.value_bits if self.kind == "agq" else self.widths.weight_bits
 
     @property
@@ -144,7 +143,7 @@ class EngineConfig:
     # ---- memories and bus -------------------------------------------------------------------------
     @property
     def col_word_bits(self) -> int:
-        return self.wgt_bits + self.widths.bias_bits
+        return self.weight_bits + self.widths.bias_bits
 
     @property
     def rq_word_bits(self) -> int:
@@ -156,8 +155,8 @@ class EngineConfig:
         mems = [
             MemorySpec("act", 1, self.row_blocks * C, R * self.act_bits,
                        f"word rb*{C} + j, bits [r*{self.act_bits} +: {self.act_bits}] = x[rb*{R} + r, j]"),
-            MemorySpec("wgt", 2, self.out_blocks * C, K * self.wgt_bits,
-                       f"word ob*{C} + j, bits [k*{self.wgt_bits} +: {self.wgt_bits}] = w[ob*{K} + k, j]"),
+            MemorySpec("wgt", 2, self.out_blocks * C, K * self.weight_bits,
+                       f"word ob*{C} + j, bits [k*{self.weight_bits} +: {self.weight_bits}] = w[ob*{K} + k, j]"),
         ]
         if self.groups > 1:
             mems.append(MemorySpec("grp", 3, C, _bits_for(self.groups), "word j = CAG group of input channel j"))
@@ -170,7 +169,7 @@ class EngineConfig:
         if self.kind != "agq":
             for k in range(K):
                 mems.append(MemorySpec(f"col{k}", 8 + k, self.out_blocks, self.col_word_bits,
-                                       f"word ob = z_w | bias_acc << {self.wgt_bits} of output ob*{K} + {k}"))
+                                       f"word ob = z_w | bias_acc << {self.weight_bits} of output ob*{K} + {k}"))
         return mems
 
     def registers(self) -> list[tuple[str, int]]:
@@ -181,7 +180,7 @@ class EngineConfig:
         if self.kind in ("mac", "hluq"):
             regs += [(f"multiplier{g}", self.widths.mult_bits) for g in range(self.widths.groups)]
         else:
-            regs.append(("value_zero_point", self.wgt_bits))
+            regs.append(("value_zero_point", self.weight_bits))
         return regs
 
     @property
@@ -222,7 +221,7 @@ class EngineConfig:
             "name": self.name, "kind": self.kind, "pe_rows": self.pe_rows, "pe_cols": self.pe_cols,
             "max_rows": self.max_rows, "reduction": self.reduction, "outputs": self.outputs,
             "row_blocks": self.row_blocks, "out_blocks": self.out_blocks,
-            "widths": {"act_bits": self.act_bits, "wgt_bits": self.wgt_bits, "acc_bits": self.acc_bits,
+            "widths": {"act_bits": self.act_bits, "weight_bits": self.weight_bits, "acc_bits": self.acc_bits,
                        "out_bits": self.out_bits, "out_signed": self.out_signed, "groups": self.groups,
                        "pe": {k: v for k, v in vars(self.widths).items()},
                        "requant": None if self.requant is None else vars(self.requant)},

@@ -142,7 +142,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += array.weights.eq(wgt_word)
             m.d.comb += array.value_zero_point.eq(regs["value_zero_point"])
         else:
-            b = c.wgt_bits
+            b = c.weight_bits
             for k in range(K):
                 col = words[f"col{k}"]
                 m.d.sync += [array.weights[k].eq(wgt_word[k * b:(k + 1) * b] - col[:b]),

@@ -37,7 +37,7 @@ def load_words(config: EngineConfig, ops: Operands) -> list[tuple[int, int]]:
         raise ValueError(f"operands x{list(ops.x.shape)} w{list(ops.w.shape)} do not fit the engine "
                          f"(reduction {C}, outputs {c.outputs}, rows <= {c.max_rows})")
     _check(ops.x, 0, (1 << c.act_bits) - 1, "activation codes")
-    _check(ops.w, 0, (1 << c.wgt_bits) - 1, "weight codes")
+    _check(ops.w, 0, (1 << c.weight_bits) - 1, "weight codes")
     words = []
     row_blocks = -(-n // R)
     regs = {"row_blocks": row_blocks, **ops.registers}
@@ -53,16 +53,16 @@ def load_words(config: EngineConfig, ops: Operands) -> list[tuple[int, int]]:
     w = np.zeros((c.out_blocks * K, C), np.int64)
     w[:o] = ops.w
     wgt = w.reshape(c.out_blocks, K, C).transpose(0, 2, 1).reshape(-1, K)
-    words += [(c.address("wgt", i), v) for i, v in enumerate(_pack(wgt, c.wgt_bits))]
+    words += [(c.address("wgt", i), v) for i, v in enumerate(_pack(wgt, c.weight_bits))]
     if c.groups > 1:
         _check(ops.groups, 0, c.groups - 1, "channel groups")
         words += [(c.address("grp", j), int(g)) for j, g in enumerate(ops.groups)]
     if c.kind != "agq":
         bias_bits = c.widths.bias_bits
         _check(ops.bias, -(1 << (bias_bits - 1)), (1 << (bias_bits - 1)) - 1, "bias")
-        _check(ops.zero_w, 0, (1 << c.wgt_bits) - 1, "weight zero points")
+        _check(ops.zero_w, 0, (1 << c.weight_bits) - 1, "weight zero points")
         for ch in range(o):
-            word = int(ops.zero_w[ch]) | ((int(ops.bias[ch]) & ((1 << bias_bits) - 1)) << c.wgt_bits)
+            word = int(ops.zero_w[ch]) | ((int(ops.bias[ch]) & ((1 << bias_bits) - 1)) << c.weight_bits)
             words.append((c.address(f"col{ch % K}", ch // K), word))
     if c.requant:
         r = c.requant

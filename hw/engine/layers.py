@@ -1,4 +1,4 @@
-"""From bundle layers (sw.ref.bundle.Layer) to engine parameters and engine operands.
+"""From bundle layers (``sw.bundle``) to engine parameters and engine operands.
 
 Three operations map onto the one engine (``config`` module docstring):
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from sw.bundle import AttentionLayer, CagCodes, HluqCodes, Layer, LinearLayer, UniformCodes
 
 from ..widths import MacWidths, attention_widths, gemm_widths, requant_widths
 from .config import EngineConfig
@@ -46,77 +48,68 @@ def _pes(pes: tuple[int, int]) -> tuple[int, int]:
     return rows, cols
 
 
-def head_dim(layer) -> int:
-    """Per-head q/k width: the exporter stores logit_scale = d^-1/2 (SAM / TinyViT attention)."""
-    d = round(float(layer.params["logit_scale"]) ** -2)
-    if d < 1 or abs(d ** -0.5 - float(layer.params["logit_scale"])) > 1e-6:
-        raise ValueError(f"layer '{layer.name}': logit_scale {layer.params['logit_scale']} is not 1/sqrt(d)")
-    return d
-
-
-def operation_of(layer, op: str | None) -> str:
-    if layer.kind == "linear":
+def operation_of(layer: Layer, op: str | None) -> str:
+    if isinstance(layer, LinearLayer):
         if op not in (None, "linear"):
             raise ValueError(f"layer '{layer.name}' is linear; --op {op} needs an attention layer")
         return "linear"
-    if layer.kind == "attention":
+    if isinstance(layer, AttentionLayer):
         if op not in ("scores", "values"):
             raise ValueError(f"layer '{layer.name}' is an attention layer: choose --op scores (QK^T) or values (A.V)")
         return op
-    raise ValueError(f"layer '{layer.name}' is a {layer.kind}; the engine runs linear and attention layers")
+    raise ValueError(f"layer '{layer.name}' is a {layer.TAG} layer; the engine runs linear and attention layers")
 
 
-def engine_config(layer, op: str | None = None, pes=(4, 4), max_rows: int = 64, keys: int | None = None,
+def engine_config(layer: Layer, op: str | None = None, pes=(4, 4), max_rows: int = 64, keys: int | None = None,
                   dim: int | None = None) -> EngineConfig:
     """Engine for ``layer`` (``op``: linear, scores or values). Attention shapes: ``keys`` defaults to
-    the layer's max_keys, ``dim`` to the head dimension; ``max_rows`` is the query count for them."""
+    the layer's max_keys, ``dim`` to its per-head width; ``max_rows`` is the query count for them."""
     op = operation_of(layer, op)
     rows, cols = _pes(pes)
     extra = {"layer": layer.name, "operation": op}
     if op == "linear":
         widths = gemm_widths(layer)
-        kind = "hluq" if layer.params["input"]["format"] == "hluq" else "mac"
+        kind = "hluq" if isinstance(layer.input, HluqCodes) else "mac"
         return EngineConfig(kind, widths, requant_widths(layer, widths.acc_bits), rows, cols, max_rows,
-                            int(layer.params["in_features"]), int(layer.params["out_features"]),
-                            name=f"{kind}_engine", extra=extra)
-    keys = int(keys if keys is not None else layer.params["max_keys"])
-    dim = int(dim if dim is not None else head_dim(layer))
-    p = layer.params
+                            layer.in_features, layer.out_features, name=f"{kind}_engine", extra=extra)
+    keys = int(keys if keys is not None else layer.max_keys)
     if op == "scores":
-        widths = MacWidths(int(p["q"]["bits"]), int(p["k"]["bits"]), dim, 1, 1, 1)
+        dim = int(dim if dim is not None else layer.key_dim)
+        widths = MacWidths(layer.q.act_bits, layer.k.act_bits, dim, 1, 1, 1)
         return EngineConfig("mac", widths, None, rows, cols, max_rows, dim, keys, name="scores_engine", extra=extra)
+    dim = int(dim if dim is not None else layer.value_dim)
     widths = attention_widths(layer, keys)
     return EngineConfig("agq", widths, requant_widths(layer, widths.acc_bits), rows, cols, max_rows, keys, dim,
                         name="values_engine", extra=extra)
 
 
-def linear_operands(layer, codes: np.ndarray) -> Operands:
-    fmt = layer.params["input"]
-    regs = {f"multiplier{g}": int(v) for g, v in enumerate(layer["group_multiplier"])}
+def linear_operands(layer: LinearLayer, codes: np.ndarray) -> Operands:
+    fmt = layer.input
+    regs = {f"multiplier{g}": int(v) for g, v in enumerate(layer.group_multiplier)}
     groups = None
-    if fmt["format"] == "cag":
-        regs.update({f"zero_point{g}": int(z) for g, z in enumerate(layer["group_zero_point"])})
-        groups = np.asarray(layer["channel_group"], np.int64)
-    elif fmt["format"] == "uniform":
-        regs["zero_point0"] = int(fmt["zero_point"])
-    return Operands(np.asarray(codes, np.int64), np.asarray(layer["weight_codes"], np.int64),
-                    np.asarray(layer["weight_zero_point"], np.int64), np.asarray(layer["bias_acc"], np.int64),
-                    groups, (layer["out_multiplier"], layer["out_shift"], layer["out_zero_point"]), regs)
+    if isinstance(fmt, CagCodes):
+        regs.update({f"zero_point{g}": int(z) for g, z in enumerate(fmt.group_zero_point)})
+        groups = np.asarray(fmt.channel_group, np.int64)
+    elif isinstance(fmt, UniformCodes):
+        regs["zero_point0"] = fmt.zero_point
+    out = layer.output
+    return Operands(np.asarray(codes, np.int64), np.asarray(layer.weights.codes, np.int64),
+                    np.asarray(layer.weights.zero_point, np.int64), np.asarray(layer.bias_acc, np.int64),
+                    groups, (out.multiplier, out.shift, out.zero_point), regs)
 
 
-def scores_operands(layer, q_codes: np.ndarray, k_codes: np.ndarray) -> Operands:
+def scores_operands(layer: AttentionLayer, q_codes: np.ndarray, k_codes: np.ndarray) -> Operands:
     """One head: q [Nq, d], k [Nk, d]."""
-    p = layer.params
     nk = k_codes.shape[0]
     return Operands(np.asarray(q_codes, np.int64), np.asarray(k_codes, np.int64),
-                    np.full(nk, int(p["k"]["zero_point"])), np.zeros(nk, np.int64), None, None,
-                    {"zero_point0": int(p["q"]["zero_point"]), "multiplier0": 1})
+                    np.full(nk, layer.k.zero_point), np.zeros(nk, np.int64), None, None,
+                    {"zero_point0": layer.q.zero_point, "multiplier0": 1})
 
 
-def values_operands(layer, prob_codes: np.ndarray, v_codes: np.ndarray) -> Operands:
+def values_operands(layer: AttentionLayer, prob_codes: np.ndarray, v_codes: np.ndarray) -> Operands:
     """One head: probability codes [Nq, Nk], value codes [Nk, d]."""
-    out = layer.params["output"]
+    out = layer.output
     d = v_codes.shape[1]
-    rq = (np.full(d, int(out["multiplier"])), np.full(d, int(out["shift"])), np.full(d, int(out["zero_point"])))
+    rq = tuple(np.full(d, int(a[0])) for a in (out.multiplier, out.shift, out.zero_point))
     return Operands(np.asarray(prob_codes, np.int64), np.asarray(v_codes, np.int64).T.copy(), None, None, None, rq,
-                    {"value_zero_point": int(layer.params["v"]["zero_point"])})
+                    {"value_zero_point": layer.v.zero_point})

@@ -51,7 +51,7 @@ class AgqValueUnit(wiring.Component):
         self.lanes = lanes
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
-            "code": In(unsigned(widths.code_bits)),
+            "code": In(unsigned(widths.act_bits)),
             "values": In(data.ArrayLayout(unsigned(widths.value_bits), lanes)),
             "value_zero_point": In(unsigned(widths.value_bits)),
             "acc": Out(data.ArrayLayout(signed(widths.acc_bits), lanes)),
@@ -75,7 +75,7 @@ class AgqValueUnit(wiring.Component):
         exponent = code >> tau_bits
         keep = Signal()
         amount = Signal(max(1, w.max_shift.bit_length()))
-        m.d.sync += [keep.eq((code != code_max(w.code_bits)) & (exponent <= w.max_shift)),
+        m.d.sync += [keep.eq((code != code_max(w.act_bits)) & (exponent <= w.max_shift)),
                      amount.eq(w.max_shift - exponent)]
         pure_shift = w.tau == 1 and _is_power_of_two(w.lut[0])
         if w.tau == 1:

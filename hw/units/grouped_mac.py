@@ -56,7 +56,7 @@ class GroupedMacLane(wiring.Component):
     def from_layer(cls, layer) -> "GroupedMacLane":
         widths = gemm_widths(layer)
         if not isinstance(widths, MacWidths):
-            raise ValueError(f"layer '{layer.name}' has {layer.params['input']['format']} inputs; use HluqPE")
+            raise ValueError(f"layer '{layer.name}' has {layer.input.TAG} inputs; use HluqPE")
         return cls(widths)
 
     def elaborate(self, platform):

@@ -40,7 +40,7 @@ class HluqPE(wiring.Component):
         self.latency, self.min_interval = pe_timing(widths)
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
-            "code": In(unsigned(widths.code_bits)),
+            "code": In(unsigned(widths.act_bits)),
             "weight": In(signed(widths.weight_bits + 1)),
             "multipliers": In(data.ArrayLayout(unsigned(widths.mult_bits), 2)),
             "bias": In(signed(widths.bias_bits)),
@@ -54,7 +54,7 @@ class HluqPE(wiring.Component):
     def from_layer(cls, layer) -> "HluqPE":
         widths = gemm_widths(layer)
         if not isinstance(widths, HluqWidths):
-            raise ValueError(f"layer '{layer.name}' has {layer.params['input']['format']} inputs; use GroupedMacLane")
+            raise ValueError(f"layer '{layer.name}' has {layer.input.TAG} inputs; use GroupedMacLane")
         return cls(widths)
 
     def elaborate(self, platform):

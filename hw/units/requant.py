@@ -33,7 +33,9 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..widths import MULTIPLIER_BITS, SHIFT_MAX, SHIFT_MIN, RequantWidths, requant_widths
+from sw.bundle.fixed_point import MULTIPLIER_BITS, SHIFT_MAX, SHIFT_MIN
+
+from ..widths import RequantWidths, requant_widths
 from .dsp_multiply import PipelinedMultiplier, multiplier_latency
 from .pipeline import delay
 

@@ -21,6 +21,9 @@ from pycocotools.coco import COCO
 
 from ..errors import SamhwError
 
+# The COCO subset shipped beside the checkout (tests, CI and the benchmarks read it from there).
+DEFAULT_COCO_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_tiny"
+
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
 _ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "segmentation")
 _DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")

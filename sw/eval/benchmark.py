@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +31,9 @@ from ..data.coco import CocoSplit, Detection, Instance
 from ..data.images import load_rgb
 from ..errors import SamhwError
 from .metrics import coco_mask_ap, encode_rles, mask_iou, mean_or_nan, rle_iou_matrix
+
+if TYPE_CHECKING:  # the benchmark itself needs no torch: it only calls predict
+    from ..models.base import SegmentModel
 
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 # image_id -> (masks bool [N, H, W], iou_pred float [N]), in prompt order.
@@ -44,7 +47,8 @@ class BenchmarkResult:
     ``n_images`` counts every evaluated image (also those without prompts: their ground truth still
     enters AP); ``n_instances`` counts prompts, i.e. predicted masks. ``per_instance`` has one
     record per prompted GT instance in GT-box mode, and one per GT instance (``iou_gt`` = best
-    match, ``iou_ref`` = None) in detection mode.
+    match, ``iou_fp`` = None) in detection mode. ``miou_fp`` (``iou_fp`` per instance) is the IoU
+    against the reference masks: the float model's, hence the name (docs/results.json uses it too).
     """
 
     n_images: int
@@ -53,7 +57,7 @@ class BenchmarkResult:
     ap50: float
     ap75: float
     miou_gt: float
-    miou_ref: float | None
+    miou_fp: float | None
     per_instance: list[dict] = field(default_factory=list)
     prompt_mode: str = "gt_boxes"
 
@@ -216,10 +220,10 @@ def _score_image(split: CocoSplit, image_id: int, predict: Predictor | Predictio
     if prompts.instances is not None:  # GT-box mode: prompt k *is* instance k
         out.per_instance = [{"ann_id": inst.ann_id, "image_id": image_id,
                              "iou_gt": mask_iou(masks[k], split.gt_mask(inst.ann_id)),
-                             "iou_ref": out.ref_ious[k] if has_ref else None}
+                             "iou_fp": out.ref_ious[k] if has_ref else None}
                             for k, inst in enumerate(prompts.instances)]
     else:
-        out.per_instance = [{"ann_id": inst.ann_id, "image_id": image_id, "iou_gt": best, "iou_ref": None}
+        out.per_instance = [{"ann_id": inst.ann_id, "image_id": image_id, "iou_gt": best, "iou_fp": None}
                             for inst, best in _best_match_ious(split, image_id, rles)]
     return out
 
@@ -237,7 +241,7 @@ def run_benchmark(split: CocoSplit, predict: Predictor | Predictions, *,
 
     Give the float model either as ``reference_predict`` (run alongside) or as ``reference_masks``
     (output of :func:`collect_predictions` with the same prompts, or just its mask arrays) to get
-    ``miou_ref``. Images without prompts are not predicted but still count in AP, since their
+    ``miou_fp``. Images without prompts are not predicted but still count in AP, since their
     ground truth is then simply missed.
     """
     if reference_predict is not None and reference_masks is not None:
@@ -256,7 +260,19 @@ def run_benchmark(split: CocoSplit, predict: Predictor | Predictions, *,
         n_images=len(image_ids), n_instances=len(total.results),
         ap=ap["ap"], ap50=ap["ap50"], ap75=ap["ap75"],
         miou_gt=mean_or_nan([r["iou_gt"] for r in total.per_instance]),
-        miou_ref=mean_or_nan(total.ref_ious) if has_ref else None,
+        miou_fp=mean_or_nan(total.ref_ious) if has_ref else None,
         per_instance=total.per_instance,
         prompt_mode="gt_boxes" if detections is None else "detections",
     )
+
+
+def evaluate_model(split: CocoSplit, model: SegmentModel, reference: SegmentModel | None = None,
+                   reference_masks: Predictions | None = None,
+                   detections: Mapping[int, Sequence[Detection]] | None = None,
+                   limit_images: int | None = None, progress: bool = True) -> BenchmarkResult:
+    """Benchmark ``model``; against a float ``reference`` too (or its precomputed masks)."""
+    if reference is not None and reference_masks is None:
+        reference_masks = collect_predictions(split, reference.predict, detections=detections,
+                                              limit_images=limit_images, progress=progress, desc="float reference")
+    return run_benchmark(split, model.predict, reference_masks=reference_masks, detections=detections,
+                         limit_images=limit_images, progress=progress, desc=f"eval {model.name}")

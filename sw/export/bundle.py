@@ -14,8 +14,8 @@ from ..data.calibration import CalibItem
 from ..models.base import SegmentModel
 from ..quant.forward import run_items
 from ..quant.qmodules import QuantConv2d, QuantLinear
-from ..ref.bundle import Bundle, write_bundle
-from .host_params import HOST_LAYER, host_layer
+from ..bundle import Bundle, BundleHeader, write_bundle
+from .host_params import host_layer
 from .layers import ATTENTION_TYPES, HOST_BITS, attention_layer, gemm_layer, projection_consumers
 
 
@@ -69,11 +69,12 @@ def build_bundle(qmodel: SegmentModel, items: list[CalibItem], progress: bool = 
                 layers[name] = gemm_layer(name, module, consumers.get(name), host_max.get(name))
             elif isinstance(module, ATTENTION_TYPES):
                 layers[name] = attention_layer(name, module, keys.get(name, 1))
-        layers[HOST_LAYER] = host_layer(qmodel)
+        host = host_layer(qmodel)
+        layers[host.name] = host
     cfg = qmodel.quant_config
-    header = {"model": qmodel.name, "recipe": cfg.recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
-              "quant_config": cfg.to_dict(), "tool": f"samhw {__version__}", "host_bits": HOST_BITS,
-              "calibration_images": len(items)}
+    header = BundleHeader(model=qmodel.name, recipe=cfg.recipe, weight_bits=cfg.weight_bits, act_bits=cfg.act_bits,
+                          host_bits=HOST_BITS, tool=f"samhw {__version__}", calibration_images=len(items),
+                          quant_config=cfg.to_dict())
     return Bundle(header, layers)
 
 

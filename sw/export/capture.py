@@ -2,14 +2,9 @@
 
 The hardware side (sim/) is numpy-only; it needs each layer's input codes as the model produced them
 on a real image. This runs the calibrated model once on one item and saves, per layer, the codes the
-layer's own input quantizer produced (the same hooks as ``crosscheck``):
-
-    <linear>.input            uint8 [rows, C]      first ``max_rows`` rows of the flattened input
-    <attention>.q / .k / .v   uint8 [heads, N, d]  codes of the first batch element (window / prompt)
-    <attention>.probs         uint8 [heads, Nq, Nk] softmax codes of that element
-
-The file is written next to the bundle as ``<bundle>.inputs.npz`` (``inputs_path``); expected outputs
-are not stored: the simulator recomputes them with sw.ref from these inputs and the bundle.
+layer's own input quantizer produced, in the captured-inputs file of the bundle contract
+(``sw/bundle/captured.py`` gives its keys and layout). Expected outputs are not stored: the simulator
+recomputes them with sw.ref from these inputs and the bundle.
 """
 
 from __future__ import annotations
@@ -19,16 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bundle.captured import attention_key, gemm_input_key, save_captured_inputs
 from ..data.calibration import CalibItem
 from ..models.base import SegmentModel
 from ..quant.forward import run_items
 from ..quant.qmodules import QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention
 from .layers import ATTENTION_TYPES
-
-
-def inputs_path(bundle_dir: str | Path) -> Path:
-    bundle_dir = Path(bundle_dir)
-    return bundle_dir.with_name(bundle_dir.name + ".inputs.npz")
 
 
 def _codes(q, x: torch.Tensor) -> np.ndarray:
@@ -54,7 +45,7 @@ def capture_inputs(qmodel: SegmentModel, item: CalibItem, max_rows: int = 64) ->
     def linear_hook(name):
         def hook(module, inputs):
             codes = _codes(module.input_quantizer, inputs[0])
-            keep(f"{name}.input", codes.reshape(-1, codes.shape[-1])[:max_rows])
+            keep(gemm_input_key(name), codes.reshape(-1, codes.shape[-1])[:max_rows])
         return hook
 
     def qkv_hook(name, which, attn):
@@ -63,12 +54,12 @@ def capture_inputs(qmodel: SegmentModel, item: CalibItem, max_rows: int = 64) ->
             if isinstance(attn, QuantDecoderAttention):  # quantized before the head split
                 b, n, c = codes.shape
                 codes = codes.reshape(b, n, attn.num_heads, c // attn.num_heads).transpose(0, 2, 1, 3)
-            keep(f"{name}.{which}", np.ascontiguousarray(_per_head(codes, attn)[0]))
+            keep(attention_key(name, which), np.ascontiguousarray(_per_head(codes, attn)[0]))
         return hook
 
     def softmax_hook(name, attn):
         def hook(module, args, kwargs):
-            keep(f"{name}.probs", np.ascontiguousarray(_per_head(_codes(module, args[0]), attn)[0]))
+            keep(attention_key(name, "probs"), np.ascontiguousarray(_per_head(_codes(module, args[0]), attn)[0]))
         return hook
 
     for name, module in qmodel.named_modules():
@@ -88,30 +79,23 @@ def capture_inputs(qmodel: SegmentModel, item: CalibItem, max_rows: int = 64) ->
     return found
 
 
-def save_inputs(found: dict[str, np.ndarray], bundle_dir: str | Path) -> Path:
-    path = inputs_path(bundle_dir)
-    np.savez_compressed(path, **found)
-    return path
-
-
 def export_litemedsam_w4a4(out: str | Path, calib_images: int = 1) -> tuple[Path, Path]:
     """Statistics-only AHCPTQ W4A4 LiteMedSAM bundle (same integer arithmetic as the reconstructed
     one) and its captured inputs on a held-out COCO image, as tests/test_crosscheck.py builds it."""
-    from ..cli import DEFAULT_DATA
     from ..data.calibration import items_from_coco
-    from ..data.coco import resolve_coco_folder
+    from ..data.coco import DEFAULT_COCO_ROOT, resolve_coco_folder
     from ..models import load_model
     from ..quant.config import make_config
-    from ..workflow import quantize
+    from ..quant.calibrate import quantize
     from .bundle import export_bundle
 
     torch.manual_seed(0)
-    items = items_from_coco(resolve_coco_folder(DEFAULT_DATA, "train"), num_images=calib_images + 1,
+    items = items_from_coco(resolve_coco_folder(DEFAULT_COCO_ROOT, "train"), num_images=calib_images + 1,
                             max_prompts=4)
     model = load_model("litemedsam")
     qmodel, _ = quantize(model, make_config("ahcptq", "w4a4", recon="none"), items[:calib_images], progress=False)
     bundle = export_bundle(qmodel, items[:calib_images], out, progress=False)
-    return bundle, save_inputs(capture_inputs(qmodel, items[calib_images]), bundle)
+    return bundle, save_captured_inputs(capture_inputs(qmodel, items[calib_images]), bundle)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ bundle's integer kernels and each attention's A.V accumulator requantized with t
 What is left of the fake-quant model is its graph: the original modules' wiring, LayerNorms, softmax,
 GELU, residuals, window partition and the decoder's float heads, all in torch. Against it the
 reference checks its own rewrite of that graph (``sw/ref/encoder.py``, ``decoder.py``); the layers'
-arithmetic is checked against the float32 fake-quant model per layer (``sw/export/crosscheck.py``).
+arithmetic is checked against the float32 fake-quant model per layer (``sw/verify/layers.py``).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import torch
 from ..models.base import SegmentModel
 from ..quant.agq import AGQQuantizer, agq_codes
 from ..quant.qmodules import QuantConv2d, QuantDecoderAttention, QuantLinear
-from ..ref.arith import requantize
-from ..ref.bundle import Bundle, Layer
-from ..ref.kernels import agq_weights
-from ..ref.layers import run_layer
-from ..ref.steps import Steps
+from ..bundle import AgqCodes, AttentionLayer, Bundle, GemmLayer, HostOutput, SoftmaxCodes
+from ..ref.layers import probability_operands, requantize_output, run_layer
+from ..ref.steps import encode_input
 from .layers import ATTENTION_TYPES, projection_consumers
 
 # |A.V / unit - round(A.V / unit)| in float64 stays far below this for any accumulator under 2^47; a
@@ -41,28 +39,28 @@ from .layers import ATTENTION_TYPES, projection_consumers
 _SNAP_TOLERANCE = 0.25
 
 
-def _host_rounding(output: dict):
+def _host_rounding(output: HostOutput):
     def hook(_module, _inputs, y):
-        return torch.clamp(torch.round(y / output["scale"]), output["min"], output["max"]) * output["scale"]
+        return torch.clamp(torch.round(y / output.scale), output.q_min, output.q_max) * output.scale
     return hook
 
 
-def _probability_unit(softmax: dict) -> float:
+def _probability_unit(softmax: SoftmaxCodes) -> float:
     """Real value of one step of the integer A.V probability operand (AGQ: the LUT's and shift's unit)."""
-    if softmax["format"] == "agq":
-        return softmax["scale"] * 2.0 ** -(softmax["lut_frac_bits"] + softmax["max_shift"])
-    return softmax["scale"]
+    if isinstance(softmax, AgqCodes):
+        return softmax.scale * 2.0 ** -(softmax.lut_frac_bits + softmax.max_shift)
+    return softmax.scale
 
 
 def _agq_as_exported(layer) -> callable:
     """AGQ values as the A.V unit sees them: the reference's integer operand (``agq_weights``: LUT entry
     shifted, 0 for the zero code and past ``max_shift``) times its unit."""
-    sm = layer.params["softmax"]
+    sm = layer.softmax
     unit = _probability_unit(sm)
 
     def forward(a: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
-        codes = agq_codes(a, sm["scale"], sm["tau"], sm["bits"]).long().cpu().numpy()
-        weights = agq_weights(codes, sm["tau"], layer["lut"], sm["max_shift"], sm["bits"])
+        codes = agq_codes(a, sm.scale, sm.tau, sm.act_bits).long().cpu().numpy()
+        weights = probability_operands(sm, codes)
         return (torch.from_numpy(weights).double() * unit).to(device=a.device, dtype=a.dtype)
     return forward
 
@@ -92,19 +90,19 @@ def host_emulating_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
     pe._pe_encoding = lambda coords, encode=pe._pe_encoding: encode(coords.double())
     for name, module in model.named_modules():
         if isinstance(module, (QuantLinear, QuantConv2d)):
-            output = bundle.layer(name).params["output"]
-            if output["to"] == "host":
+            output = bundle.gemm(name).output
+            if isinstance(output, HostOutput):
                 module.register_forward_hook(_host_rounding(output))
         quantizer = getattr(module, "softmax_quantizer", None)
         if isinstance(quantizer, AGQQuantizer) and quantizer.enabled:
-            quantizer.forward = _agq_as_exported(bundle.layer(name))
+            quantizer.forward = _agq_as_exported(bundle.attention(name))
     return model
 
 
-def _integer_layer(layer: Layer, dequantize, codes_from=None) -> callable:
+def _integer_layer(layer: GemmLayer, dequantize, codes_from=None) -> callable:
     """A QuantLinear/QuantConv2d forward that runs ``layer`` through the integer kernels; ``codes_from``
     turns the float input into the layer's input codes (default: the layer's own input encoding)."""
-    encode = codes_from or (lambda x: Steps.encode(layer, x))
+    encode = codes_from or (lambda x: encode_input(layer.input, x))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         y = run_layer(layer, encode(x.detach().cpu().numpy()))
@@ -112,16 +110,16 @@ def _integer_layer(layer: Layer, dequantize, codes_from=None) -> callable:
     return forward
 
 
-def attention_values_unit(layer: Layer) -> float:
+def attention_values_unit(layer: AttentionLayer) -> float:
     """Real value of one step of an attention layer's A.V accumulator: probability unit times v's scale."""
-    return _probability_unit(layer.params["softmax"]) * layer.params["v"]["scale"]
+    return _probability_unit(layer.softmax) * layer.v.scale
 
 
-def attention_values_codes(layer: Layer) -> callable:
+def attention_values_codes(layer: AttentionLayer) -> callable:
     """Output-projection input codes from the float64 A.V product: the product is an integer accumulator
     times one unit (``attention_values_unit``), recovered exactly and requantized as the accelerator
     does (``sw/ref/layers.run_attention_values``)."""
-    unit, out = attention_values_unit(layer), layer.params["output"]
+    unit = attention_values_unit(layer)
 
     def codes(x):
         steps = x / unit
@@ -129,7 +127,7 @@ def attention_values_codes(layer: Layer) -> callable:
         gap = float(np.abs(steps - acc).max()) if acc.size else 0.0
         if gap > _SNAP_TOLERANCE:
             raise ValueError(f"attention '{layer.name}': A.V is {gap:.3g} accumulator steps off the integer grid")
-        return requantize(acc.astype(np.int64), out["multiplier"], out["shift"], out["zero_point"], out["min"], out["max"])
+        return requantize_output(layer.output, acc.astype(np.int64))
     return codes
 
 
@@ -142,16 +140,15 @@ def integer_kernel_model(qmodel: SegmentModel, bundle: Bundle) -> SegmentModel:
     for name, attn in modules.items():
         if isinstance(attn, ATTENTION_TYPES):
             proj = "out_proj" if isinstance(attn, QuantDecoderAttention) else "proj"
-            av_codes[f"{name}.{proj}"] = attention_values_codes(bundle.layer(name))
+            av_codes[f"{name}.{proj}"] = attention_values_codes(bundle.attention(name))
             for proj_name, (scale, zero, _bits, _) in projection_consumers(attn).items():
                 consumers[f"{name}.{proj_name}"] = (np.asarray(scale, np.float64), np.asarray(zero, np.int64))
     for name, module in modules.items():
         if not isinstance(module, (QuantLinear, QuantConv2d)):
             continue
-        layer = bundle.layer(name)
-        out = layer.params["output"]
-        if out["to"] == "host":
-            dequantize = lambda y, s=out["scale"]: y.astype(np.float64) * s  # noqa: E731
+        layer = bundle.gemm(name)
+        if isinstance(layer.output, HostOutput):
+            dequantize = lambda y, s=layer.output.scale: y.astype(np.float64) * s  # noqa: E731
         else:
             # q/k/v codes as the values their quantizers read back to the same codes.
             scale, zero = consumers[name]

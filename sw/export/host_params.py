@@ -21,8 +21,8 @@ import torch.nn as nn
 from ..models.base import SegmentModel
 from ..quant.prepare import FLOAT_STEM_CLASSES, iter_quantizers
 from ..quant.qmodules import QuantConv2d, QuantLinear
-from ..ref.bundle import Layer
-from ..ref.steps import HOST_LAYER
+from ..bundle import (HOST_LAYER, FloatConv, HostLayer, HostStructure, MaskDecoderStructure, PromptEncoderStructure,
+                      RecordedEncoder, TinyVitStructure)
 from .layers import ATTENTION_TYPES
 
 UNUSED_PREFIXES = ("prompt_encoder.mask_downscaling.",)
@@ -55,14 +55,14 @@ def _float_modules(qmodel: nn.Module):
             yield name, module
 
 
-def _conv_geometry(qmodel: nn.Module) -> dict[str, dict]:
+def _conv_geometry(qmodel: nn.Module) -> dict[str, FloatConv]:
     convs = {}
     for name, m in _float_modules(qmodel):
         if type(m) in (nn.Conv2d, nn.ConvTranspose2d):
             if len(set(m.stride)) != 1 or len(set(m.padding)) != 1 or m.dilation != (1, 1):
                 raise ValueError(f"float conv '{name}': only square stride/padding without dilation is supported")
-            convs[name] = {"type": "transpose" if type(m) is nn.ConvTranspose2d else "conv",
-                           "stride": m.stride[0], "padding": m.padding[0], "groups": m.groups}
+            convs[name] = FloatConv(transpose=type(m) is nn.ConvTranspose2d, stride=m.stride[0], padding=m.padding[0],
+                                    groups=m.groups)
     return convs
 
 
@@ -71,44 +71,46 @@ def _norm_eps(qmodel: nn.Module) -> dict[str, float]:
             if isinstance(m, nn.LayerNorm) or type(m).__name__ == "LayerNorm2d"}
 
 
-def _tiny_vit(enc: nn.Module) -> dict:
+def _tiny_vit(enc: nn.Module) -> TinyVitStructure:
     stages = list(enc.layers)
     blocks = [s.blocks[0] for s in stages]
-    return {
-        "type": "tiny_vit", "img_size": int(enc.img_size), "mlp_ratio": float(enc.mlp_ratio),
-        "embed_dims": [int(s.dim) for s in stages], "depths": [len(s.blocks) for s in stages],
-        "stage_types": ["float_conv" if type(s).__name__ in FLOAT_STEM_CLASSES else "attention" for s in stages],
-        "num_heads": [int(getattr(b, "num_heads", 0)) for b in blocks],
-        "window_sizes": [int(getattr(b, "window_size", 0)) for b in blocks],
-        "input_resolutions": [[int(r) for r in s.input_resolution] for s in stages],
-        "downsample": [s.downsample is not None for s in stages],
-    }
+    return TinyVitStructure(
+        img_size=int(enc.img_size), mlp_ratio=float(enc.mlp_ratio), embed_dims=tuple(int(s.dim) for s in stages),
+        depths=tuple(len(s.blocks) for s in stages),
+        stage_types=tuple("float_conv" if type(s).__name__ in FLOAT_STEM_CLASSES else "attention" for s in stages),
+        num_heads=tuple(int(getattr(b, "num_heads", 0)) for b in blocks),
+        window_sizes=tuple(int(getattr(b, "window_size", 0)) for b in blocks),
+        input_resolutions=tuple((int(s.input_resolution[0]), int(s.input_resolution[1])) for s in stages),
+        downsample=tuple(s.downsample is not None for s in stages))
 
 
-def _encoder(enc: nn.Module) -> dict:
+def _encoder(enc: nn.Module) -> TinyVitStructure | RecordedEncoder:
     if type(enc).__name__ == "TinyViT":
         return _tiny_vit(enc)
-    return {"type": type(enc).__name__}  # recorded, not runnable by sw.ref.run
+    return RecordedEncoder(class_name=type(enc).__name__)
 
 
-def host_structure(qmodel: SegmentModel) -> dict:
+def _pair(values) -> tuple[int, int]:
+    a, b = (int(v) for v in values)
+    return a, b
+
+
+def host_structure(qmodel: SegmentModel) -> HostStructure:
     pe, dec = qmodel.prompt_encoder, qmodel.mask_decoder
     tr = dec.transformer
-    return {
-        "model": qmodel.name, "image_size": int(qmodel.input_size),
-        "encoder": _encoder(qmodel.image_encoder),
-        "prompt_encoder": {"embed_dim": int(pe.embed_dim),
-                           "image_embedding_size": [int(s) for s in pe.image_embedding_size],
-                           "input_image_size": [int(s) for s in pe.input_image_size]},
-        "mask_decoder": {"depth": len(tr.layers), "num_heads": int(tr.num_heads), "embedding_dim": int(tr.embedding_dim),
-                         "num_mask_tokens": int(dec.num_mask_tokens),
-                         "skip_first_layer_pe": [bool(b.skip_first_layer_pe) for b in tr.layers],
-                         "iou_head_depth": int(dec.iou_prediction_head.num_layers),
-                         "hypernetwork_depth": int(dec.output_hypernetworks_mlps[0].num_layers)},
-        "convs": _conv_geometry(qmodel), "norm_eps": _norm_eps(qmodel),
-    }
+    return HostStructure(
+        model=qmodel.name, image_size=int(qmodel.input_size), encoder=_encoder(qmodel.image_encoder),
+        prompt_encoder=PromptEncoderStructure(embed_dim=int(pe.embed_dim),
+                                              image_embedding_size=_pair(pe.image_embedding_size),
+                                              input_image_size=_pair(pe.input_image_size)),
+        mask_decoder=MaskDecoderStructure(
+            depth=len(tr.layers), num_heads=int(tr.num_heads), embedding_dim=int(tr.embedding_dim),
+            num_mask_tokens=int(dec.num_mask_tokens), skip_first_layer_pe=tuple(bool(b.skip_first_layer_pe) for b in tr.layers),
+            iou_head_depth=int(dec.iou_prediction_head.num_layers),
+            hypernetwork_depth=int(dec.output_hypernetworks_mlps[0].num_layers)),
+        convs=_conv_geometry(qmodel), norm_eps=_norm_eps(qmodel))
 
 
-def host_layer(qmodel: SegmentModel) -> Layer:
+def host_layer(qmodel: SegmentModel) -> HostLayer:
     """The bundle's ``host`` layer (see the module docstring)."""
-    return Layer(HOST_LAYER, "host", host_structure(qmodel), host_tensors(qmodel))
+    return HostLayer(name=HOST_LAYER, structure=host_structure(qmodel), parameters=host_tensors(qmodel))

@@ -26,12 +26,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .quantizer import UniformQuantizer, keep_quantized
+from .quantizer import UniformQuantizer
+from .uniform import keep_quantized
 
 TAUS = (1, 2, 4)
 # Calibration scores the candidates on at most this many attention probabilities per call, taken as
-# whole (window, head) maps at an even stride: TinyViT's first stage has 3M per image, and scoring 72
-# candidates on all of them made AGQ calibration take ~40 s per image on 2 cores.
+# whole (window, head) maps at an even stride: TinyViT's first stage has millions per image, and scoring
+# 72 candidates on all of them made AGQ the slowest part of calibration by far.
 AGQ_SAMPLES = 1 << 18
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 
 from .observers import AvgMinMaxObserver
-from .quantizer import UniformQuantizer, fake_quantize, qparams_from_range, quantize_codes
+from .quantizer import UniformQuantizer
+from .uniform import fake_quantize, qparams_from_range, quantize_codes
 
 
 def kmeans(points: torch.Tensor, k: int, seed: int = 0, iters: int = 100) -> torch.Tensor:

@@ -19,7 +19,8 @@ from .forward import run_items
 from .pcc import apply_pcc
 from .recon import reconstruct
 from .recon.par import reconstruct_par
-from .prepare import is_weight_quantizer, iter_quantizers, set_quant_state, weight_owner
+from .config import QuantConfig
+from .prepare import is_weight_quantizer, iter_quantizers, quantize_model, set_quant_state, weight_owner
 
 
 def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = True,
@@ -62,3 +63,11 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
     elif cfg.recon != "none":
         qmodel.recon_log = reconstruct(qmodel, fp_model, items, seed=seed, progress=progress)
     return time.perf_counter() - start
+
+
+def quantize(model: SegmentModel, cfg: QuantConfig, items: list[CalibItem],
+             progress: bool = True, seed: int = 0) -> tuple[SegmentModel, float]:
+    """A calibrated fake-quant copy of ``model`` and the calibration wall-clock seconds."""
+    qmodel = quantize_model(model, cfg)
+    seconds = calibrate(qmodel, items, progress=progress, fp_model=model, seed=seed)
+    return qmodel, seconds

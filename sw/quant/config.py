@@ -7,7 +7,7 @@ model needs to be rebuilt.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from ..errors import SamhwError
 
@@ -23,9 +23,10 @@ BIT_CONFIGS: dict[str, tuple[int, int]] = {
 # Activation observer and weight observer per statistic recipe. Weights use per-output-channel
 # ranges in every recipe; OMSE searches them by MSE like the activations, the other two take min/max.
 # PTQ4SAM-L's configs start activations from averaged min/max and let 20000 LSQ steps per unit move
-# them. The CPU-sized 100 steps barely move a scale at lr 4e-5, so the starting ranges decide: on 12 val
-# images (8 calibration images, W4A4) ptq4sam-l reached mIoU 30.5 from averaged min/max and 44.3 from
-# OMSE ranges (statistics alone, ptq4sam-s: 38.1).
+# them. The CPU-sized 100 steps barely move a scale at lr 4e-5, so the starting ranges decide: at W4A4
+# ptq4sam-l started from averaged min/max ended well below the same recipe started from OMSE ranges, and
+# below ptq4sam-s's statistics alone (a one-off comparison when this start was chosen; the rows of
+# docs/results.md are all measured from the OMSE start).
 _RECON_INIT = {"act_observer": "mse", "weight_observer": "mse"}
 _PTQ4SAM_L = {**_RECON_INIT, "recon": "qdrop", "softmax_quantizer": "agq", "big": "detected"}
 # AHCPTQ's ablation recipes below are this with one setting changed.
@@ -57,8 +58,8 @@ RECIPES: dict[str, dict] = {
     "ptq4sam-l": _PTQ4SAM_L,
     # AHCPTQ: PTQ4SAM-L + HLUQ post-activation codes + CAG channel groups (methods.md §3), and the two
     # halves alone for the ablation. CAG clusters normalized (scale, zero point) features by default: on
-    # coco_tiny val at W4A4 they beat the reference's raw features (mIoU GT 40.1 vs 39.0, AP 17.6 vs
-    # 16.0; docs/results.md). The -raw recipes keep the reference's clustering for that comparison.
+    # coco_tiny val at W4A4 they beat the reference's raw features (rows ahcptq vs ahcptq-raw of
+    # docs/results.md). The -raw recipes keep the reference's clustering for that comparison.
     "ahcptq": _AHCPTQ,
     "ahcptq-hluq": {**_AHCPTQ, "cag_groups": 0},
     "ahcptq-cag": {**_AHCPTQ, "post_act_quantizer": "uniform"},
@@ -73,16 +74,13 @@ RECIPES: dict[str, dict] = {
     # SAQ-SAM: PCC + PAR (sw/quant/recon/par.py). PAR has 7 units on LiteMedSAM (3 quantized TinyViT
     # stages, the neck, 2 two-way blocks, the final attention) instead of QDrop's 42, but a step costs
     # far more: every encoder-stage step runs a whole image through the stage, the float neck and decoder
-    # (and, for stage 1, float stage 2), forward and backward. Measured CPU seconds per step (LiteMedSAM
-    # W4A4, one thread): stages 5.9 / 6.3 / 3.7, decoder blocks 1.6 / 1.6, final attention 0.8, i.e. ~20 s
-    # for one step of every unit against ~10 s for QDrop's 42 units. 50 steps per unit (the reference
-    # runs 2000, its final attention 10000) thus cost about what QDrop's 100 do (~1000 CPU s); a whole
-    # calibration on 2 images took 1192 CPU s, of which PCC on the first image (3 prompts) ~45 s, so 32
-    # images (statistics and layer-skipping targets ~600 s more) come to about 30 min, ptq4sam-l's range
-    # (its 32-image W4A4 run took 1413 s). Activation scales learn at the
-    # reference's 2e-3 (50x PTQ4SAM's), which lets 50 steps move them at all; the rounding regulariser
-    # stays on at the weight every reconstruction recipe here uses (the reference configures 0.02 but its
-    # loss never adds it, methods.md §4.4). At most recon_prompts = 4 prompts per image (reference 16).
+    # (and, for stage 1, float stage 2), forward and backward. 50 steps per unit (the reference runs 2000,
+    # its final attention 10000) were chosen so that a PAR calibration costs about what QDrop's 100 steps
+    # do (compare the calibration seconds of the saqsam and ptq4sam-l rows of docs/results.md). Activation
+    # scales learn at the reference's 2e-3 (50x PTQ4SAM's), which lets 50 steps move them at all; the
+    # rounding regulariser stays on at the weight every reconstruction recipe here uses (the reference
+    # configures 0.02 but its loss never adds it, methods.md §4.4). At most recon_prompts = 4 prompts per
+    # image (reference 16).
     "saqsam": {**_SAQSAM_STAR, "recon": "par", "recon_iters": 50, "scale_lr": 2e-3},
 }
 # What each reconstruction mode learns, on which units (methods.md §1.5):
@@ -128,8 +126,8 @@ class QuantConfig:
     has weight ``round_reg``, is off for the first ``warmup`` fraction of steps, and its exponent beta
     falls linearly from ``beta_start`` to ``beta_end``. The papers run 20000 steps per unit on a GPU, each
     on one image (4096 encoder tokens for SAM-B); the CPU-sized default is 100 steps of 4096 tokens with
-    a 10x larger rounding learning rate (1e-2), which keeps a W4A4 LiteMedSAM run on 32 images inside
-    30 minutes on 2 cores.
+    a 10x larger rounding learning rate (1e-2), sized for a CPU (what a run costs: the calibration
+    seconds of docs/results.md). ``samhw recipes`` lists each recipe's departures from these defaults.
     """
 
     recipe: str
@@ -173,6 +171,20 @@ class QuantConfig:
             raise SamhwError(f"quantization config version {data.get('version')} is not supported (expected {CONFIG_VERSION})")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def recipe_settings(recipe: str) -> dict:
+    """The settings of ``recipe`` that differ from :class:`QuantConfig`'s defaults (the observers, which
+    have none, always), in field order; what ``samhw recipes`` lists."""
+    cfg = make_config(recipe, "w8a8")
+    return {f.name: getattr(cfg, f.name) for f in fields(QuantConfig)
+            if f.name in ("act_observer", "weight_observer") or
+            (f.default is not MISSING and getattr(cfg, f.name) != f.default)}
+
+
+def default_settings() -> dict:
+    """Every :class:`QuantConfig` field that has a default (the bit widths and ``version`` aside)."""
+    return {f.name: f.default for f in fields(QuantConfig) if f.default is not MISSING and f.name != "version"}
 
 
 def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:

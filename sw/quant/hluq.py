@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import keep_quantized
+from .uniform import keep_quantized
 
 GRID_RATES = (0.125, 0.25, 0.5)
 RANGE_RATES = (0.1, 0.3, 0.5)

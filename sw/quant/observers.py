@@ -113,7 +113,7 @@ class MSEObserver(Observer):
         self.bits, self.p, self.grid = bits, p, grid
 
     def _propose(self, rows):
-        from .quantizer import fake_quantize, qparams_from_range
+        from .uniform import fake_quantize, qparams_from_range
 
         rows = _subsample(rows, MSE_SAMPLES)
         lo0, hi0 = rows.amin(1), rows.amax(1)

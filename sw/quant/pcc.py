@@ -26,7 +26,8 @@ from ..data.calibration import CalibItem
 from ..errors import SamhwError
 from ..models.base import SegmentModel
 from .qmodules import QuantDecoderAttention
-from .quantizer import UniformQuantizer, qparams_from_range
+from .quantizer import UniformQuantizer
+from .uniform import qparams_from_range
 
 GRID = (0.85, 0.87, 0.88, 0.89, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.960, 0.965, 0.970, 0.975,
         0.980, 0.983, 0.985, 0.987, 0.989, 0.99, 0.993, 0.995, 0.997, 0.999, 0.9993, 0.9995,

@@ -53,21 +53,41 @@ def save_quant_state(qmodel: SegmentModel, path: str | Path, extra: dict | None 
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_quant_state(model: SegmentModel, path: str | Path) -> SegmentModel:
-    """Rebuild the quantized model from the float ``model`` and a state file."""
+def calibration_metadata(seconds: float, images: int) -> dict:
+    """What a state records about its calibration (``extra`` of :func:`save_quant_state`), under the keys
+    docs/results.json uses: wall-clock seconds, image count and the torch thread count it ran with."""
+    return {"calib_seconds": round(seconds, 3), "calib_images": images, "torch_threads": torch.get_num_threads()}
+
+
+def _corrupt(path: Path, exc: Exception) -> SamhwError:
+    return SamhwError(f"{path}: corrupt quantization state ({str(exc).splitlines()[0]})")
+
+
+def read_state_metadata(path: str | Path) -> dict:
+    """The header of a state file: format, version, model, config and ``extra`` (calibration metadata)."""
     path = Path(path)
     if not path.is_file():
         raise SamhwError(f"{path}: quantization state file not found")
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads((handle.metadata() or {}).get("samhw", "{}"))
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise SamhwError(f"{path}: corrupt quantization state ({str(exc).splitlines()[0]})") from None
+        raise _corrupt(path, exc) from None
     if meta.get("format") != STATE_FORMAT:
         raise SamhwError(f"{path}: not a samhw quantization state file")
     if meta.get("version") != STATE_VERSION:
         raise SamhwError(f"{path}: quantization state version {meta.get('version')} is not supported (expected {STATE_VERSION})")
+    return meta
+
+
+def load_quant_state(model: SegmentModel, path: str | Path) -> SegmentModel:
+    """Rebuild the quantized model from the float ``model`` and a state file."""
+    path = Path(path)
+    meta = read_state_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _corrupt(path, exc) from None
     if meta.get("model") != model.name:
         raise SamhwError(f"{path}: state is for model '{meta.get('model')}', not '{model.name}'")
     qmodel = quantize_model(model, QuantConfig.from_dict(meta["config"]))

@@ -1,10 +1,5 @@
-"""Fixed-point requantization, the one numeric contract between software and hardware.
-
-A real rescale factor r > 0 (e.g. s_in * s_w / s_out) is represented as
-
-    r ~= M * 2^(-shift),   2^30 <= M < 2^31  (a normalized 31-bit unsigned multiplier), 17 <= shift <= 78
-
-and an int accumulator is rescaled and rounded in one step:
+"""Fixed-point requantization as the hardware computes it (the representation and its limits are the
+bundle contract's, ``sw/bundle/fixed_point.py``).
 
     y = (acc * M + 2^(shift - 1)) >> shift          (arithmetic shift: round half toward +infinity)
     q = clamp(y + zero_point, q_min, q_max)
@@ -22,31 +17,9 @@ import math
 
 import numpy as np
 
-MULTIPLIER_BITS = 31
-MAX_ACC_BITS = 47  # |acc| < 2^47: acc * M_hi (< 2^62) and acc * M_lo (< 2^63) stay exact in int64
-_SPLIT = 16
-# The rounding constant 2^(shift - 17) plus acc * M_hi (< 2^62) must stay below 2^63.
-MAX_SHIFT = 78
+from ..bundle.fixed_point import MAX_ACC_BITS, SHIFT_MIN
 
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """(M, shift) with real ~= M * 2^-shift and 2^30 <= M < 2^31.
-
-    Example: 0.1 -> M = 1717986918, shift = 34 (1717986918 / 2^34 = 0.1 to 1e-10 relative).
-    """
-    if not (real > 0 and math.isfinite(real)):
-        raise ValueError(f"rescale factor must be positive and finite, got {real}")
-    mantissa, exponent = math.frexp(real)  # real = mantissa * 2^exponent, 0.5 <= mantissa < 1
-    multiplier = round(mantissa * (1 << MULTIPLIER_BITS))
-    if multiplier == 1 << MULTIPLIER_BITS:  # mantissa rounded up to 1.0
-        multiplier //= 2
-        exponent += 1
-    shift = MULTIPLIER_BITS - exponent
-    if shift <= _SPLIT or shift > MAX_SHIFT:
-        raise ValueError(f"rescale factor {real} is out of the supported range (shift {shift})")
-    return multiplier, shift
-
-
+_SPLIT = SHIFT_MIN - 1
 def accumulator_bits(a_bits: int, b_bits: int, terms: int, signed_operands: int = 1) -> int:
     """Bits of a signed accumulator that holds any sum of ``terms`` products of an a_bits x b_bits
     multiply; ``signed_operands`` of the two operands are signed (adds their sign bits once)."""
@@ -63,7 +36,7 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     if np.any(shift <= _SPLIT):
-        raise ValueError(f"requantize needs shift > {_SPLIT} (rescale factors below 2^{MULTIPLIER_BITS - _SPLIT - 1})")
+        raise ValueError(f"requantize needs shift >= {SHIFT_MIN}")
     m_hi, m_lo = multiplier >> _SPLIT, multiplier & ((1 << _SPLIT) - 1)
     # (acc*M + 2^(shift-1)) >> shift with acc*M = (acc*m_hi) * 2^16 + acc*m_lo: the rounding constant
     # sits in the high part (shift - 1 >= 16), the low part is floored by 2^16 first.

@@ -26,14 +26,14 @@ def _fourier(steps: Steps, coords: np.ndarray) -> np.ndarray:
 
 def dense_position_encoding(steps: Steps) -> np.ndarray:
     """get_dense_pe(): [1, C, h, w] encoding of the embedding grid's pixel centres."""
-    h, w = steps.structure["prompt_encoder"]["image_embedding_size"]
+    h, w = steps.structure.prompt_encoder.image_embedding_size
     y, x = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
     return _fourier(steps, np.stack([x, y], axis=-1)).transpose(2, 0, 1)[None]
 
 
 def box_embeddings(steps: Steps, boxes: np.ndarray) -> np.ndarray:
     """Sparse prompt embeddings [N, 2, C] of xyxy boxes in encoder-input pixels."""
-    in_h, in_w = steps.structure["prompt_encoder"]["input_image_size"]
+    in_h, in_w = steps.structure.prompt_encoder.input_image_size
     corners = (np.asarray(boxes, np.float64).reshape(-1, 2, 2) + 0.5) / np.array([in_w, in_h])
     emb = _fourier(steps, corners)
     emb[:, 0] += steps.param(f"{PROMPT}.point_embeddings.2.weight")[0]
@@ -43,7 +43,7 @@ def box_embeddings(steps: Steps, boxes: np.ndarray) -> np.ndarray:
 
 def _attention(steps: Steps, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Two-way transformer attention: float q/k/v inputs [B, N, C] -> float output [B, Nq, C]."""
-    heads = steps.bundle.layer(name).params["heads"]
+    heads = steps.bundle.attention(name).heads
 
     def split(x):  # quantized before the head split, as QuantDecoderAttention does
         b, n, c = x.shape
@@ -75,14 +75,14 @@ def _two_way_block(steps: Steps, name: str, queries, keys, query_pe, key_pe, ski
 
 
 def _transformer(steps: Steps, src: np.ndarray, pos: np.ndarray, tokens: np.ndarray):
-    cfg = steps.structure["mask_decoder"]
+    cfg = steps.structure.mask_decoder
     b, c = src.shape[:2]
     keys = src.reshape(b, c, -1).transpose(0, 2, 1)
     key_pe = pos.reshape(pos.shape[0], c, -1).transpose(0, 2, 1)
     queries = tokens
-    for i in range(cfg["depth"]):
+    for i in range(cfg.depth):
         queries, keys = _two_way_block(steps, f"{TRANSFORMER}.layers.{i}", queries, keys, tokens, key_pe,
-                                       cfg["skip_first_layer_pe"][i])
+                                       cfg.skip_first_layer_pe[i])
     q, k = queries + tokens, keys + key_pe
     queries = queries + _attention(steps, f"{TRANSFORMER}.final_attn_token_to_image", q, k, keys)
     return steps.layer_norm(f"{TRANSFORMER}.norm_final_attn", queries), keys
@@ -91,7 +91,7 @@ def _transformer(steps: Steps, src: np.ndarray, pos: np.ndarray, tokens: np.ndar
 def decode(steps: Steps, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MaskDecoder(multimask_output=False) for one image embedding [1, C, h, w] and boxes [N, 4]:
     mask logits [N, 1, 4h, 4w] and predicted IoU [N]."""
-    cfg = steps.structure["mask_decoder"]
+    cfg = steps.structure.mask_decoder
     n = len(boxes)
     output_tokens = np.concatenate([steps.param(f"{DECODER}.iou_token.weight"), steps.param(f"{DECODER}.mask_tokens.weight")])
     tokens = np.concatenate([np.broadcast_to(output_tokens, (n, *output_tokens.shape)), box_embeddings(steps, boxes)], axis=1)
@@ -104,8 +104,8 @@ def decode(steps: Steps, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.n
     up = G.gelu(steps.layer_norm_2d(f"{DECODER}.output_upscaling.1", steps.conv_transpose(f"{DECODER}.output_upscaling.0", up)))
     up = G.gelu(steps.conv_transpose(f"{DECODER}.output_upscaling.3", up))
     # multimask_output=False keeps mask token 0 only, so only its hypernetwork MLP is evaluated.
-    hyper = steps.mlp(f"{DECODER}.output_hypernetworks_mlps.0", hs[:, 1], cfg["hypernetwork_depth"])
+    hyper = steps.mlp(f"{DECODER}.output_hypernetworks_mlps.0", hs[:, 1], cfg.hypernetwork_depth)
     bu, cu, hu, wu = up.shape
     masks = (hyper[:, None, :] @ up.reshape(bu, cu, hu * wu)).reshape(bu, 1, hu, wu)
-    iou = steps.mlp(f"{DECODER}.iou_prediction_head", hs[:, 0], cfg["iou_head_depth"])[:, 0]
+    iou = steps.mlp(f"{DECODER}.iou_prediction_head", hs[:, 0], cfg.iou_head_depth)[:, 0]
     return masks, iou

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle import TinyVitStructure
 from . import graph_host as G
 from .steps import Steps
 
@@ -46,12 +47,11 @@ def _float_stage(steps: Steps, i: int, x: np.ndarray, depth: int, downsample: bo
 
 def attention(steps: Steps, name: str, x: np.ndarray) -> np.ndarray:
     """TinyViT window attention on [windows, N, C] tokens."""
-    heads = steps.bundle.layer(name).params["heads"]
-    value_dim = steps.bundle.layer(f"{name}.proj").params["in_features"] // heads
+    layer = steps.bundle.attention(name)
+    heads, key_dim, value_dim = layer.heads, layer.key_dim, layer.value_dim
     qkv = steps.projection_codes(f"{name}.qkv", steps.layer_norm(f"{name}.norm", x))
     b, n, width = qkv.shape
     per_head = qkv.reshape(b, n, heads, width // heads).transpose(0, 2, 1, 3)
-    key_dim = (per_head.shape[-1] - value_dim) // 2
     q, k, v = per_head[..., :key_dim], per_head[..., key_dim:2 * key_dim], per_head[..., 2 * key_dim:]
     out = steps.attention(name, q, k, v)  # [windows, heads, N, d] codes of proj's input
     return steps.from_codes(f"{name}.proj", out.transpose(0, 2, 1, 3).reshape(b, n, heads * value_dim))
@@ -74,11 +74,11 @@ def block(steps: Steps, name: str, x: np.ndarray, resolution: tuple[int, int], w
     return x + steps.quantized(f"{name}.mlp.fc2", hidden)
 
 
-def _attention_stage(steps: Steps, i: int, x: np.ndarray, cfg: dict) -> np.ndarray:
-    resolution = tuple(cfg["input_resolutions"][i])
-    for j in range(cfg["depths"][i]):
-        x = block(steps, f"{_stage(i)}.blocks.{j}", x, resolution, cfg["window_sizes"][i])
-    if cfg["downsample"][i]:
+def _attention_stage(steps: Steps, i: int, x: np.ndarray, cfg: TinyVitStructure) -> np.ndarray:
+    resolution = cfg.input_resolutions[i]
+    for j in range(cfg.depths[i]):
+        x = block(steps, f"{_stage(i)}.blocks.{j}", x, resolution, cfg.window_sizes[i])
+    if cfg.downsample[i]:
         b, _, c = x.shape
         x = _patch_merging(steps.quantized, f"{_stage(i)}.downsample",
                            x.reshape(b, *resolution, c).transpose(0, 3, 1, 2))
@@ -93,14 +93,14 @@ def _neck(steps: Steps, tokens: np.ndarray, resolution: tuple[int, int]) -> np.n
 
 
 def encode(steps: Steps, image: np.ndarray) -> np.ndarray:
-    """Preprocessed image [B, 3, S, S] -> image embedding [B, C, h, w]."""
-    cfg = steps.structure["encoder"]
+    """Preprocessed image [B, 3, S, S] -> image embedding [B, C, h, w] (TinyViT encoders only)."""
+    cfg = steps.structure.encoder
     x = np.asarray(image, np.float64)
     # Host: the patch embedding is part of the float stem.
     x = steps.conv(f"{ENCODER}.patch_embed.seq.2", G.gelu(steps.conv(f"{ENCODER}.patch_embed.seq.0", x)))
-    for i, kind in enumerate(cfg["stage_types"]):
+    for i, kind in enumerate(cfg.stage_types):
         if kind == "float_conv":
-            x = _float_stage(steps, i, x, cfg["depths"][i], cfg["downsample"][i])
+            x = _float_stage(steps, i, x, cfg.depths[i], cfg.downsample[i])
         else:
             x = _attention_stage(steps, i, x, cfg)
-    return _neck(steps, x, tuple(cfg["input_resolutions"][-1]))
+    return _neck(steps, x, cfg.input_resolutions[-1])

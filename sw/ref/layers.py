@@ -14,89 +14,93 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle import (AgqCodes, AttentionLayer, CagCodes, ConvLayer, GemmLayer, HluqCodes, InputCodes, LayerOutput,
+                      LinearLayer, UniformCodes)
 from .arith import requantize
-from .bundle import Layer
 from .host import add_decomposed_rel_pos, agq_encode, softmax, uniform_encode
 from .kernels import (agq_weights, attention_scores, attention_values, combine_partials, conv2d_partial,
                       depthwise_conv2d_partial, linear_partials, signed_weight)
 
 
-def _requantize(layer: Layer, acc: np.ndarray, channel_axis: int) -> np.ndarray:
-    out = layer.params["output"]
+def requantize_output(output: LayerOutput, acc: np.ndarray, channel_axis: int = -1) -> np.ndarray:
+    """Codes of ``output`` from accumulators whose output channels lie on ``channel_axis``."""
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
-    return requantize(acc, layer["out_multiplier"].reshape(shape), layer["out_shift"].reshape(shape),
-                      layer["out_zero_point"].reshape(shape), out["min"], out["max"])
+    return requantize(acc, output.multiplier.reshape(shape), output.shift.reshape(shape),
+                      output.zero_point.reshape(shape), output.q_min, output.q_max)
 
 
-def linear_accumulator(layer: Layer, codes: np.ndarray) -> np.ndarray:
+def input_partials(codes: np.ndarray, weight: np.ndarray, fmt: InputCodes) -> list[np.ndarray]:
+    """Partial accumulators [..., O] of input codes against signed weights [O, C], one per partial sum."""
+    if isinstance(fmt, UniformCodes):
+        return linear_partials(codes, weight, "uniform", zero_point=fmt.zero_point)
+    if isinstance(fmt, CagCodes):
+        return linear_partials(codes, weight, "cag", zero_point=fmt.group_zero_point, groups=fmt.channel_group)
+    if isinstance(fmt, HluqCodes):
+        return linear_partials(codes, weight, "hluq", log_levels=fmt.log_levels)
+    raise TypeError(f"unknown input code format {type(fmt).__name__}")
+
+
+def linear_accumulator(layer: LinearLayer, codes: np.ndarray) -> np.ndarray:
     """The layer's single accumulator [..., O], bias included."""
-    fmt = layer.params["input"]
-    weight = signed_weight(layer["weight_codes"], layer["weight_zero_point"])
-    kind = fmt["format"]
-    if kind == "uniform":
-        partials = linear_partials(codes, weight, "uniform", zero_point=fmt["zero_point"])
-    elif kind == "cag":
-        partials = linear_partials(codes, weight, "cag", zero_point=layer["group_zero_point"],
-                                   groups=layer["channel_group"])
+    weight = signed_weight(layer.weights.codes, layer.weights.zero_point)
+    return combine_partials(input_partials(codes, weight, layer.input), layer.group_multiplier) + layer.bias_acc
+
+
+def run_linear(layer: LinearLayer, codes: np.ndarray) -> np.ndarray:
+    return requantize_output(layer.output, linear_accumulator(layer, codes), -1)
+
+
+def conv_accumulator(layer: ConvLayer, codes: np.ndarray) -> np.ndarray:
+    weight = signed_weight(layer.weights.codes, layer.weights.zero_point)
+    z = layer.input.zero_point
+    if layer.depthwise:
+        acc = depthwise_conv2d_partial(codes, z, weight, layer.stride, layer.padding)
     else:
-        partials = linear_partials(codes, weight, "hluq", log_levels=fmt["log_levels"])
-    return combine_partials(partials, layer["group_multiplier"]) + layer["bias_acc"]
+        acc = conv2d_partial(codes, z, weight, layer.stride, layer.padding, layer.groups)
+    return acc * int(layer.group_multiplier[0]) + layer.bias_acc.reshape(1, -1, 1, 1)
 
 
-def run_linear(layer: Layer, codes: np.ndarray) -> np.ndarray:
-    return _requantize(layer, linear_accumulator(layer, codes), -1)
+def run_conv(layer: ConvLayer, codes: np.ndarray) -> np.ndarray:
+    return requantize_output(layer.output, conv_accumulator(layer, codes), 1)
 
 
-def conv_accumulator(layer: Layer, codes: np.ndarray) -> np.ndarray:
-    p = layer.params
-    weight = signed_weight(layer["weight_codes"], layer["weight_zero_point"])
-    z = p["input"]["zero_point"]
-    if p["groups"] > 1 and p["groups"] == weight.shape[0] and weight.shape[1] == 1:
-        acc = depthwise_conv2d_partial(codes, z, weight, p["stride"], p["padding"])
-    else:
-        acc = conv2d_partial(codes, z, weight, p["stride"], p["padding"], p["groups"])
-    return acc * int(layer["group_multiplier"][0]) + layer["bias_acc"].reshape(1, -1, 1, 1)
-
-
-def run_conv(layer: Layer, codes: np.ndarray) -> np.ndarray:
-    return _requantize(layer, conv_accumulator(layer, codes), 1)
-
-
-def run_layer(layer: Layer, codes: np.ndarray) -> np.ndarray:
-    if layer.kind == "linear":
+def run_layer(layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
+    if isinstance(layer, LinearLayer):
         return run_linear(layer, codes)
-    if layer.kind == "conv2d":
+    if isinstance(layer, ConvLayer):
         return run_conv(layer, codes)
-    raise ValueError(f"layer '{layer.name}' is a {layer.kind}; use the attention functions")
+    raise ValueError(f"layer '{layer.name}' is a {layer.TAG} layer; use the attention functions")
 
 
-def attention_probabilities(layer: Layer, q_codes: np.ndarray, k_codes: np.ndarray) -> np.ndarray:
+def attention_probabilities(layer: AttentionLayer, q_codes: np.ndarray, k_codes: np.ndarray) -> np.ndarray:
     """Codes of the post-softmax map [..., heads, Nq, Nk] (host boundary: softmax and encoding)."""
-    p = layer.params
-    acc = attention_scores(q_codes, p["q"]["zero_point"], k_codes, p["k"]["zero_point"])
-    logits = acc * (p["q"]["scale"] * p["k"]["scale"] * p["logit_scale"])
-    if "attention_bias" in layer.tensors:  # TinyViT: learned per-head biases
-        logits = logits + layer["attention_bias"].astype(np.float64)
-    if "rel_pos_h" in layer.tensors:  # SAM ViT: from the dequantized, unscaled q
+    q, k = layer.q, layer.k
+    acc = attention_scores(q_codes, q.zero_point, k_codes, k.zero_point)
+    logits = acc * (q.scale * k.scale * layer.logit_scale)
+    if layer.attention_bias is not None:  # TinyViT: learned per-head biases
+        logits = logits + layer.attention_bias.astype(np.float64)
+    if layer.rel_pos_h is not None:  # SAM ViT: from the dequantized, unscaled q
         side = int(round(np.sqrt(q_codes.shape[-2])))
-        q_hat = (np.asarray(q_codes, np.float64) - p["q"]["zero_point"]) * p["q"]["scale"]
-        logits = add_decomposed_rel_pos(logits, q_hat, layer["rel_pos_h"].astype(np.float64),
-                                        layer["rel_pos_w"].astype(np.float64), (side, side))
+        q_hat = (np.asarray(q_codes, np.float64) - q.zero_point) * q.scale
+        logits = add_decomposed_rel_pos(logits, q_hat, layer.rel_pos_h.astype(np.float64),
+                                        layer.rel_pos_w.astype(np.float64), (side, side))
     probs = softmax(logits)
-    sm = p["softmax"]
-    if sm["format"] == "agq":
-        return agq_encode(probs, sm["scale"], sm["tau"], sm["bits"])
-    return uniform_encode(probs, sm["scale"], sm["zero_point"], sm["bits"])
+    sm = layer.softmax
+    if isinstance(sm, AgqCodes):
+        return agq_encode(probs, sm.scale, sm.tau, sm.act_bits)
+    return uniform_encode(probs, sm.scale, sm.zero_point, sm.act_bits)
 
 
-def run_attention_values(layer: Layer, prob_codes: np.ndarray, v_codes: np.ndarray) -> np.ndarray:
+def probability_operands(softmax_codes: AgqCodes | UniformCodes, prob_codes: np.ndarray) -> np.ndarray:
+    """Integer A.V operands of post-softmax codes: AGQ LUT-and-shift, or code - zero point."""
+    if isinstance(softmax_codes, AgqCodes):
+        return agq_weights(prob_codes, softmax_codes.tau, softmax_codes.lut, softmax_codes.max_shift,
+                           softmax_codes.act_bits)
+    return np.asarray(prob_codes, np.int64) - int(softmax_codes.zero_point)
+
+
+def run_attention_values(layer: AttentionLayer, prob_codes: np.ndarray, v_codes: np.ndarray) -> np.ndarray:
     """Output projection input codes [..., heads, Nq, d] from probability and value codes."""
-    p, sm = layer.params, layer.params["softmax"]
-    if sm["format"] == "agq":
-        weights = agq_weights(prob_codes, sm["tau"], layer["lut"], sm["max_shift"], sm["bits"])
-    else:
-        weights = np.asarray(prob_codes, np.int64) - int(sm["zero_point"])
-    acc = attention_values(weights, v_codes, p["v"]["zero_point"])
-    out = p["output"]
-    return requantize(acc, out["multiplier"], out["shift"], out["zero_point"], out["min"], out["max"])
+    acc = attention_values(probability_operands(layer.softmax, prob_codes), v_codes, layer.v.zero_point)
+    return requantize_output(layer.output, acc)

@@ -12,50 +12,51 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bundle import (AttentionLayer, Bundle, BundleError, CagCodes, ConvLayer, GemmLayer, HluqCodes, HostOutput,
+                      InputCodes, LinearLayer, UniformCodes)
 from . import graph_host as G
-from .bundle import Bundle, BundleError, Layer
 from .host import cag_encode, hluq_encode, uniform_encode
 from .layers import attention_probabilities, run_attention_values, run_layer
 
-HOST_LAYER = "host"
+
+def encode_input(fmt: InputCodes, x: np.ndarray) -> np.ndarray:
+    """Host boundary: a layer's input quantizer turns the host's float result into its codes."""
+    if isinstance(fmt, UniformCodes):
+        return uniform_encode(x, fmt.scale, fmt.zero_point, fmt.act_bits)
+    if isinstance(fmt, CagCodes):
+        return cag_encode(x, fmt.group_scale, fmt.group_zero_point, fmt.channel_group, fmt.act_bits)
+    if isinstance(fmt, HluqCodes):
+        return hluq_encode(x, fmt.m, fmt.s_log, fmt.s_uni, fmt.act_bits, fmt.log_levels)
+    raise TypeError(f"unknown input code format {type(fmt).__name__}")
 
 
 class Steps:
     """One bundle's layers and host parameters, run step by step (see the module docstring)."""
 
     def __init__(self, bundle: Bundle):
-        host = bundle.layer(HOST_LAYER)
-        if host.kind != "host":
-            raise BundleError(f"{self._where(bundle)}: layer '{HOST_LAYER}' is a {host.kind}, not the host parameters")
+        host = bundle.host
         self.bundle = bundle
-        self.structure = host.params
-        self._host = host.tensors
-
-    @staticmethod
-    def _where(bundle: Bundle) -> str:
-        return str(bundle.path) if bundle.path else "bundle"
+        self.structure = host.structure
+        self._host = host.parameters
 
     # -- host parameters ----------------------------------------------------------------------
     def param(self, key: str) -> np.ndarray:
         if key not in self._host:
-            raise BundleError(f"{self._where(self.bundle)}: host layer has no tensor '{key}' "
-                              "(exported by an older samhw? export again)")
+            raise BundleError(f"{self.bundle.where}: host layer has no tensor '{key}'")
         return self._host[key].astype(np.float64)
 
     def has_param(self, key: str) -> bool:
         return key in self._host
 
-    def _geometry(self, name: str) -> dict:
-        convs = self.structure.get("convs", {})
-        if name not in convs:
-            raise BundleError(f"{self._where(self.bundle)}: host layer has no geometry for conv '{name}'")
-        return convs[name]
+    def _geometry(self, name: str):
+        if name not in self.structure.convs:
+            raise BundleError(f"{self.bundle.where}: host layer has no geometry for conv '{name}'")
+        return self.structure.convs[name]
 
     def _eps(self, name: str) -> float:
-        eps = self.structure.get("norm_eps", {})
-        if name not in eps:
-            raise BundleError(f"{self._where(self.bundle)}: host layer has no LayerNorm '{name}'")
-        return float(eps[name])
+        if name not in self.structure.norm_eps:
+            raise BundleError(f"{self.bundle.where}: host layer has no LayerNorm '{name}'")
+        return self.structure.norm_eps[name]
 
     def _bias(self, name: str) -> np.ndarray | None:
         return self.param(f"{name}.bias") if self.has_param(f"{name}.bias") else None
@@ -63,11 +64,11 @@ class Steps:
     # -- float steps (host) -------------------------------------------------------------------
     def conv(self, name: str, x: np.ndarray) -> np.ndarray:
         g = self._geometry(name)
-        return G.conv2d(x, self.param(f"{name}.weight"), self._bias(name), g["stride"], g["padding"], g["groups"])
+        return G.conv2d(x, self.param(f"{name}.weight"), self._bias(name), g.stride, g.padding, g.groups)
 
     def conv_transpose(self, name: str, x: np.ndarray) -> np.ndarray:
         g = self._geometry(name)
-        return G.conv_transpose2d(x, self.param(f"{name}.weight"), self._bias(name), g["stride"])
+        return G.conv_transpose2d(x, self.param(f"{name}.weight"), self._bias(name), g.stride)
 
     def layer_norm(self, name: str, x: np.ndarray) -> np.ndarray:
         return G.layer_norm(x, self.param(f"{name}.weight"), self.param(f"{name}.bias"), self._eps(name))
@@ -80,43 +81,26 @@ class Steps:
                          for i in range(depth)])
 
     # -- host -> accelerator -> host ----------------------------------------------------------
-    def _integer(self, name: str, kinds: tuple[str, ...]) -> Layer:
-        layer = self.bundle.layer(name)
-        if layer.kind not in kinds:
-            raise BundleError(f"{self._where(self.bundle)}: layer '{name}' is a {layer.kind}, expected {' or '.join(kinds)}")
-        return layer
-
-    @staticmethod
-    def encode(layer: Layer, x: np.ndarray) -> np.ndarray:
-        """Host boundary: the layer's input quantizer turns the host's float result into its codes."""
-        fmt = layer.params["input"]
-        if fmt["format"] == "uniform":
-            return uniform_encode(x, fmt["scale"], fmt["zero_point"], fmt["bits"])
-        if fmt["format"] == "cag":
-            return cag_encode(x, layer["group_scale"], layer["group_zero_point"], layer["channel_group"], fmt["bits"])
-        return hluq_encode(x, fmt["m"], fmt["s_log"], fmt["s_uni"], fmt["bits"], fmt["log_levels"])
-
     def from_codes(self, name: str, codes: np.ndarray) -> np.ndarray:
         """Run integer layer ``name`` on input codes; its 16-bit host code comes back as a real value."""
-        layer = self._integer(name, ("linear", "conv2d"))
-        out = layer.params["output"]
-        if out["to"] != "host":
-            raise BundleError(f"{self._where(self.bundle)}: layer '{name}' writes {out['to']}, not host codes")
-        return run_layer(layer, codes).astype(np.float64) * out["scale"]
+        layer = self.bundle.gemm(name)
+        if not isinstance(layer.output, HostOutput):
+            raise BundleError(f"{self.bundle.where}: layer '{name}' writes {layer.output.TAG}, not host codes")
+        return run_layer(layer, codes).astype(np.float64) * layer.output.scale
 
     def quantized(self, name: str, x: np.ndarray) -> np.ndarray:
         """Float in, float out through integer layer ``name`` (inputs channels-last, convs NCHW)."""
-        return self.from_codes(name, self.encode(self._integer(name, ("linear", "conv2d")), x))
+        return self.from_codes(name, encode_input(self.bundle.gemm(name).input, x))
 
     def projection_codes(self, name: str, x: np.ndarray) -> np.ndarray:
         """q/k/v projection: float in, the attention quantizers' codes out (they never become floats)."""
-        layer = self._integer(name, ("linear",))
-        if layer.params["output"]["to"] != "codes":
-            raise BundleError(f"{self._where(self.bundle)}: layer '{name}' writes host codes, not q/k/v codes")
-        return run_layer(layer, self.encode(layer, x))
+        layer = self.bundle.layer(name, LinearLayer)
+        if isinstance(layer.output, HostOutput):
+            raise BundleError(f"{self.bundle.where}: layer '{name}' writes host codes, not q/k/v codes")
+        return run_layer(layer, encode_input(layer.input, x))
 
     def attention(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Codes [..., heads, Nq, d] of the output projection's input from q/k/v codes [..., heads, N, d];
         the softmax between the two integer stages is the host's (``attention_probabilities``)."""
-        layer = self._integer(name, ("attention",))
+        layer = self.bundle.attention(name)
         return run_attention_values(layer, attention_probabilities(layer, q, k), v)

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from ..cag import CAGQuantizer
 from ..config import QuantConfig
-from ..quantizer import keep_quantized
+from ..uniform import keep_quantized
 from ..prepare import is_weight_quantizer, iter_quantizers, weight_owner
 from .adaround import SoftRounding, beta_schedule
 from .units import UnitData
