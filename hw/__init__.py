@@ -1,7 +1,8 @@
 """Amaranth accelerator generator (numpy + Amaranth only; never imports torch).
 
-Reads the integer export bundle produced by ``sw`` and emits Verilog for the grouped-scale MAC
-arrays, HLUQ/AGQ units and requantizers: the arithmetic units (``hw.units``), their register widths
-(``hw.widths``), the GEMM engine that tiles a whole layer through a PE array of those units
-(``hw.engine``) and Verilog + design.json emission (``hw.generate``, ``samhw generate``).
+One programmable core runs every quantized layer of the integer export bundle produced by ``sw``:
+its RTL and configuration (``hw.core``, docs/core.md), the compiler from bundle invocations to its
+programs (``hw.compiler``) and the functional model that runs them (``hw.fsim``), docs/compiler.md;
+the arithmetic building blocks it shares with the FP32 baseline lanes (``hw.units``, ``hw.fp32``);
+Verilog + core.json emission (``hw.generate``, ``samhw generate``).
 """

@@ -148,26 +148,136 @@ def test_recipes_lists_settings_generated_from_the_configs(monkeypatch, capsys):
     assert "recon_iters=100" in lines["defaults"] and "scale_lr=4e-05" in lines["defaults"]
 
 
-def test_simulate_reports_totals_and_fails_on_a_mismatch(monkeypatch, tmp_path, capsys):
-    import sim.cases
-    import sim.runner
+# ---- hardware: generate and simulate the programmable core ---------------------------------------
 
-    class Result:
-        def __init__(self, mismatches):
-            self.compared, self.mismatches = 10, mismatches
+TINY_CORE = dict(rows=2, cols=2, act_words=16, wgt_words=16, out_words=16, param_words=16, prog_words=16,
+                 max_shift=15, pe_acc_bits=40, max_segments=4)
 
-    calls = {}
-    monkeypatch.setattr(sim.cases, "select_specs", lambda layer, op, pes: [("spec", layer, op, pes)], raising=False)
-    monkeypatch.setattr(sim.runner, "simulate", lambda bundle, inputs, specs, work: calls.setdefault(
-        "results", [Result(0), Result(calls.get("bad", 0))]), raising=False)
-    monkeypatch.setattr(sim.runner, "write_results_json", lambda path, results: calls.update(json=path),
-                        raising=False)
-    monkeypatch.setattr(sim.runner, "write_report", lambda path, bundle, results: calls.update(report=path),
-                        raising=False)
-    assert main(["simulate", "b", "--layer", "x", "--json", str(tmp_path / "r.json")]) == 0
-    assert "compared 20 words, 0 mismatches" in capsys.readouterr().out
-    assert calls["json"] == tmp_path / "r.json" and "report" not in calls
-    calls.clear()
-    calls["bad"] = 3
-    assert main(["simulate", "b", "--report", str(tmp_path / "c.md")]) == 1
-    assert "compared 20 words, 3 mismatches" in capsys.readouterr().out
+
+def _core_file(tmp_path, name="core.json", **fields):
+    path = tmp_path / name
+    path.write_text(json.dumps(fields))
+    return path
+
+
+def test_generate_writes_the_core_verilog_and_its_description(tmp_path, capsys):
+    from hw.core.config import CoreConfig, load_core_config
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--core", str(_core_file(tmp_path, **TINY_CORE)), "--out", str(out)]) == 0
+    config = CoreConfig(**TINY_CORE)
+    assert f"core {config.digest}, 2x2 PEs" in capsys.readouterr().out
+    verilog = (out / "core.v").read_text()
+    assert "module Core(" in verilog and "m_axi_rdata" in verilog and "reg_wdata" in verilog
+    design = json.loads((out / "core.json").read_text())
+    assert design["top"] == "Core" and design["verilog"] == "core.v" and design["digest"] == config.digest
+    s = design["summary"]
+    assert (s["rows"], s["cols"], s["act_bits"], s["weight_bits"], s["bus_bits"]) == (2, 2, 8, 8, 256)
+    assert s["buffer_words"] == {"act": 16, "wgt": 16, "out": 16, "param": 16, "prog": 16}
+    assert s["formats"] == ["uniform", "cag", "hluq", "agq"]
+    assert {"name": "m_axi_rdata", "direction": "in", "width": 256} in design["ports"]
+    assert s["pins"] == sum(p["width"] for p in design["ports"])
+    # Its "config" alone is a core config file naming the same core.
+    again = _core_file(tmp_path, "again.json", **design["config"])
+    assert load_core_config(again).digest == config.digest
+    assert not list(out.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("fields,problem", [
+    (None, "no such core config file"),
+    ({"rows": 2, "colour": 3}, "unknown field 'colour'"),
+    ({"rows": 2, "act_bits": 5}, "bad.json: act_bits and weight_bits must be 4 or 8"),
+    ({"rows": 1}, "bad.json: the core generator does not build this configuration: rows and cols must be powers of two"),
+])
+def test_generate_refuses_a_bad_core_config_in_one_line(tmp_path, capsys, fields, problem):
+    spec = str(tmp_path / "missing.json") if fields is None else str(_core_file(tmp_path, "bad.json", **fields))
+    line = _error_line(capsys, ["generate", "--core", spec, "--out", str(tmp_path / "gen")])
+    assert problem in line
+    assert not (tmp_path / "gen").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A bundle of two synthetic layers (no torch), enough for the argument checks of 'simulate'."""
+    import numpy as np
+
+    from sw.bundle import Bundle, write_bundle
+    from sw.bundle.store import BundleHeader
+    from synthetic_layers import attention_layer, linear_layer
+
+    rng = np.random.default_rng(0)
+    layers = [linear_layer(rng, "uniform", 8, 4, name="enc.fc"), attention_layer(rng, 2, 7, 8, name="enc.attn")]
+    header = BundleHeader(model="litemedsam", recipe="minmax", weight_bits=4, act_bits=4, host_bits=16, tool="test",
+                          calibration_images=1, quant_config={})
+    return write_bundle(Bundle(header, {layer.name: layer for layer in layers}), tmp_path_factory.mktemp("b") / "b")
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["--core", "w9-1x1"], "no such core config file"),
+    (["--case", "enc.nope"], "missing layer 'enc.nope'"),
+    (["--case", "enc.attn"], "--case enc.attn: an attention layer runs as enc.attn:scores (QK^T) or enc.attn:values"),
+    (["--case", "enc.attn:keys"], "an attention layer runs as"),
+    (["--case", "enc.fc:scores"], "'enc.fc' is a linear layer, which takes no ':scores'"),
+    (["--image-index", "-1"], "--image-index must be >= 0"),
+    (["--image-index", "2"], "--image-index 2: "),
+])
+def test_simulate_argument_errors_are_one_line(tiny_bundle, coco_root, tmp_path, capsys, args, problem):
+    data = _val_only_coco(coco_root, tmp_path / "mycoco")
+    line = _error_line(capsys, ["simulate", str(tiny_bundle), "--data", str(data), *args])
+    assert problem in line
+    if args[0] == "--image-index" and args[1] == "2":
+        assert "has 2 val images with a box" in line
+
+
+def test_simulate_of_a_missing_bundle_is_one_line(tmp_path, capsys):
+    assert "samhw: error: " in _error_line(capsys, ["simulate", str(tmp_path / "nothing")])
+
+
+class _Case:
+    def __init__(self, layer, op, words=0, cycles=(100, 100), mismatches=0):
+        self.layer, self.op, self.elements, self.mismatches = layer, op, 10, mismatches
+        self.word_mismatches, (self.cycles, self.model_cycles) = words, cycles
+
+
+@pytest.mark.parametrize("case_result,status,extra", [
+    (_Case("enc.fc", None), 0, None),
+    (_Case("enc.fc", None, mismatches=3), 1, None),
+    (_Case("enc.fc", None, words=2), 1, "enc.fc (2 words, 100 vs 100 cycles)"),
+    (_Case("enc.fc", None, cycles=(101, 100)), 1, "enc.fc (0 words, 101 vs 100 cycles)"),
+])
+def test_simulate_prints_the_totals_last_and_fails_on_any_difference(monkeypatch, tiny_bundle, coco_root, tmp_path,
+                                                                     capsys, case_result, status, extra):
+    import numpy as np
+    import sim.core_cases
+    from hw.core.config import PRESETS
+
+    seen = {}
+
+    def fake_simulate(bundle, config, image, box, work, cases):
+        seen.update(config=config, cases=cases, work=work, image=image.shape, box=box.shape)
+        print("one line per case")
+        return [_Case("enc.attn", "scores"), case_result]
+
+    monkeypatch.setattr(sim.core_cases, "simulate_cases", fake_simulate)
+    monkeypatch.setattr(sim.core_cases, "write_report", lambda path, command, bundle, config, image_name, results:
+                        seen.update(report=path, command=command, image_name=image_name))
+    monkeypatch.setattr(cli, "_model_inputs", lambda model, checkpoint, path, box: (np.zeros((1, 3, 8, 8)),
+                                                                                   np.zeros((1, 4))))
+    argv = ["simulate", str(tiny_bundle), "--case", "enc.attn:scores", "enc.fc", "--data", str(coco_root),
+            "--work", str(tmp_path / "w"), "--report", str(tmp_path / "r.md"), "--no-progress"]
+    assert main(argv) == status
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "one line per case"
+    assert out[-1] == f"compared 20 words, {case_result.mismatches} mismatches"
+    assert (extra in out[-2]) if extra else len(out) == 2
+    assert seen["config"] == PRESETS["w8-16x16"] and seen["work"] == str(tmp_path / "w")
+    assert [(c.layer, c.op) for c in seen["cases"]] == [("enc.attn", "scores"), ("enc.fc", None)]
+    assert seen["report"] == tmp_path / "r.md" and seen["command"].startswith("samhw simulate ")
+    assert "--no-progress" not in seen["command"] and seen["image_name"].endswith(".jpg")
+
+
+def test_simulate_runs_the_acceptance_set_by_default(tiny_bundle):
+    from sim.core_cases import ACCEPTANCE
+    from sw.bundle import load_bundle
+
+    assert cli._simulation_cases(load_bundle(tiny_bundle), None) == ACCEPTANCE

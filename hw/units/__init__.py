@@ -1,9 +1,4 @@
-"""Arithmetic units of the accelerator, each bit-exact with its sw.ref counterpart (see each module)."""
-
-from .agq_av import AgqValueUnit
-from .combine import GroupAccumulator
-from .grouped_mac import GroupedMacLane
-from .hluq_pe import HluqPE
-from .requant import Requantizer
-
-__all__ = ["AgqValueUnit", "GroupAccumulator", "GroupedMacLane", "HluqPE", "Requantizer"]
+"""Arithmetic building blocks shared by the core (``hw.core``) and the FP32 lanes (``hw.fp32``):
+``pipeline.delay`` (register chains beside a pipelined datapath), ``dsp_multiply.PipelinedMultiplier``
+(wide products from pieces that each fit one ECP5 MULT18X18D, registered between stages) and
+``shift_add.shift_add_multiply`` (small products from shifts and adds, kept in LUT fabric)."""

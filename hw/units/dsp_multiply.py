@@ -2,7 +2,7 @@
 
 yosys cuts a wide ``$mul`` into MULT18X18D pieces itself, but then sums the piece products in fabric
 in the same cycle, behind the multipliers' own delay, which limits the clock of every design that
-uses them (docs/hw_synthesis.md has the measured paths). Here every operand is cut into 17-bit unsigned low pieces and one top piece that
+uses them. Here every operand is cut into 17-bit unsigned low pieces and one top piece that
 keeps the sign, so each piece product is one ``$mul`` of at most 18 x 18 bits (an unsigned piece
 gains a zero sign bit when its partner is signed). Each piece product is registered, then a tree
 of registered adders sums them, one tree level per cycle, so no path holds more than one multiplier

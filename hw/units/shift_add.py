@@ -1,9 +1,9 @@
 """Small products built from shifts and adds, so they stay in LUT fabric.
 
 yosys maps every ``$mul`` to a MULT18X18D on ECP5, even a 4x4 one (hardware.md §5.1), and the part has
-only 28-156 of them; the per-term products of the MAC units have 4-5 bit operands, for which a few
-adders are cheaper than a hard multiplier. The hard multipliers stay with the once-per-output
-rescales (group multipliers, requantizer).
+only 28-156 of them; a product of narrow operands (the 6 x 6 top piece of the FP32 significand
+product) is cheaper as a few adders than as a hard multiplier. The hard multipliers stay with the wide
+products.
 """
 
 from __future__ import annotations

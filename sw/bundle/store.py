@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from ..atomic_file import atomic_directory
 from ..errors import SamhwError
 from .host import HostLayer
 from .layers import AttentionLayer, ConvLayer, GemmLayer, Layer, LinearLayer
@@ -111,9 +109,7 @@ def write_bundle(bundle: Bundle, out: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(out) as tmp:
         (tmp / LAYER_DIR).mkdir()
         entries = []
         for index, layer in enumerate(bundle.layers.values()):
@@ -126,17 +122,6 @@ def write_bundle(bundle: Bundle, out: str | Path) -> Path:
             entries.append(entry)
         manifest = {**encode(bundle.header, {}), "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "layers": entries}
         (tmp / MANIFEST).write_text(_json(manifest))
-        if out.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "bundle")
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     bundle.path = out
     return out
 

@@ -234,3 +234,16 @@ def load_detections(results_json: str | Path, split: CocoSplit,
     for dets in by_image.values():
         dets.sort(key=lambda d: -d[1])
     return by_image
+
+
+def val_image_with_box(root: str | Path, index: int) -> tuple[Path, list[float]]:
+    """The ``index``-th val image of ``root`` (file-name order) that has a promptable box, and its first
+    box (x0, y0, x1, y1 in image pixels): the real image the hardware checks run on."""
+    if index < 0:
+        raise SamhwError(f"--image-index must be >= 0, got {index}")
+    split = resolve_coco_folder(root, "val")
+    with_box = [i for i in split.image_ids if split.instances(i)]
+    if index >= len(with_box):
+        raise SamhwError(f"--image-index {index}: {root} has {len(with_box)} val images with a box")
+    image_id = with_box[index]
+    return split.image_path(image_id), split.instances(image_id)[0].box_xyxy

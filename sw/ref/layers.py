@@ -76,7 +76,13 @@ def run_layer(layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
 def attention_probabilities(layer: AttentionLayer, q_codes: np.ndarray, k_codes: np.ndarray) -> np.ndarray:
     """Codes of the post-softmax map [..., heads, Nq, Nk] (host boundary: softmax and encoding)."""
     q, k = layer.q, layer.k
-    acc = attention_scores(q_codes, q.zero_point, k_codes, k.zero_point)
+    return probabilities_from_scores(layer, attention_scores(q_codes, q.zero_point, k_codes, k.zero_point), q_codes)
+
+
+def probabilities_from_scores(layer: AttentionLayer, acc: np.ndarray, q_codes: np.ndarray) -> np.ndarray:
+    """The host step between the two integer stages: integer scores [..., heads, Nq, Nk] (and the query
+    codes, which SAM ViT's position term reads) -> post-softmax codes."""
+    q, k = layer.q, layer.k
     logits = acc * (q.scale * k.scale * layer.logit_scale)
     if layer.attention_bias is not None:  # TinyViT: learned per-head biases
         logits = logits + layer.attention_bias.astype(np.float64)

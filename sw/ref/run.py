@@ -5,7 +5,9 @@
     y = run_encoder_block(bundle, "image_encoder.layers.2.blocks.0", x)   # one TinyViT block, x [B, L, C]
 
 The integer layers run exactly as the accelerator computes them; the host steps between them run in
-float64 (``sw/ref/steps.py`` marks each crossing). The image is what ``SegmentModel.preprocess``
+float64 (``sw/ref/steps.py`` marks each crossing). ``encode_image`` and ``decode_masks`` take an
+``IntegerLayers`` (``layers=``) that runs the integer layers instead: an accelerator, or a recorder of
+the invocations (``hw/compiler/model.py``). The image is what ``SegmentModel.preprocess``
 produces and the logits are what ``SegmentModel.decode`` returns, so the model's own postprocessing
 applies unchanged. Only TinyViT encoders (LiteMedSAM) can be run whole; the decoder is any SAM's.
 """
@@ -18,22 +20,23 @@ import numpy as np
 
 from ..bundle import Bundle, BundleError, TinyVitStructure
 from . import decoder, encoder
-from .steps import Steps
+from .steps import IntegerLayers, Steps
 
 _BLOCK = re.compile(rf"{encoder.ENCODER}\.layers\.(\d+)\.blocks\.(\d+)")
 
 
-def _tiny_vit(bundle: Bundle) -> tuple[Steps, TinyVitStructure]:
-    steps = Steps(bundle)
+def _tiny_vit(bundle: Bundle, layers: IntegerLayers | None = None) -> tuple[Steps, TinyVitStructure]:
+    steps = Steps(bundle, layers)
     cfg = steps.structure.encoder
     if not isinstance(cfg, TinyVitStructure):
         raise BundleError(f"{bundle.where}: encoder '{cfg.class_name}' cannot be run whole (TinyViT only)")
     return steps, cfg
 
 
-def encode_image(bundle: Bundle, image: np.ndarray) -> np.ndarray:
-    """Image embedding [B, C, h, w] of a preprocessed image [B, 3, S, S]."""
-    steps, _ = _tiny_vit(bundle)
+def encode_image(bundle: Bundle, image: np.ndarray, layers: IntegerLayers | None = None) -> np.ndarray:
+    """Image embedding [B, C, h, w] of a preprocessed image [B, 3, S, S]; ``layers`` runs the integer
+    layers (default: this reference, ``sw/ref/steps.py``)."""
+    steps, _ = _tiny_vit(bundle, layers)
     size = steps.structure.image_size
     image = np.asarray(image)
     if image.ndim != 4 or image.shape[1:] != (3, size, size):
@@ -57,10 +60,11 @@ def run_encoder_block(bundle: Bundle, block_name: str, x: np.ndarray) -> np.ndar
     return encoder.block(steps, block_name, x, (h, w), cfg.window_sizes[stage])
 
 
-def decode_masks(bundle: Bundle, image_embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decode_masks(bundle: Bundle, image_embedding: np.ndarray, boxes: np.ndarray,
+                 layers: IntegerLayers | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Low-res mask logits [N, 1, H, W] and predicted IoU [N] for boxes [N, 4] (xyxy, encoder-input
     pixels), with one mask per box as ``SegmentModel.decode`` (multimask_output=False)."""
-    steps = Steps(bundle)
+    steps = Steps(bundle, layers)
     pe = steps.structure.prompt_encoder
     embedding = np.asarray(image_embedding, np.float64)
     want = (1, pe.embed_dim, *pe.image_embedding_size)

@@ -16,7 +16,8 @@ from ..bundle import (AttentionLayer, Bundle, BundleError, CagCodes, ConvLayer, 
                       InputCodes, LinearLayer, UniformCodes)
 from . import graph_host as G
 from .host import cag_encode, hluq_encode, uniform_encode
-from .layers import attention_probabilities, run_attention_values, run_layer
+from .kernels import attention_scores
+from .layers import probabilities_from_scores, run_attention_values, run_layer
 
 
 def encode_input(fmt: InputCodes, x: np.ndarray) -> np.ndarray:
@@ -30,14 +31,33 @@ def encode_input(fmt: InputCodes, x: np.ndarray) -> np.ndarray:
     raise TypeError(f"unknown input code format {type(fmt).__name__}")
 
 
+class IntegerLayers:
+    """Where the integer layers run: this reference computes them with ``sw/ref/layers.py``. ``Steps``
+    takes any object with these three methods, so a caller can observe every integer call (the shapes a
+    compiler needs) or run it elsewhere (an accelerator), with the host steps around it unchanged."""
+
+    def gemm(self, layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
+        """Output codes of a linear or conv layer from its input codes."""
+        return run_layer(layer, codes)
+
+    def scores(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Integer QK^T [..., heads, Nq, Nk] from query and key codes [..., heads, N, d]."""
+        return attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
+
+    def values(self, layer: AttentionLayer, probs: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """A.V requantized into the output projection's input codes."""
+        return run_attention_values(layer, probs, v)
+
+
 class Steps:
     """One bundle's layers and host parameters, run step by step (see the module docstring)."""
 
-    def __init__(self, bundle: Bundle):
+    def __init__(self, bundle: Bundle, layers: IntegerLayers | None = None):
         host = bundle.host
         self.bundle = bundle
         self.structure = host.structure
         self._host = host.parameters
+        self.layers = layers or IntegerLayers()
 
     # -- host parameters ----------------------------------------------------------------------
     def param(self, key: str) -> np.ndarray:
@@ -86,7 +106,7 @@ class Steps:
         layer = self.bundle.gemm(name)
         if not isinstance(layer.output, HostOutput):
             raise BundleError(f"{self.bundle.where}: layer '{name}' writes {layer.output.TAG}, not host codes")
-        return run_layer(layer, codes).astype(np.float64) * layer.output.scale
+        return self.layers.gemm(layer, codes).astype(np.float64) * layer.output.scale
 
     def quantized(self, name: str, x: np.ndarray) -> np.ndarray:
         """Float in, float out through integer layer ``name`` (inputs channels-last, convs NCHW)."""
@@ -97,10 +117,11 @@ class Steps:
         layer = self.bundle.layer(name, LinearLayer)
         if isinstance(layer.output, HostOutput):
             raise BundleError(f"{self.bundle.where}: layer '{name}' writes host codes, not q/k/v codes")
-        return run_layer(layer, encode_input(layer.input, x))
+        return self.layers.gemm(layer, encode_input(layer.input, x))
 
     def attention(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Codes [..., heads, Nq, d] of the output projection's input from q/k/v codes [..., heads, N, d];
-        the softmax between the two integer stages is the host's (``attention_probabilities``)."""
+        the softmax between the two integer stages is the host's (``probabilities_from_scores``)."""
         layer = self.bundle.attention(name)
-        return run_attention_values(layer, attention_probabilities(layer, q, k), v)
+        probs = probabilities_from_scores(layer, self.layers.scores(layer, q, k), q)
+        return self.layers.values(layer, probs, v)

@@ -1,0 +1,124 @@
+"""One layer invocation (a bundle layer, the op of an attention, and its input shapes), planned for a core.
+
+    spec = InvocationSpec.of(layer, "scores", {"q": q.shape, "k": k.shape})
+    plan = plan_invocation(config, layer, spec)
+
+``plan_invocation`` lowers the layer (``lower``), tiles it double-buffered and, when one job does not fit
+half a buffer, single-buffered (``rows``/``conv``). ``Invocation`` is the placed result a runtime uses:
+its runs of the core (``parts``), and its tensor regions with pack/unpack (``write_inputs``/
+``read_outputs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.core.config import CoreConfig
+from hw.core.isa import IsaError
+from hw.core.streams import Streams
+from sw.bundle import AttentionLayer, ConvLayer, Layer, LinearLayer
+
+from .conv import ConvSpec, plan_conv
+from .errors import CompileError
+from .lower import lower_conv, lower_linear, lower_scores, lower_values
+from .plan import Plan
+from .regions import Region
+from .rows import plan_rows
+
+# the tensors each kind of invocation reads, in the order its shapes are given
+INPUT_NAMES = {("linear", None): ("input",), ("conv2d", None): ("input",), ("attention", "scores"): ("q", "k"),
+               ("attention", "values"): ("probs", "v")}
+
+
+@dataclass(frozen=True)
+class InvocationSpec:
+    layer: str
+    kind: str
+    op: str | None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @classmethod
+    def of(cls, layer: Layer, op: str | None, shapes: dict) -> "InvocationSpec":
+        kind = layer.TAG
+        if (kind, op) not in INPUT_NAMES:
+            raise CompileError(f"{layer.name}: no {kind} invocation{f' with op {op}' if op else ''} "
+                               f"(attention ops: scores, values)")
+        names = INPUT_NAMES[kind, op]
+        if set(shapes) != set(names):
+            raise CompileError(f"{layer.name}: a {kind} invocation takes shapes of {', '.join(names)}, got "
+                               f"{', '.join(sorted(shapes))}")
+        return cls(layer.name, kind, op, tuple((n, tuple(int(d) for d in shapes[n])) for n in names))
+
+    @property
+    def key(self) -> str:
+        """Unique name: layer, op and input shapes."""
+        shapes = " ".join(f"{n}={'x'.join(map(str, s))}" for n, s in self.shapes)
+        return f"{self.layer}{':' + self.op if self.op else ''} {shapes}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.layer}{f' ({self.op})' if self.op else ''}"
+
+    def shape(self, name: str) -> tuple:
+        return dict(self.shapes)[name]
+
+
+def lower(config: CoreConfig, layer: Layer, spec: InvocationSpec):
+    where = spec.where
+    try:
+        if isinstance(layer, LinearLayer):
+            return lower_linear(config, layer, spec.shape("input"), where)
+        if isinstance(layer, ConvLayer):
+            return lower_conv(config, layer, spec.shape("input"), where)
+        if isinstance(layer, AttentionLayer) and spec.op == "scores":
+            return lower_scores(config, layer, spec.shape("q"), spec.shape("k"), where)
+        if isinstance(layer, AttentionLayer) and spec.op == "values":
+            return lower_values(config, layer, spec.shape("probs"), spec.shape("v"), where)
+    except IsaError as exc:
+        raise CompileError(f"{where}: {exc}") from None
+    raise CompileError(f"{where}: a {layer.TAG} layer does not match a {spec.kind} invocation")
+
+
+def plan_invocation(config: CoreConfig, layer: Layer, spec: InvocationSpec) -> Plan:
+    lowered = lower(config, layer, spec)
+    planner = plan_conv if isinstance(lowered, ConvSpec) else plan_rows
+    try:
+        return planner(config, lowered, 2)
+    except CompileError:
+        # A job too large for half a buffer may still fit the whole one, without overlap.
+        return planner(config, lowered, 1)
+
+
+@dataclass
+class Invocation:
+    """A placed invocation: what a runtime writes, runs and reads (see the module docstring)."""
+
+    spec: InvocationSpec
+    parts: list[Streams]
+    inputs: dict[str, Region]        # by tensor name
+    outputs: dict[str, Region]
+    static: dict[str, int]           # first word of each static region it loads from, by role
+    macs: int
+    slots: int
+    gemms: int
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def write_inputs(self, memory: np.ndarray, bus_bits: int, **tensors: np.ndarray) -> None:
+        """Pack each input tensor (codes) into its region of ``memory``."""
+        missing = sorted(set(self.inputs) - set(tensors))
+        extra = sorted(set(tensors) - set(self.inputs))
+        if missing or extra:
+            raise CompileError(f"{self.key}: inputs are {', '.join(self.inputs)}; missing {missing}, unknown {extra}")
+        for name, tensor in tensors.items():
+            self.inputs[name].write(memory, np.asarray(tensor), bus_bits)
+
+    def read_outputs(self, memory: np.ndarray, bus_bits: int) -> dict[str, np.ndarray]:
+        return {name: region.read(memory, bus_bits) for name, region in self.outputs.items()}
+
+    def instruction_counts(self) -> dict[str, int]:
+        return {unit: sum(len(getattr(p, unit)) for p in self.parts) for unit in ("load", "compute", "store")}

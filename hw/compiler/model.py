@@ -1,0 +1,126 @@
+"""The invocations of a whole model, found by running the bundle's own graph (``sw/ref/run.py``: one
+image through the encoder, one box through the decoder) with a recording stand-in for the integer
+layers; the host steps between them run unchanged, so the shapes are the ones the model produces.
+
+By default the stand-in returns zeros of the right shape (the graph's shapes do not depend on values,
+and the integer layers are most of the run's time); ``Recorder(compute=True, keep_inputs=True)`` runs
+the reference instead and keeps every invocation's real input codes, which the acceptance checks feed
+to the compiled programs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from sw.bundle import AgqCodes, AttentionLayer, Bundle, CagCodes, ConvLayer, GemmLayer, HluqCodes
+from sw.bundle.store import MANIFEST
+from sw.ref.kernels import attention_scores
+from sw.ref.layers import run_attention_values, run_layer
+from sw.ref.run import decode_masks, encode_image
+from sw.ref.steps import IntegerLayers
+
+from .invocation import InvocationSpec
+
+
+class Recorder(IntegerLayers):
+    """An ``IntegerLayers`` that notes every call as an invocation (in call order, duplicates once)."""
+
+    def __init__(self, compute: bool = False, keep_inputs: bool = False):
+        self.compute = compute
+        self.keep_inputs = keep_inputs
+        self.calls: list[tuple[InvocationSpec, object]] = []
+        self.inputs: dict[str, dict[str, np.ndarray]] = {}
+
+    def _note(self, layer, op, tensors: dict[str, np.ndarray]) -> None:
+        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()})
+        if spec.key not in self.inputs:
+            self.calls.append((spec, layer))
+            self.inputs[spec.key] = ({k: np.asarray(v).astype(np.uint8) for k, v in tensors.items()}
+                                     if self.keep_inputs else {})
+
+    def gemm(self, layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
+        self._note(layer, None, {"input": codes})
+        if self.compute:
+            return super().gemm(layer, codes)
+        if isinstance(layer, ConvLayer):
+            from .conv import conv_output_size
+
+            b, _, h, w = codes.shape
+            kh, kw = layer.kernel_size
+            return np.zeros((b, layer.out_channels, *conv_output_size(h, w, kh, kw, layer.stride, layer.padding)),
+                            np.int64)
+        return np.zeros(codes.shape[:-1] + (layer.out_channels,), np.int64)
+
+    def scores(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        self._note(layer, "scores", {"q": q, "k": k})
+        return super().scores(layer, q, k) if self.compute else np.zeros(q.shape[:-1] + (k.shape[-2],), np.int64)
+
+    def values(self, layer: AttentionLayer, probs: np.ndarray, v: np.ndarray) -> np.ndarray:
+        self._note(layer, "values", {"probs": probs, "v": v})
+        if self.compute:
+            return super().values(layer, probs, v)
+        return np.zeros(probs.shape[:-1] + (v.shape[-1],), np.int64)
+
+
+def model_inputs(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """The image and box the recording runs: a mid-grey image and a centred box (shapes are what count)."""
+    size = bundle.host.structure.image_size
+    return np.zeros((1, 3, size, size)), np.array([[size / 4, size / 4, 3 * size / 4, 3 * size / 4]])
+
+
+def record_invocations(bundle: Bundle, recorder: Recorder | None = None, image: np.ndarray | None = None,
+                       box: np.ndarray | None = None) -> Recorder:
+    """Run ``encode_image`` on one image and ``decode_masks`` on one box with ``recorder`` in place of
+    the integer layers."""
+    recorder = recorder or Recorder()
+    default_image, default_box = model_inputs(bundle)
+    embedding = encode_image(bundle, default_image if image is None else image, recorder)
+    decode_masks(bundle, embedding, default_box if box is None else box, recorder)
+    return recorder
+
+
+def bundle_identity(bundle: Bundle) -> dict:
+    """What a program records of the bundle it was compiled from."""
+    h = bundle.header
+    digest = None
+    if bundle.path is not None and (bundle.path / MANIFEST).is_file():
+        digest = hashlib.sha256((bundle.path / MANIFEST).read_bytes()).hexdigest()
+    return {"model": h.model, "recipe": h.recipe, "weight_bits": h.weight_bits, "act_bits": h.act_bits,
+            "layers": len(bundle.layers), "manifest_sha256": digest}
+
+
+def compile_bundle(bundle: Bundle, config) -> "Program":
+    """Every quantized layer invocation of the model (one image, one box) compiled for ``config``."""
+    from .program import build_program
+
+    return build_program(config, record_invocations(bundle).calls, bundle_identity(bundle))
+
+
+def invocation_kind(layer, op: str | None) -> str:
+    """The kind of an invocation as the acceptance lists name it (``conv 3x3 depthwise``, ``A.V AGQ tau=2``)."""
+    where = "decoder " if layer.name.startswith("mask_decoder") else ""
+    if op == "scores":
+        return f"{where}QK^T"
+    if op == "values":
+        sm = layer.softmax
+        return f"{where}A.V " + (f"AGQ tau={sm.tau}" if isinstance(sm, AgqCodes) else "uniform softmax")
+    if isinstance(layer, ConvLayer):
+        kh, kw = layer.kernel_size
+        if (kh, kw) == (1, 1):
+            return "conv 1x1"
+        shape = "depthwise" if layer.depthwise else "dense"
+        return f"conv {kh}x{kw} {shape}" + (f" stride {layer.stride} (patch merging)" if layer.stride > 1 else "")
+    fmt = layer.input
+    name = "CAG" if isinstance(fmt, CagCodes) else "HLUQ" if isinstance(fmt, HluqCodes) else "uniform"
+    return f"{where}linear {name} input"
+
+
+def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What sw/ref computes for an invocation's inputs, keyed like the program's output regions."""
+    if op == "scores":
+        return {"scores": attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)}
+    if op == "values":
+        return {"output": run_attention_values(layer, inputs["probs"], inputs["v"])}
+    return {"output": run_layer(layer, inputs["input"])}

@@ -1,0 +1,134 @@
+"""Parameters of the programmable core, and the widths and capacities derived from them.
+
+One generated design runs every quantized layer of a bundle: the compiler (``hw/compiler``) targets a
+``CoreConfig`` and refuses, in one line, a layer whose codes, shifts, reduction or buffers exceed it.
+The configuration is data: it round-trips through JSON and its digest names builds and programs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+FORMATS = ("uniform", "cag", "hluq", "agq")
+LANE_ACC_BITS = 48    # a lane's combined accumulator: the contract's |acc| < 2^47 plus sign
+PROG_WORD_BITS = 128  # one instruction
+SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
+OUT_ELEMENT_BITS = (8, 16, 32)
+
+
+class CoreConfigError(ValueError):
+    """A core configuration that cannot be built, in one line."""
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    rows: int = 16            # R: PE rows, the output rows of one tile
+    cols: int = 16            # K: PE columns, the output columns of one tile
+    act_bits: int = 8         # widest row-operand code (activations, queries, post-softmax codes)
+    weight_bits: int = 8      # widest column-operand code (weights, keys, values)
+    bus_bits: int = 256       # external memory data width, and the word width of every buffer
+    act_words: int = 4096     # ACT buffer depth in words
+    wgt_words: int = 4096     # WGT buffer depth in words
+    out_words: int = 2048     # OUT buffer depth in words
+    param_words: int = 1024   # PARAM buffer depth in words (descriptors and per-column constants)
+    prog_words: int = 1024    # instruction RAM depth of each of the three units
+    max_shift: int = 31       # largest shift in the shift modes (HLUQ: L - 1, AGQ: Q)
+    pe_acc_bits: int = 48     # PE accumulators X and Y (the lanes' combined accumulators hold 48 bits)
+    max_segments: int = 8     # reduction segments of one GEMM (CAG groups, AGQ residue passes)
+    formats: tuple[str, ...] = FORMATS
+    mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
+    mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", tuple(self.formats))
+        problems = []
+        if self.rows < 1 or self.cols < 1:
+            problems.append(f"PE array must be at least 1x1, got {self.rows}x{self.cols}")
+        if self.act_bits not in (4, 8) or self.weight_bits not in (4, 8):
+            problems.append(f"act_bits and weight_bits must be 4 or 8, got {self.act_bits}, {self.weight_bits}")
+        for name, width in (("row vector", self.rows * self.act_bits), ("column vector", self.cols * self.weight_bits)):
+            if self.bus_bits % width:
+                problems.append(f"bus_bits {self.bus_bits} is not a multiple of the {name} ({width} bits)")
+        if self.bus_bits % SLOT_BITS:
+            problems.append(f"bus_bits {self.bus_bits} is not a multiple of a {SLOT_BITS}-bit constant slot")
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown or "uniform" not in self.formats:
+            problems.append(f"formats must include 'uniform' and come from {FORMATS}, got {self.formats}")
+        if problems:
+            raise CoreConfigError("; ".join(problems))
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def codes_per_act_word(self) -> int:
+        return self.bus_bits // self.act_bits
+
+    @property
+    def vectors_per_wgt_word(self) -> int:
+        """Column-operand vectors (``cols`` codes each) per WGT word."""
+        return self.bus_bits // (self.cols * self.weight_bits)
+
+    @property
+    def slots_per_param_word(self) -> int:
+        return self.bus_bits // SLOT_BITS
+
+    def out_words_per_row(self, element_bits: int) -> int:
+        """OUT words that one row of ``cols`` outputs of ``element_bits`` each occupies."""
+        return -(-self.cols * element_bits // self.bus_bits)
+
+    @property
+    def bus_bytes(self) -> int:
+        return self.bus_bits // 8
+
+    # ---- data ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "core config") -> "CoreConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CoreConfigError(f"{where}: unknown field '{unknown[0]}' (fields: {', '.join(sorted(known))})")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise CoreConfigError(f"{where}: {exc}") from None
+
+    @property
+    def digest(self) -> str:
+        """Short content digest: names builds and marks the programs compiled for this core."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Named configurations: the one that runs every layer of both LiteMedSAM bundles (8-bit codes), and the
+# 4-bit one sized for the LFE5U-85F: its PE accumulators are 32 bits, which every W4A4 layer needs (the
+# decoder's token-to-image A.V reaches 31 signed bits) and the 85F's LUTs afford.
+PRESETS = {
+    "w8-16x16": CoreConfig(),
+    "w4-16x16": CoreConfig(act_bits=4, weight_bits=4, act_words=2048, wgt_words=2048, out_words=1024,
+                           param_words=512, prog_words=512, max_shift=15, pe_acc_bits=32),
+}
+
+
+def load_core_config(spec: str | Path) -> CoreConfig:
+    """A preset name (``w8-16x16``) or a JSON file of ``CoreConfig`` fields."""
+    if str(spec) in PRESETS:
+        return PRESETS[str(spec)]
+    path = Path(spec)
+    if not path.is_file():
+        raise CoreConfigError(f"{path}: no such core config file (presets: {', '.join(PRESETS)})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CoreConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CoreConfigError(f"{path}: a core config is a JSON object of CoreConfig fields")
+    return CoreConfig.from_dict(data, str(path))

@@ -1,0 +1,304 @@
+"""The core's instruction set and the binary layout of everything it reads: instructions, GEMM
+descriptors, reduction segments and per-column constant slots. docs/core.md describes the semantics;
+this module is the one place the bit positions are written.
+
+Three units run three instruction streams (``LOAD``, ``COMPUTE``, ``STORE``), one 128-bit instruction
+each, and synchronize through four token counters (VTA's scheme): a unit may wait for a token from the
+stage before or after it before an instruction starts, and send one when it ends.
+
+    flag            LOAD                   COMPUTE                STORE
+    wait_prev       -                      a loaded slot (L->C)   a computed slot (C->S)
+    wait_next       a freed slot (C->L)    a stored slot (S->C)   -
+    signal_prev     -                      free a slot (C->L)     free a slot (S->C)
+    signal_next     a loaded slot (L->C)   a computed slot (C->S) -
+
+Every record here encodes to a little-endian integer: field ``f`` occupies bits ``[lo, lo + width)``;
+signed fields are two's complement. ``encode``/``decode`` round-trip exactly and refuse a value that
+does not fit its field, naming the record and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import ClassVar
+
+import numpy as np
+
+from .config import PROG_WORD_BITS, SLOT_BITS
+
+
+class Opcode(IntEnum):
+    END = 0     # the unit stops; the core is done when all three units have stopped
+    LOAD = 1    # external memory -> ACT / WGT / PARAM buffer (LOAD unit)
+    STORE = 2   # OUT buffer -> external memory (STORE unit)
+    GEMM = 3    # one tiled GEMM over resident buffers (COMPUTE unit)
+    SYNC = 4    # only the token flags: wait and/or signal (any unit)
+
+
+class Buffer(IntEnum):
+    ACT = 0
+    WGT = 1
+    PARAM = 2
+    OUT = 3
+
+
+class Mode(IntEnum):
+    """How a row operand (code c) becomes PE terms; see ``decode_row`` in hw/fsim."""
+
+    MAC = 0    # term = w * (c - z_seg)
+    HLUQ = 1   # c in 1..L: X += w << (c - 1); c > L: X += w << (L - 1), Y += w * (c - L)
+    AGQ = 2    # c -> (w << (Q - c div tau)) into X (c mod tau even) or Y (odd); zero code and c div tau > Q: 0
+
+
+class IsaError(ValueError):
+    """A value that does not fit its field, or a word that is not a valid record."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    lo: int
+    width: int
+    signed: bool = False
+
+    def check(self, record: str, value: int) -> None:
+        lo, hi = ((-(1 << (self.width - 1)), (1 << (self.width - 1)) - 1) if self.signed
+                  else (0, (1 << self.width) - 1))
+        if not lo <= value <= hi:
+            raise IsaError(f"{record}.{self.name} = {value} does not fit {self.width} "
+                           f"{'signed' if self.signed else 'unsigned'} bits")
+
+
+def _layout(*spec) -> tuple[Field, ...]:
+    """Fields packed from bit 0 upwards: (name, width[, signed])."""
+    out, lo = [], 0
+    for item in spec:
+        name, width, *rest = item
+        out.append(Field(name, lo, width, bool(rest and rest[0])))
+        lo += width
+    return tuple(out)
+
+
+class Packed:
+    """A frozen dataclass whose fields are the integer fields of ``LAYOUT`` (in declaration order)."""
+
+    LAYOUT: ClassVar[tuple[Field, ...]]
+    BITS: ClassVar[int]
+
+    def encode(self) -> int:
+        word = 0
+        for f in self.LAYOUT:
+            value = int(getattr(self, f.name))
+            f.check(type(self).__name__, value)
+            word |= (value & ((1 << f.width) - 1)) << f.lo
+        return word
+
+    @classmethod
+    def decode(cls, word: int):
+        values = {}
+        for f in cls.LAYOUT:
+            raw = (word >> f.lo) & ((1 << f.width) - 1)
+            values[f.name] = raw - (1 << f.width) if f.signed and raw >> (f.width - 1) else raw
+        return cls(**values)
+
+    def __post_init__(self):
+        names = [f.name for f in fields(self)]
+        assert names == [f.name for f in self.LAYOUT], (type(self).__name__, names)
+        assert self.LAYOUT[-1].lo + self.LAYOUT[-1].width <= self.BITS
+
+
+# ---- instructions (128 bits) ---------------------------------------------------------------------
+
+_HEADER = (("opcode", 4), ("wait_prev", 1), ("wait_next", 1), ("signal_prev", 1), ("signal_next", 1))
+
+
+@dataclass(frozen=True)
+class Instruction(Packed):
+    """Opcode and token flags only: END and SYNC, and the header every instruction starts with."""
+
+    LAYOUT: ClassVar = _layout(*_HEADER)
+    BITS: ClassVar = PROG_WORD_BITS
+    opcode: int
+    wait_prev: int = 0
+    wait_next: int = 0
+    signal_prev: int = 0
+    signal_next: int = 0
+
+
+@dataclass(frozen=True)
+class Transfer(Packed):
+    """LOAD (external memory -> buffer) or STORE (OUT -> external memory): ``rows`` rows of
+    ``row_words`` consecutive words; row r starts at ``ext_addr + r * ext_stride`` in external memory
+    and at ``buf_addr + r * buf_stride`` in the buffer. Addresses count words of ``bus_bits``."""
+
+    LAYOUT: ClassVar = _layout(*_HEADER, ("buffer", 2), ("buf_addr", 16), ("ext_addr", 28), ("rows", 16),
+                               ("row_words", 12), ("ext_stride", 28), ("buf_stride", 16))
+    BITS: ClassVar = PROG_WORD_BITS
+    opcode: int
+    wait_prev: int
+    wait_next: int
+    signal_prev: int
+    signal_next: int
+    buffer: int
+    buf_addr: int
+    ext_addr: int
+    rows: int
+    row_words: int
+    ext_stride: int
+    buf_stride: int
+
+
+@dataclass(frozen=True)
+class Gemm(Packed):
+    """One GEMM over resident buffers (loops, strides and modes in the descriptor at ``desc_addr``):
+    ``n_batch`` x descriptor.n_ob x ``n_rb`` tiles of rows x cols outputs. ``act_base`` counts codes,
+    ``wgt_base`` column vectors, ``out_base`` OUT words and ``col_base`` constant slots."""
+
+    LAYOUT: ClassVar = _layout(*_HEADER, ("desc_addr", 12), ("act_base", 24), ("wgt_base", 18), ("out_base", 16),
+                               ("col_base", 14), ("n_batch", 16), ("n_rb", 16))
+    BITS: ClassVar = PROG_WORD_BITS
+    opcode: int
+    wait_prev: int
+    wait_next: int
+    signal_prev: int
+    signal_next: int
+    desc_addr: int
+    act_base: int
+    wgt_base: int
+    out_base: int
+    col_base: int
+    n_batch: int
+    n_rb: int
+
+
+def decode_instruction(word: int) -> Instruction | Transfer | Gemm:
+    opcode = word & 0xF
+    try:
+        op = Opcode(opcode)
+    except ValueError:
+        raise IsaError(f"unknown opcode {opcode}") from None
+    if op in (Opcode.LOAD, Opcode.STORE):
+        return Transfer.decode(word)
+    if op is Opcode.GEMM:
+        return Gemm.decode(word)
+    return Instruction.decode(word)
+
+
+# ---- GEMM descriptor (in the PARAM buffer) ---------------------------------------------------------
+# Three fixed 256-bit words, then one 128-bit entry per segment. Word addresses below are relative to
+# desc_addr; a bus wider than 256 bits holds the same bits in the low 256 of each word.
+
+DESC_WORD_BITS = 256
+
+
+@dataclass(frozen=True)
+class DescLoops(Packed):
+    """Word 0: modes, output format and the loop counts shared by every GEMM of a layer."""
+
+    LAYOUT: ClassVar = _layout(("mode", 2), ("raw", 1), ("out_bytes_log2", 2), ("tau_log2", 2), ("max_shift", 6),
+                               ("zero_code", 8), ("log_levels", 8), ("n_seg", 4), ("uses_y", 1),
+                               ("q_min", 33, True), ("q_max", 33, True), ("n_ob", 16), ("n_c", 16), ("n_i", 8),
+                               ("n_d", 8))
+    BITS: ClassVar = DESC_WORD_BITS
+    mode: int          # Mode
+    raw: int           # 1: outputs are the X accumulators of the single segment (QK^T), no combine/requant
+    out_bytes_log2: int  # output elements of 1, 2 or 4 bytes
+    tau_log2: int      # AGQ: tau = 1, 2, 4
+    max_shift: int     # AGQ: Q
+    zero_code: int     # AGQ: the code of an exact zero (2^k - 1)
+    log_levels: int    # HLUQ: L
+    n_seg: int         # segments (1..max_segments)
+    uses_y: int        # 1: the lanes combine Y too (HLUQ, AGQ with tau >= 2)
+    q_min: int         # output clamp (ignored when raw)
+    q_max: int
+    n_ob: int          # output column blocks per batch item
+    n_c: int           # reduction index j = (c * n_i + i) * n_d + d
+    n_i: int
+    n_d: int
+
+
+@dataclass(frozen=True)
+class DescActStrides(Packed):
+    """Word 1: ACT code address = act_base + b*b + rb*rb + ob*ob + c*c + i*i + d*d (+ r for row r)."""
+
+    LAYOUT: ClassVar = _layout(("b", 24, True), ("rb", 24, True), ("ob", 24, True), ("c", 24, True),
+                               ("i", 24, True), ("d", 24, True))
+    BITS: ClassVar = DESC_WORD_BITS
+    b: int
+    rb: int
+    ob: int
+    c: int
+    i: int
+    d: int
+
+
+@dataclass(frozen=True)
+class DescOtherStrides(Packed):
+    """Word 2: WGT vector address = wgt_base + b*wgt_b + ob*wgt_ob + j; OUT word address of tile row r =
+    out_base + b*out_b + ob*out_ob + rb*out_rb + r*out_row; constant slot of column k =
+    col_base + b*col_b + ob*col_ob + k."""
+
+    LAYOUT: ClassVar = _layout(("wgt_b", 24, True), ("wgt_ob", 24, True), ("out_b", 24, True), ("out_ob", 24, True),
+                               ("out_rb", 24, True), ("out_row", 8), ("col_b", 16, True), ("col_ob", 16, True))
+    BITS: ClassVar = DESC_WORD_BITS
+    wgt_b: int
+    wgt_ob: int
+    out_b: int
+    out_ob: int
+    out_rb: int
+    out_row: int
+    col_b: int
+    col_ob: int
+
+
+@dataclass(frozen=True)
+class Segment(Packed):
+    """A run of reduction indices [j_start, j_start + j_len) accumulated before the lanes combine
+    X * m_x (+ Y * m_y): a CAG group (its zero point), the one range of other layers, or one AGQ
+    residue pass (tau = 4: pass 0 takes residues 0 and 1, pass 1 residues 2 and 3)."""
+
+    LAYOUT: ClassVar = _layout(("j_start", 16), ("j_len", 16), ("zero_point", 8), ("residue_pass", 1),
+                               ("m_x", 32), ("m_y", 32))
+    BITS: ClassVar = SLOT_BITS
+    j_start: int
+    j_len: int
+    zero_point: int
+    residue_pass: int
+    m_x: int
+    m_y: int
+
+
+DESC_FIXED_WORDS = 3
+
+
+def desc_words(n_seg: int, bus_bits: int) -> int:
+    """PARAM words a descriptor with ``n_seg`` segments occupies."""
+    per_word = bus_bits // SLOT_BITS
+    return DESC_FIXED_WORDS + -(-n_seg // per_word)
+
+
+# ---- per-column constants (one 128-bit slot per output column, in the PARAM buffer) ---------------
+
+@dataclass(frozen=True)
+class ColumnSlot(Packed):
+    """Column operand zero point, bias in accumulator steps, and the output requantization."""
+
+    LAYOUT: ClassVar = _layout(("zero_point", 8), ("bias", 48, True), ("multiplier", 31), ("shift", 7),
+                               ("out_zero_point", 24, True))
+    BITS: ClassVar = SLOT_BITS
+    zero_point: int
+    bias: int
+    multiplier: int
+    shift: int
+    out_zero_point: int
+
+
+# ---- words <-> bytes ------------------------------------------------------------------------------
+
+def to_bytes(value: int, bits: int) -> np.ndarray:
+    return np.frombuffer(int(value).to_bytes(bits // 8, "little"), np.uint8).copy()
+
+
+def from_bytes(data: np.ndarray) -> int:
+    return int.from_bytes(np.asarray(data, np.uint8).tobytes(), "little")

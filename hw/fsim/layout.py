@@ -1,0 +1,166 @@
+"""How the core's buffers and external memory hold codes, column vectors, output row vectors, GEMM
+descriptors and constant slots (docs/core.md, "Storage"). The functional model reads its buffers with
+these functions and the compiler writes its memory images with them, so both sides share one layout.
+
+Words are ``bus_bits`` wide and little-endian: bit ``i`` of a word is bit ``i % 8`` of byte ``i // 8``.
+
+    ACT     code a at bits [(a mod P) * act_bits, ...) of word a div P, P = bus_bits / act_bits
+    WGT     column vector v (cols codes of weight_bits) right after vector v - 1: cols * weight_bits
+            divides bus_bits, so vectors never straddle a word and packing them is packing codes
+    OUT     a row vector of cols elements of e bits, element k at bits [k e, (k + 1) e) of its
+            ceil(cols e / bus_bits) words; bits past cols * e are written as zeros
+    PARAM   a descriptor: DescLoops, DescActStrides, DescOtherStrides in the low 256 bits of three
+            words, then its segments; segments and constant slots are 128-bit entries, bus_bits / 128
+            per word (``hw.core.isa.desc_words``)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.core.config import SLOT_BITS
+from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides,
+                         Segment, desc_words)
+
+
+def words_for_bits(bits: int, bus_bits: int) -> int:
+    return -(-bits // bus_bits)
+
+
+# ---- codes (ACT buffer, WGT vectors) --------------------------------------------------------------
+
+def pack_codes(codes: np.ndarray, bits: int, bus_bits: int) -> np.ndarray:
+    """Unsigned codes (any shape, flattened in C order) -> bytes of whole words [words * bus_bytes]."""
+    codes = np.asarray(codes).reshape(-1)
+    if codes.size and (codes.min() < 0 or codes.max() >= 1 << bits):
+        raise ValueError(f"codes outside 0..{(1 << bits) - 1} cannot be stored at {bits} bits")
+    per_word = bus_bits // bits
+    words = -(-codes.size // per_word)
+    padded = np.zeros(words * per_word, np.uint8)
+    padded[:codes.size] = codes
+    if bits == 8:
+        return padded
+    if bits == 4:
+        pairs = padded.reshape(-1, 2)
+        return (pairs[:, 0] | (pairs[:, 1] << 4)).astype(np.uint8)
+    raise ValueError(f"codes are stored at 4 or 8 bits, not {bits}")
+
+
+def unpack_codes(data: np.ndarray, bits: int) -> np.ndarray:
+    """Bytes -> every code they hold (uint8), in address order."""
+    data = np.asarray(data, np.uint8).reshape(-1)
+    if bits == 8:
+        return data
+    if bits == 4:
+        return np.stack([data & 0xF, data >> 4], axis=1).reshape(-1)
+    raise ValueError(f"codes are stored at 4 or 8 bits, not {bits}")
+
+
+# ---- OUT row vectors ------------------------------------------------------------------------------
+
+OUT_DTYPES = {8: np.int8, 16: np.int16, 32: np.int32}
+
+
+def out_words_per_row(cols: int, element_bits: int, bus_bits: int) -> int:
+    return words_for_bits(cols * element_bits, bus_bits)
+
+
+def pack_out_rows(values: np.ndarray, element_bits: int, bus_bits: int) -> np.ndarray:
+    """Row vectors [n, cols] of integers -> bytes [n, words_per_row * bus_bytes], each element its low
+    ``element_bits`` bits (two's complement), the rest of the last word zero."""
+    values = np.asarray(values, np.int64)
+    n, cols = values.shape
+    width = out_words_per_row(cols, element_bits, bus_bits) * (bus_bits // 8)
+    low = (values & ((1 << element_bits) - 1)).astype(f"<u{element_bits // 8}")
+    raw = low.view(np.uint8).reshape(n, cols * element_bits // 8)
+    out = np.zeros((n, width), np.uint8)
+    out[:, :raw.shape[1]] = raw
+    return out
+
+
+def unpack_out_rows(data: np.ndarray, cols: int, element_bits: int, signed: bool) -> np.ndarray:
+    """Bytes [n, words_per_row * bus_bytes] -> row vectors [n, cols] (int64)."""
+    data = np.ascontiguousarray(np.asarray(data, np.uint8))
+    raw = data[:, :cols * element_bits // 8].copy()
+    dtype = np.dtype(OUT_DTYPES[element_bits] if signed else f"<u{element_bits // 8}").newbyteorder("<")
+    return raw.view(dtype).reshape(data.shape[0], cols).astype(np.int64)
+
+
+# ---- PARAM: descriptors and constant slots --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A GEMM descriptor as the PARAM buffer holds it (docs/core.md, "GEMM semantics")."""
+
+    loops: DescLoops
+    act: DescActStrides
+    other: DescOtherStrides
+    segments: tuple[Segment, ...]
+
+    def words(self, bus_bits: int) -> int:
+        return desc_words(len(self.segments), bus_bits)
+
+
+def _word_bytes(value: int, bits: int, bus_bits: int) -> np.ndarray:
+    out = np.zeros(bus_bits // 8, np.uint8)
+    out[:bits // 8] = np.frombuffer(int(value).to_bytes(bits // 8, "little"), np.uint8)
+    return out
+
+
+def pack_entries(entries, bus_bits: int) -> np.ndarray:
+    """128-bit records (segments, constant slots) -> bytes of whole words, bus_bits / 128 per word."""
+    per_word = bus_bits // SLOT_BITS
+    words = -(-len(entries) // per_word)
+    out = np.zeros(words * bus_bits // 8, np.uint8)
+    for i, entry in enumerate(entries):
+        out[i * SLOT_BITS // 8:(i + 1) * SLOT_BITS // 8] = np.frombuffer(
+            entry.encode().to_bytes(SLOT_BITS // 8, "little"), np.uint8)
+    return out
+
+
+def pack_descriptor(desc: Descriptor, bus_bits: int) -> np.ndarray:
+    """Descriptor -> bytes of its ``desc.words(bus_bits)`` PARAM words."""
+    if bus_bits < DESC_WORD_BITS:
+        raise ValueError(f"descriptors need bus_bits >= {DESC_WORD_BITS}, got {bus_bits}")
+    fixed = [_word_bytes(r.encode(), DESC_WORD_BITS, bus_bits) for r in (desc.loops, desc.act, desc.other)]
+    out = np.concatenate(fixed + [pack_entries(desc.segments, bus_bits)])
+    assert out.size == desc.words(bus_bits) * bus_bits // 8
+    return out
+
+
+def _int_at(param: np.ndarray, word: int, lo_bit: int, bits: int, bus_bits: int) -> int:
+    start = word * bus_bits // 8 + lo_bit // 8
+    return int.from_bytes(param[start:start + bits // 8].tobytes(), "little")
+
+
+def decode_descriptor(param: np.ndarray, desc_addr: int, bus_bits: int) -> Descriptor:
+    """The descriptor at PARAM word ``desc_addr`` (``param``: the PARAM buffer's bytes)."""
+    loops = DescLoops.decode(_int_at(param, desc_addr, 0, DESC_WORD_BITS, bus_bits))
+    act = DescActStrides.decode(_int_at(param, desc_addr + 1, 0, DESC_WORD_BITS, bus_bits))
+    other = DescOtherStrides.decode(_int_at(param, desc_addr + 2, 0, DESC_WORD_BITS, bus_bits))
+    per_word = bus_bits // SLOT_BITS
+    segments = tuple(Segment.decode(_int_at(param, desc_addr + DESC_FIXED_WORDS + s // per_word,
+                                            (s % per_word) * SLOT_BITS, SLOT_BITS, bus_bits))
+                     for s in range(loops.n_seg))
+    return Descriptor(loops, act, other, segments)
+
+
+def slot_word(slot: int, bus_bits: int) -> int:
+    """The PARAM word that holds constant slot ``slot``."""
+    return slot // (bus_bits // SLOT_BITS)
+
+
+def decode_slot(param: np.ndarray, slot: int, bus_bits: int) -> ColumnSlot:
+    per_word = bus_bits // SLOT_BITS
+    return ColumnSlot.decode(_int_at(param, slot // per_word, (slot % per_word) * SLOT_BITS, SLOT_BITS, bus_bits))
+
+
+def decode_slots(param: np.ndarray, slots: np.ndarray, bus_bits: int) -> dict[str, np.ndarray]:
+    """Fields of many constant slots, each an int64 array shaped like ``slots``."""
+    slots = np.asarray(slots, np.int64)
+    unique, inverse = np.unique(slots, return_inverse=True)
+    decoded = [decode_slot(param, int(s), bus_bits) for s in unique]
+    return {f.name: np.array([getattr(d, f.name) for d in decoded], np.int64)[inverse].reshape(slots.shape)
+            for f in ColumnSlot.LAYOUT}

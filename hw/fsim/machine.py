@@ -1,0 +1,209 @@
+"""The functional model: the three units, their buffers and the token counters, run instruction by
+instruction against a flat external memory (docs/core.md).
+
+Each unit runs its stream in order. An instruction may start once every counter it waits on holds a
+token; it then runs to completion in one step (LOAD/STORE copy their words, GEMM computes all its
+tiles) and adds its signal tokens. The scheduler lets each unit run until it blocks, in the order
+LOAD, COMPUTE, STORE, and repeats; with the hazard check on (the default), any two conflicting accesses
+by different units must be ordered by tokens (``hazards``), which makes the result independent of
+this order, i.e. equal to what the overlapping hardware computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.core.config import CoreConfig
+from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Transfer
+from hw.core.streams import UNITS, Streams
+from .gemm import GemmError, execute_gemm
+from .hazards import AccessLog, Clocks, HazardError
+from .layout import unpack_codes
+
+# Token counters by the stage pair they link: loaded (LOAD -> COMPUTE), freed (COMPUTE -> LOAD),
+# computed (COMPUTE -> STORE), stored (STORE -> COMPUTE); see the flag table in hw/core/isa.py.
+WAITS = {"load": {"wait_next": "freed"}, "compute": {"wait_prev": "loaded", "wait_next": "stored"},
+         "store": {"wait_prev": "computed"}}
+SIGNALS = {"load": {"signal_next": "loaded"}, "compute": {"signal_prev": "freed", "signal_next": "computed"},
+           "store": {"signal_prev": "stored"}}
+FLAGS = ("wait_prev", "wait_next", "signal_prev", "signal_next")
+COUNTERS = ("loaded", "freed", "computed", "stored")
+
+
+class FsimError(ValueError):
+    """A program the core cannot run as written: deadlock, out-of-range access, race, overflow."""
+
+
+class Machine:
+    """Buffers, counters and program counters of one core run; ``run()`` executes it to the end."""
+
+    def __init__(self, config: CoreConfig, streams: Streams, memory: np.ndarray, check_hazards: bool = True):
+        memory = np.asarray(memory)
+        if memory.dtype != np.uint8 or memory.ndim != 1 or memory.size % config.bus_bytes:
+            raise FsimError(f"external memory must be a flat uint8 array of whole {config.bus_bits}-bit words, "
+                            f"got {memory.dtype} {list(memory.shape)}")
+        try:
+            streams.check(config)
+            self.programs = {unit: streams.decoded(unit) for unit in UNITS}
+        except IsaError as exc:
+            raise FsimError(str(exc)) from None
+        self.config = config
+        self.memory = memory.copy()
+        bb = config.bus_bytes
+        self.buffers = {Buffer.ACT: np.zeros(config.act_words * bb, np.uint8),
+                        Buffer.WGT: np.zeros(config.wgt_words * bb, np.uint8),
+                        Buffer.PARAM: np.zeros(config.param_words * bb, np.uint8),
+                        Buffer.OUT: np.zeros(config.out_words * bb, np.uint8)}
+        self.pc = {unit: 0 for unit in UNITS}
+        self.counters = {name: 0 for name in COUNTERS}
+        self.gemms = 0
+        self.clocks = Clocks() if check_hazards else None
+        self.logs = None
+        if check_hazards:
+            self.logs = {buf: AccessLog(f"{buf.name} buffer", self.buffers[buf].size // bb, True) for buf in Buffer}
+            self.logs["memory"] = AccessLog("external memory", self.memory.size // bb, False)
+
+    # ---- scheduling -----------------------------------------------------------------------------
+    def _flags(self, unit: str, index: int, inst) -> tuple[list[str], list[str]]:
+        waits, signals = [], []
+        for flag in FLAGS:
+            if not getattr(inst, flag):
+                continue
+            table = WAITS[unit] if flag.startswith("wait") else SIGNALS[unit]
+            if flag not in table:
+                raise FsimError(f"{unit} instruction {index} ({Opcode(inst.opcode).name}) sets {flag}, which the "
+                                f"{unit} unit does not have")
+            (waits if flag.startswith("wait") else signals).append(table[flag])
+        return waits, signals
+
+    def _step(self, unit: str) -> bool:
+        """Execute the unit's next instruction if its tokens are there; False if it cannot."""
+        program, index = self.programs[unit], self.pc[unit]
+        if index >= len(program):
+            return False
+        inst = program[index]
+        waits, signals = self._flags(unit, index, inst)
+        if any(self.counters[c] == 0 for c in waits):
+            return False
+        for counter in waits:
+            self.counters[counter] -= 1
+        clock = self.clocks.start(UNITS.index(unit), waits) if self.clocks else None
+        where = f"{unit} instruction {index}"
+        try:
+            if inst.opcode == Opcode.LOAD:
+                self._load(inst, clock, where)
+            elif inst.opcode == Opcode.STORE:
+                self._store(inst, clock, where)
+            elif inst.opcode == Opcode.GEMM:
+                self._gemm(inst, clock, where)
+        except (GemmError, HazardError) as exc:
+            raise FsimError(str(exc)) from None
+        for counter in signals:
+            self.counters[counter] += 1
+            if self.clocks:
+                self.clocks.signal(UNITS.index(unit), counter)
+        self.pc[unit] = index + 1 if inst.opcode != Opcode.END else len(program)
+        return True
+
+    def run(self) -> np.ndarray:
+        while not all(self.pc[u] >= len(self.programs[u]) for u in UNITS):
+            progressed = False
+            for unit in UNITS:
+                while self._step(unit):
+                    progressed = True
+            if not progressed:
+                raise FsimError(self._deadlock())
+        return self.memory
+
+    def _deadlock(self) -> str:
+        stuck = []
+        for unit in UNITS:
+            index = self.pc[unit]
+            if index >= len(self.programs[unit]):
+                stuck.append(f"{unit} has ended")
+                continue
+            inst = self.programs[unit][index]
+            waits, _ = self._flags(unit, index, inst)
+            empty = [c for c in waits if self.counters[c] == 0]
+            stuck.append(f"{unit} instruction {index} ({Opcode(inst.opcode).name}) waits for a '{empty[0]}' token")
+        counts = ", ".join(f"{k}={v}" for k, v in self.counters.items())
+        return f"deadlock: {'; '.join(stuck)} (counters {counts})"
+
+    # ---- instructions ---------------------------------------------------------------------------
+    def _transfer_words(self, inst: Transfer, buf_words: int, ext_words: int, where: str):
+        r = np.arange(inst.rows, dtype=np.int64)[:, None]
+        w = np.arange(inst.row_words, dtype=np.int64)[None, :]
+        ext = (inst.ext_addr + r * inst.ext_stride + w).reshape(-1)
+        buf = (inst.buf_addr + r * inst.buf_stride + w).reshape(-1)
+        for name, words, limit in (("external memory", ext, ext_words), ("buffer", buf, buf_words)):
+            if words.size and int(words.max()) >= limit:
+                raise FsimError(f"{where}: {name} word {int(words.max())} is outside 0..{limit - 1}")
+        return ext, buf
+
+    @staticmethod
+    def _copy_words(dst: np.ndarray, dst_words: np.ndarray, src: np.ndarray, src_words: np.ndarray, bb: int) -> None:
+        """Word-by-word copy in order; where two source words land on one destination word the later wins."""
+        if not dst_words.size:
+            return
+        _, last = np.unique(dst_words[::-1], return_index=True)
+        keep = dst_words.size - 1 - last
+        dst.reshape(-1, bb)[dst_words[keep]] = src.reshape(-1, bb)[src_words[keep]]
+
+    def _load(self, inst: Transfer, clock, where: str) -> None:
+        if inst.buffer == Buffer.OUT:
+            raise FsimError(f"{where}: LOAD into the OUT buffer (LOAD fills ACT, WGT or PARAM)")
+        buf = Buffer(inst.buffer)
+        bb = self.config.bus_bytes
+        target = self.buffers[buf]
+        ext, words = self._transfer_words(inst, target.size // bb, self.memory.size // bb, where)
+        if self.logs:
+            self.logs["memory"].read(ext, 0, clock)
+            self.logs[buf].write(words, 0, clock)
+        self._copy_words(target, words, self.memory, ext, bb)
+
+    def _store(self, inst: Transfer, clock, where: str) -> None:
+        # STORE always reads OUT (docs/core.md gives it no buffer operand); its buffer field is ignored.
+        bb = self.config.bus_bytes
+        source = self.buffers[Buffer.OUT]
+        ext, words = self._transfer_words(inst, source.size // bb, self.memory.size // bb, where)
+        if self.logs:
+            self.logs[Buffer.OUT].read(words, 2, clock)
+            self.logs["memory"].write(ext, 2, clock)
+        self._copy_words(self.memory, ext, source, words, bb)
+
+    def _gemm(self, inst: Gemm, clock, where: str) -> None:
+        cfg = self.config
+        result = execute_gemm(cfg, inst, unpack_codes(self.buffers[Buffer.ACT], cfg.act_bits),
+                              unpack_codes(self.buffers[Buffer.WGT], cfg.weight_bits), self.buffers[Buffer.PARAM],
+                              where)
+        if self.logs:
+            self.logs[Buffer.PARAM].read(result.param_words, 1, clock)
+            self.logs[Buffer.ACT].read(result.act_words, 1, clock)
+            self.logs[Buffer.WGT].read(result.wgt_words, 1, clock)
+            self.logs[Buffer.OUT].write(result.out_words, 1, clock)
+        bb = cfg.bus_bytes
+        n = result.out_first_word.size
+        if n:
+            wpr = result.out_bytes.shape[1] // bb
+            words = (result.out_first_word[:, None] + np.arange(wpr)).reshape(-1)
+            self._copy_words(self.buffers[Buffer.OUT], words, result.out_bytes.reshape(-1), np.arange(words.size), bb)
+        self.gemms += 1
+
+
+def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:
+    """Execute ``streams`` on a core of ``config`` against external ``memory``; return the memory after
+    the run (a new array; the argument is not changed).
+
+    ``memory`` is a flat uint8 array of whole ``bus_bits`` words, little-endian (hw/core/streams.py). The
+    buffers start zeroed. Semantics are docs/core.md's: LOAD/STORE copy word rows, GEMM follows the
+    descriptor pseudo-code (MAC / HLUQ / AGQ row terms, segments combined by the lanes with m_x and m_y,
+    raw X or requantized and clamped outputs written as OUT row vectors of 8/16/32-bit elements), and
+    the units synchronize only by the four token counters.
+
+    Raises :class:`FsimError` (one line) on a deadlock (no unit can start its next instruction), an
+    address outside a buffer or the memory, a malformed instruction or descriptor, a PE accumulator
+    beyond ``pe_acc_bits`` or a lane accumulator beyond 48 bits, and, with ``check_hazards``, on two
+    units touching one word without a token ordering them or a read of a buffer word nothing has
+    written (the hardware's buffers are not initialised; see ``hw/fsim/hazards.py``).
+    """
+    return Machine(config, streams, memory, check_hazards).run()

@@ -1,0 +1,178 @@
+"""Size and clock sweep of the board design on the ULX3S-85F: array sizes, W4 and W8 codes, with and
+without CAG/HLUQ support; LUT4, FF, DSP, EBR and post-route Fmax of each point -> docs/hw_sweep.md and
+docs/hw_sweep.png.
+
+    python scripts/hw_sweep.py                              # the report from the points built so far
+    python scripts/hw_sweep.py --run --points w4-4x4-full   # build one point (cached), then the report
+    python scripts/hw_sweep.py --run                        # every missing point: hours; run in the background
+
+Each point is ``samhw build --board ulx3s-85f`` of one core configuration (``bitstreams.ulx3s.build_board``,
+its build folder keyed by a digest of its inputs under --cache, so a point is built once and every later
+run of this script reuses it). Point names are ``w<bits>-<rows>x<cols>-<full|uniform>``: the w4-16x16
+preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
+in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
+AGQ only). Every point is placed and routed against the same PLL clock (--clock-mhz, default 150 MHz, the
+issue's aim), so its Fmax is the timing-driven placer's best against one target. A point that does not
+fit the device is recorded as such. Never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIZES = ("4x4", "8x8", "8x16", "16x16")
+WIDTHS = (4, 8)
+VARIANTS = ("full", "uniform")
+DEFAULT_CLOCK_MHZ = 150.0
+
+
+def point_names() -> list[str]:
+    return [f"w{w}-{s}-{v}" for s in SIZES for w in WIDTHS for v in VARIANTS]
+
+
+def point_config(name: str):
+    from hw.core.config import FORMATS, PRESETS
+
+    try:
+        width, size, variant = name.split("-")
+        bits = int(width[1:])
+        rows, cols = (int(v) for v in size.split("x"))
+        assert bits in (4, 8) and variant in VARIANTS
+    except (ValueError, AssertionError):
+        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>, got '{name}'") from None
+    base = PRESETS["w4-16x16"]
+    formats = FORMATS if variant == "full" else ("uniform", "agq")
+    extra = {} if bits == 4 else {"pe_acc_bits": 48, "max_shift": 31}
+    return dataclasses.replace(base, rows=rows, cols=cols, act_bits=bits, weight_bits=bits, formats=formats, **extra)
+
+
+def build_point(name: str, cache: Path, clock_mhz: float, seed: int) -> dict:
+    from bitstreams.ulx3s import build_board
+
+    config = point_config(name)
+    command = f"python scripts/hw_sweep.py --run --points {name} --clock-mhz {clock_mhz:g} --seed {seed}"
+    start = time.monotonic()
+    try:
+        record = build_board(config, cache, clock_mhz, seed, command=command,
+                             log=lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
+    except subprocess.CalledProcessError as exc:   # nextpnr refuses a design that does not fit
+        record = {"failed": f"{Path(exc.cmd[0]).name} exited with {exc.returncode} (the design does not fit "
+                            "or the tool failed; see the build folder's logs)", "core_digest": config.digest}
+    except ValueError as exc:                       # e.g. no block RAM left for the external memory
+        record = {"failed": str(exc), "core_digest": config.digest}
+    record.update(point=name, command=command, wall_s=round(time.monotonic() - start, 1))
+    return record
+
+
+def _points_file(cache: Path) -> Path:
+    return cache / "points.json"
+
+
+def load_points(cache: Path) -> dict:
+    path = _points_file(cache)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_points(cache: Path, points: dict) -> None:
+    path = _points_file(cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(points, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def report(points: dict, out: Path, command: str) -> None:
+    from bitstreams.ecp5_smoke import DEVICE
+    from sw.atomic_file import write_atomic
+
+    rows, plotted = [], []
+    for name in point_names() + sorted(set(points) - set(point_names())):
+        p = points.get(name)
+        cfg = point_config(name)
+        macs = cfg.rows * cfg.cols
+        if p is None:
+            rows.append(f"| `{name}` | {macs} | not built | | | | | | | |")
+            continue
+        if "failed" in p:
+            rows.append(f"| `{name}` | {macs} | {p['failed']} | | | | | | | `{p['command']}` |")
+            continue
+        r, c = p["resources"], p["clock"]
+        rows.append(f"| `{name}` | {macs} | {r['lut4']} ({100 * r['lut4'] / DEVICE['lut4']:.0f} %) | {r['ff']} | {r['dsp']} | "
+                    f"{r['ebr']} | {p['design']['mem_words']} | {c.get('fmax_mhz')} | "
+                    f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | `{p['command']}` |")
+        plotted.append((name, macs, r["lut4"], c.get("fmax_mhz") or 0.0))
+    measured = len(plotted)
+    lines = [
+        "# Size and clock sweep of the board design on the ULX3S-85F", "",
+        f"Generated by `{command}` from the cached builds; do not edit by hand. {measured} measured points.", "",
+        "Each point is the whole board design (hw/board: the core, its block-RAM external memory, the UART host link, "
+        "the PLL) placed and routed by `samhw build --board ulx3s-85f` (bitstreams/ulx3s.py) with one seed; "
+        "resources from yosys `stat` after `synth_ecp5` (LUT4 counts 2 per CCU2C carry cell), Fmax of the core clock "
+        "after routing. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
+        "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ. The external "
+        "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
+        "(cached: a second run reuses the build).", "",
+        "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | command |",
+        "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    if plotted:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+        for name, macs, lut, fmax in plotted:
+            marker = "o" if name.startswith("w4") else "s"
+            a.scatter(macs, lut, marker=marker)
+            a.annotate(name, (macs, lut), fontsize=7)
+            b.scatter(macs, fmax, marker=marker)
+            b.annotate(name, (macs, fmax), fontsize=7)
+        a.axhline(DEVICE["lut4"], color="grey", ls="--", lw=1)
+        a.set(xlabel="MACs per cycle", ylabel="LUT4", xscale="log", title="LUT4 (dashed: LFE5U-85F)")
+        b.set(xlabel="MACs per cycle", ylabel="post-route Fmax (MHz)", xscale="log", title="Fmax of the core clock")
+        fig.tight_layout()
+        fig.savefig(out.with_suffix(".png"), dpi=120)
+        plt.close(fig)
+        lines += [f"![LUT4 and Fmax against MACs per cycle]({out.with_suffix('.png').name})", ""]
+    write_atomic(out, "\n".join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", nargs="+", help=f"points to build (default all: {' '.join(point_names())})")
+    parser.add_argument("--run", action="store_true", help="build the points not yet cached (else: report only)")
+    parser.add_argument("--cache", default=str(ROOT / "build" / "hw_sweep"), help="build cache (default build/hw_sweep)")
+    parser.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--report", default=str(ROOT / "docs" / "hw_sweep.md"))
+    args = parser.parse_args(argv)
+    cache = Path(args.cache)
+    points = load_points(cache)
+    names = args.points or point_names()
+    for name in names:
+        point_config(name)
+    if args.run:
+        for name in names:
+            have = points.get(name)
+            if have and have.get("command", "").endswith(f"--clock-mhz {args.clock_mhz:g} --seed {args.seed}"):
+                print(f"[{name}] cached", file=sys.stderr)
+                continue
+            points[name] = build_point(name, cache, args.clock_mhz, args.seed)
+            save_points(cache, points)
+    report(points, Path(args.report), "python scripts/hw_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    print(f"wrote {args.report} ({sum(1 for p in points.values() if 'failed' not in p)} measured points)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

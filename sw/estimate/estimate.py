@@ -1,0 +1,281 @@
+"""``samhw estimate``: speed and energy of a bundle on the core, against the FP32 array, the INT8 core
+and the CPU, from the cycle model, measured activity and measured CPU time (numpy only; the measured
+inputs come from ``measure.py``'s files).
+
+    result = run_estimate(EstimateOptions(bundle="runs/bundle_ahcptq_w4a4", core="w4-16x16", out="docs"))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.core.config import PRESETS, load_core_config
+from sw.bundle import load_bundle
+from sw.errors import SamhwError
+
+from . import fp32 as fp32_map
+from .activity import CoreActivity, LaneActivity
+from .analyze import Analysis, cached_analysis
+from .boards import BOARDS, core_clock
+from .designs import Design, core_blocks, fp32_blocks, scaled_array
+from .energy import dynamic_pj, static_pj
+from .perf import call_time
+from .resources import ROOT, load_resources
+from .sam_vit import SAM_VIT_B, vit_workload
+from .sam_vit import source_digest as vit_source_digest
+from .sources import coefficients
+from .workload import bundle_workload
+
+INT8_CORE = "w8-16x16"
+PARTS = ("encoder", "decoder")
+TRAFFIC = ("act", "wgt", "param", "store")
+ENERGY_PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
+
+
+@dataclass
+class EstimateOptions:
+    bundle: str
+    core: str = "w4-16x16"
+    board: str = "ulx3s-85f"
+    out: str = "docs"
+    inputs: str = "docs/estimate_inputs"
+    int8_bundle: str = "runs/bundle_minmax_w8a8"
+    clock_mhz: float | None = None
+    fpga_static_mw: float | None = None
+    cpu_watts: float | None = None
+    recompute: bool = False
+    vit: bool = True
+    command: str = ""
+    log: object = print
+
+
+@dataclass
+class DesignRun:
+    design: Design
+    analysis: Analysis
+    rows: list = field(default_factory=list)     # per invocation
+    totals: dict = field(default_factory=dict)   # part -> sums
+
+
+def _need(path: Path, what: str, how: str) -> Path:
+    if not path.is_file():
+        raise SamhwError(f"{path}: {what} not found; measure it first with {how}")
+    return path
+
+
+def _inputs(opts: EstimateOptions) -> dict:
+    folder = ROOT / opts.inputs if not Path(opts.inputs).is_absolute() else Path(opts.inputs)
+    how = f"'samhw estimate {opts.bundle} --core {opts.core} --measure'"
+    core = load_core_config(opts.core)
+    core_name = opts.core if opts.core in PRESETS else Path(opts.core).stem
+    files = {
+        "activity_subject": folder / f"activity_{core_name}.json",
+        "activity_int8": folder / f"activity_{INT8_CORE}.json",
+        "activity_fp32": folder / "activity_fp32_lane.json",
+        "cpu_litemedsam": folder / "cpu_litemedsam.json",
+        "cpu_sam_vit_b": folder / "cpu_sam_vit_b.json",
+        "host_subject": folder / f"host_{Path(opts.bundle).name}.json",
+        "resources": folder / "synthesis.json",
+    }
+    return {"folder": folder, "files": files, "how": how, "core": core}
+
+
+def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> tuple[dict, list]:
+    notes = []
+    files = inp["files"]
+    subject_cfg = inp["core"]
+    clock, clock_source = core_clock(opts.board, opts.clock_mhz)
+    need = lambda role: resources.get(role) or (_ for _ in ()).throw(
+        SamhwError(f"synthesis summary '{role}' not found (build/ or {files['resources']}); run the synthesis "
+                   "scripts, then --measure"))
+    w4 = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), subject_cfg.cols)
+    act_subject = CoreActivity.load(_need(files["activity_subject"], "core activity", inp["how"]))
+    subject = Design("subject", f"{opts.core} core", subject_cfg, clock, clock_source, w4, need("w4_core")["dsp"],
+                     need("w4_core")["ebr"], [f"synthesis: {resources.sources['w4_core']} (block split: "
+                                              f"{resources.sources['w4_array']}, {resources.sources['w4_pair']})"],
+                     act_subject)
+    int8_cfg = PRESETS[INT8_CORE]
+    int8_blocks = scaled_array(w4, need("w4_pe"), need("w8_pe"))
+    act_int8 = CoreActivity.load(_need(files["activity_int8"], "INT8 core activity", inp["how"]))
+    int8 = Design("int8", f"{INT8_CORE} core (INT8)", int8_cfg, clock, f"same as the {opts.core} core (assumed)",
+                  int8_blocks, need("w4_core")["dsp"], None,
+                  [f"no synthesis of {INT8_CORE}: the {opts.core} core's blocks with the PE array scaled by one W8 PE "
+                   f"({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})"], act_int8)
+    lane_array = need("fp32_4x4")
+    lut_per_lane = lane_array["lut4"] / 16
+    budget = need("w4_core")["lut4"] - w4["core"]["lut"]
+    bound = fp32_map.lanes_by_resources(budget, inp["device"]["dsp"], lut_per_lane, 3)
+    act_fp32 = LaneActivity.load(_need(files["activity_fp32"], "FP32 lane activity", inp["how"]))
+    fp32_clock = lane_array["fmax_mhz"]
+    designs = {"subject": subject, "int8": int8}
+    rows, cols = fp32_map.fp32_array(bound["lanes"])
+    variants = [("fp32", rows, cols)]
+    small = (rows // 2, cols) if rows >= cols else (rows, cols // 2)
+    variants.append(("fp32_small", *small))
+    for key, r, c in variants:
+        config = fp32_map.fp32_model_config(int8_cfg, r, c)
+        mapping = fp32_map.Fp32Mapping(config, bound, r, c)
+        blocks = fp32_blocks(w4, lane_array, 16, r * c)
+        over = "exceeds" if r * c > bound["lanes"] else "fits within"
+        designs[key] = Design(
+            key, f"FP32 {r}x{c} ({r * c} lanes)", config, fp32_clock,
+            f"measured: routed Fmax of the FP32 4x4 lane array ({resources.sources['fp32_4x4']})", blocks,
+            r * c * 3, None,
+            [f"{r * c} FP32 lanes ({over} the iso-resource bound of {bound['lanes']} lanes: {bound['by_lut']} by LUT4 "
+             f"= ({need('w4_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes) / "
+             f"{lut_per_lane:.0f} per lane, {bound['by_dsp']} by MULT18X18D = {inp['device']['dsp']} / 3)",
+             f"per lane: the 4x4 lane array's LUT4 and FF / 16 ({resources.sources['fp32_4x4']}); the rest of the "
+             f"design: the {opts.core} core's control, buffers and DMA"],
+            act_fp32, act_subject, mapping, True, r * c)
+    return designs, notes
+
+
+def _run(design: Design, analysis: Analysis, board, coeff: dict) -> DesignRun:
+    run = DesignRun(design, analysis)
+    zero = lambda: {"seconds": 0.0, "core_s": 0.0, "memory_s": 0.0, "cycles": 0, "macs": 0, "bytes": 0,
+                    "terms": 0, "memory_bound_s": 0.0, **{k: 0.0 for k in ENERGY_PARTS},
+                    **{f"bytes_{k}": 0 for k in TRAFFIC}}
+    run.totals = {p: zero() for p in PARTS}
+    for r in analysis.results:
+        t = call_time(r.cost, design.clock_mhz, board.memory_bytes_per_s)
+        dyn, source = dynamic_pj(design, r.cost, r.kind, coeff)
+        dyn["static"] = static_pj(t["seconds"], coeff)
+        row = {"key": r.key, "layer": r.layer, "op": r.op, "kind": r.kind, "part": r.part, "count": r.count,
+               "macs": r.cost.macs, "cycles": r.cost.cycles, "bytes": r.cost.bytes, "terms": r.cost.terms,
+               "utilization": r.cost.macs / (design.config.pes * r.cost.cycles) if r.cost.cycles else 0.0,
+               **t, "energy_pj": dyn, "activity_from": source, "refusal": r.refusal, "grown": r.grown}
+        run.rows.append(row)
+        tot = run.totals[r.part]
+        for k in ("seconds", "core_s", "memory_s"):
+            tot[k] += t[k] * r.count
+        tot["memory_bound_s"] += t["seconds"] * r.count if t["bound"] == "memory" else 0.0
+        for k in ("cycles", "macs", "bytes", "terms"):
+            tot[k] += row[k] * r.count
+        for k, v in dyn.items():
+            tot[k] += v * r.count
+        for k in ("act", "wgt", "param"):
+            tot[f"bytes_{k}"] += r.cost.load_beats[k] * r.cost.bus_bytes * r.count
+        tot["bytes_store"] += r.cost.write_bytes * r.count
+    for tot in run.totals.values():
+        tot["energy_pj"] = sum(tot[k] for k in ENERGY_PARTS)
+    return run
+
+
+def run_estimate(opts: EstimateOptions) -> dict:
+    start = time.perf_counter()
+    log = opts.log
+    if opts.board not in BOARDS:
+        raise SamhwError(f"unknown board '{opts.board}' (boards: {', '.join(BOARDS)})")
+    board = BOARDS[opts.board]
+    inp = _inputs(opts)
+    inp["device"] = board.device
+    coeff_records = coefficients()
+    if opts.fpga_static_mw is not None:
+        coeff_records["fpga_static"] = _given(coeff_records["fpga_static"], opts.fpga_static_mw, "--fpga-static-mw")
+    if opts.cpu_watts is not None:
+        coeff_records["cpu_watts"] = _given(coeff_records["cpu_watts"], opts.cpu_watts, "--cpu-watts")
+    coeff = {k: v.value for k, v in coeff_records.items()}
+    resources = load_resources(inp["files"]["resources"])
+    designs, notes = _designs(opts, inp, resources, coeff, log)
+    cache = inp["folder"] / "analyses"
+    read = not opts.recompute
+
+    bundle = load_bundle(opts.bundle)
+    subject_workload = bundle_workload(bundle, None if opts.recompute else cache)
+    log(f"{len(subject_workload.calls)} invocations of {subject_workload.name} "
+        + (f"(list from {Path(subject_workload.cache).name})" if subject_workload.cache
+           else f"recorded in {subject_workload.record_seconds:.1f} s"))
+    int8_path = Path(opts.int8_bundle)
+    int8_bundle = load_bundle(int8_path) if int8_path.is_dir() else None
+    int8_identity = None
+    if int8_bundle is not None:
+        from hw.compiler.model import bundle_identity
+        int8_identity = bundle_identity(int8_bundle)
+    int8_cache: dict = {}
+
+    def int8_workload():
+        if "w" not in int8_cache:
+            if int8_bundle is None:
+                raise SamhwError(f"{int8_path}: the INT8 bundle is needed (its analyses are not cached)")
+            int8_cache["w"] = bundle_workload(int8_bundle, None if opts.recompute else cache)
+        return int8_cache["w"]
+
+    models = {}
+    # LiteMedSAM (the bundle's model); every analysis from the cache when its key matches
+    analyses = {"subject": cached_analysis("litemedsam_subject", subject_workload.identity, designs["subject"].config,
+                                           lambda: subject_workload, None, cache, read)}
+    a = analyses["subject"]
+    log(f"{designs['subject'].label}: {len(a.results)} invocations, "
+        + (f"from {Path(a.cache).name}" if a.from_cache else f"timed in {a.seconds:.1f} s"))
+    if int8_identity is None:
+        raise SamhwError(f"{int8_path}: INT8 bundle not found (--int8-bundle)")
+    for key in ("int8", "fp32", "fp32_small"):
+        d = designs[key]
+        analyses[key] = cached_analysis(f"litemedsam_{key}", int8_identity, d.config, int8_workload, d.mapping, cache,
+                                        read)
+        log(f"{d.label}: " + (f"from {Path(analyses[key].cache).name}" if analyses[key].from_cache
+                              else f"timed in {analyses[key].seconds:.1f} s"))
+    models["litemedsam"] = {k: _run(designs[k], a, board, coeff) for k, a in analyses.items()}
+    if opts.vit:
+        vit = {}
+        for key in ("subject", "int8", "fp32", "fp32_small"):
+            d = designs[key]
+            ident = {"shapes": repr(SAM_VIT_B), "code": vit_source_digest(),
+                     "template": subject_workload.identity if key == "subject" else int8_identity}
+            build = ((lambda: vit_workload(bundle, subject_workload)) if key == "subject"
+                     else (lambda: vit_workload(int8_bundle, int8_workload())))
+            vit[key] = cached_analysis(f"sam_vit_b_{key}", ident, d.config, build, d.mapping, cache, read)
+            log(f"sam_vit_b on {d.label}: " + (f"from {Path(vit[key].cache).name}" if vit[key].from_cache
+                                                else f"timed in {vit[key].seconds:.1f} s"))
+        models["sam_vit_b"] = {k: _run(designs[k], a, board, coeff) for k, a in vit.items()}
+
+    measured = _measured(inp, opts)
+    workloads = {Path(opts.bundle).resolve(): lambda: subject_workload}
+    if int8_bundle is not None:
+        workloads[int8_path.resolve()] = int8_workload
+    checks = _crosschecks(workloads, log)
+    result = _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes)
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def _given(record, value, flag):
+    import dataclasses
+    return dataclasses.replace(record, value=float(value), status="given", derivation=f"given with {flag}")
+
+
+def _measured(inp: dict, opts: EstimateOptions) -> dict:
+    out = {}
+    for key in ("cpu_litemedsam", "cpu_sam_vit_b", "host_subject"):
+        path = inp["files"][key]
+        out[key] = json.loads(path.read_text()) if path.is_file() else None
+        if out[key] is not None:
+            out[key]["file"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return out
+
+
+def _crosschecks(workloads: dict, log) -> list:
+    """Cosim reports of the estimate's bundles: their layers' cycles through the estimate's path vs the RTL's."""
+    from .crosscheck import crosscheck, parse_cosim_report
+
+    out = []
+    for path in sorted((ROOT / "docs").glob("core_cosim_*.md")):
+        report = parse_cosim_report(path)
+        if report is None or report["preset"] is None:
+            continue
+        workload = workloads.get((ROOT / report["bundle"]).resolve())
+        if workload is None:
+            continue
+        rows = crosscheck(report, workload())
+        out.append({"report": str(path.relative_to(ROOT)), "core": report["preset"], "rows": rows})
+        log(f"cross-check {path.name} ({report['preset']}): {sum(r['equal'] for r in rows)}/{len(rows)} layers' "
+            "cycles equal the RTL's")
+    return out
+
+
+def _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:
+    from .summary import summarize
+    return summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes)

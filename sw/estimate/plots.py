@@ -1,0 +1,125 @@
+"""The report's figures (matplotlib, Agg): per-layer cycle breakdown, roofline, speed-up and energy bars."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from .activity import class_of
+
+MODELS = {"litemedsam": "LiteMedSAM", "sam_vit_b": "SAM ViT-B (shapes)"}
+ORDER = ("subject", "int8", "fp32_small", "fp32")
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def cycles_plot(result: dict, path: Path) -> None:
+    plt = _plt()
+    models = [m for m in MODELS if m in result["models"]]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    kinds = sorted({f"{r['part']} {class_of(r['kind'])}" for m in models
+                    for rows in result["models"][m]["rows"].values() for r in rows})
+    colors = dict(zip(kinds, plt.cm.tab20.colors))
+    for ax, model in zip(axes[0], models):
+        rows = result["models"][model]["rows"]
+        keys = [k for k in ORDER if k in rows]
+        bottoms = [0.0] * len(keys)
+        for kind in kinds:
+            vals = []
+            for key in keys:
+                vals.append(sum(r["cycles"] * r["count"] for r in rows[key]
+                                if f"{r['part']} {class_of(r['kind'])}" == kind) / 1e6)
+            ax.bar(range(len(keys)), vals, bottom=bottoms, color=colors[kind], label=kind)
+            bottoms = [b + v for b, v in zip(bottoms, vals)]
+        ax.set_xticks(range(len(keys)), [result["designs"][k]["label"] for k in keys], rotation=15, fontsize=8)
+        ax.set_ylabel("Mcycles per image + one box (cycle model)")
+        ax.set_title(MODELS[model])
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def roofline_plot(result: dict, path: Path) -> None:
+    plt = _plt()
+    models = [m for m in MODELS if m in result["models"]]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    bw = result["board"]["memory_bytes_per_s"]
+    for ax, model in zip(axes[0], models):
+        for key, marker in (("subject", "o"), ("fp32", "s")):
+            rows = result["models"][model]["rows"].get(key)
+            if not rows:
+                continue
+            d = result["designs"][key]
+            peak = d["config"]["rows"] * d["config"]["cols"] * d["clock_mhz"] * 1e6
+            by_bound = defaultdict(lambda: ([], []))
+            for r in rows:
+                if not r["bytes"] or not r["seconds"]:
+                    continue
+                xs, ys = by_bound[r["bound"]]
+                xs.append(r["macs"] / r["bytes"])
+                ys.append(r["macs"] / r["seconds"] / 1e9)
+            for bound, (xs, ys) in by_bound.items():
+                ax.scatter(xs, ys, marker=marker, s=14, label=f"{d['label']}: {bound}-bound", alpha=0.7)
+            xs = [10 ** (e / 8) for e in range(-16, 33)]
+            core_bw = d["config"]["bus_bits"] / 8 * d["clock_mhz"] * 1e6
+            ax.plot(xs, [min(peak, core_bw * x) / 1e9 for x in xs], linestyle="--", linewidth=1,
+                    label=f"{d['label']}: peak and own bus")
+        if bw:
+            ax.plot([1e-2, 1e4], [bw * x / 1e9 for x in (1e-2, 1e4)], color="k", linewidth=1,
+                    label=f"{result['board']['name']} memory")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(1e-2, 1e3)
+        ax.set_xlabel("MACs per external byte")
+        ax.set_ylabel("GMAC/s (per invocation, on the board)")
+        ax.set_title(MODELS[model])
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def ratio_plot(result: dict, path: Path) -> None:
+    plt = _plt()
+    models = [m for m in MODELS if m in result["models"]]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        ratios = result["models"][model]["ratios"]
+        names, speed, energy = [], [], []
+        for key in ("fp32", "fp32_small", "int8"):
+            if key in ratios:
+                names.append(result["designs"][key]["label"])
+                speed.append(ratios[key]["image_box"]["speedup"])
+                energy.append(ratios[key]["image_box"]["energy_ratio"])
+        if "cpu" in ratios:
+            c = ratios["cpu"]
+            scope = "end to end" if "speedup" in c else "core only, no host steps"
+            names.append(f"CPU ({c['threads']} thread{'s' * (c['threads'] > 1)}), {scope}")
+            speed.append(c.get("speedup", c["speedup_accelerator_only"]))
+            energy.append(c.get("energy_ratio", c["energy_ratio_accelerator_only"]))
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], speed, width=0.4, label="speed-up")
+        ax.bar([i + 0.2 for i in x], energy, width=0.4, label="energy ratio")
+        ax.axhline(10, color="k", linestyle="--", linewidth=1, label="moonshot 10x")
+        ax.axhline(1, color="grey", linewidth=0.5)
+        ax.set_yscale("log")
+        ax.set_xticks(list(x), names, rotation=15, fontsize=8)
+        ax.set_title(f"{MODELS[model]}: {result['designs']['subject']['label']} vs")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plots(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
+    paths = [out / f"{stem}_cycles.png", out / f"{stem}_roofline.png", out / f"{stem}_ratios.png"]
+    cycles_plot(result, paths[0])
+    roofline_plot(result, paths[1])
+    ratio_plot(result, paths[2])
+    return paths

@@ -1,0 +1,335 @@
+"""docs/estimate.md and estimate.json from ``run_estimate``'s result: every number is read from the
+result, none is typed here."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from sw.atomic_file import write_atomic
+
+from .activity import class_of
+from .plots import MODELS, write_plots
+
+ORDER = ("subject", "int8", "fp32_small", "fp32")
+PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
+
+
+def _x(v, digits=2):
+    return "n/a" if v is None else f"{v:.{digits}f}x"
+
+
+def _s(v):
+    if v is None:
+        return "n/a"
+    return f"{v * 1e3:.1f} ms" if v < 10 else f"{v:.1f} s"
+
+
+def _j(v):
+    return "n/a" if v is None else (f"{v * 1e3:.1f} mJ" if v < 1 else f"{v:.2f} J")
+
+
+def _rel(path, out: Path):
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve().parent)) if path else "—"
+    except ValueError:
+        return str(path)
+
+
+def _headline(result, model) -> list[str]:
+    m = result["models"][model]
+    r, d = m["ratios"], result["designs"]
+    s = m["designs"]["subject"]
+    lines = [f"### {MODELS[model]}", ""]
+    lines += [f"{d['subject']['label']}: one image and one box take {_s(s['image_box']['seconds'])} on the core "
+              f"({s['image_box']['memory_bound_share']:.0%} of it bounded by the {result['board']['name']} memory) "
+              f"and {_j(s['image_box']['energy_j'])}.", ""]
+    lines += ["| against | speed-up (image + box) | energy ratio | speed-up, core's own memory | "
+              "speed-up per image | per box | end to end (host steps included) |", "|---|---|---|---|---|---|---|"]
+    for key in ("fp32", "fp32_small", "int8"):
+        if key not in r:
+            continue
+        x = r[key]
+        e2e = x.get("end_to_end")
+        lines.append(f"| {d[key]['label']} | {_x(x['image_box']['speedup'])} | {_x(x['image_box']['energy_ratio'])} | "
+                     f"{_x(x['image_box']['speedup_cycle_model_memory'])} | {_x(x['image']['speedup'])} | "
+                     f"{_x(x['box']['speedup'])} | "
+                     f"{(_x(e2e['speedup']) + ' speed, ' + _x(e2e['energy_ratio']) + ' energy') if e2e else 'n/a'} |")
+    if "cpu" in r:
+        c = r["cpu"]
+        lines.append(f"| CPU, float model, torch, {c['threads']} thread(s) ({_s(c['cpu_s'])}) | "
+                     f"{_x(c.get('speedup'))} (end to end) | {_x(c.get('energy_ratio'))} (end to end) | — | — | — | "
+                     f"accelerator only: {_x(c['speedup_accelerator_only'])} speed, "
+                     f"{_x(c['energy_ratio_accelerator_only'])} energy |")
+    lines.append("")
+    if "moonshot" in m:
+        lines += [f"**{m['moonshot']['text']}**", ""]
+    return lines
+
+
+def _designs_table(result) -> list[str]:
+    lines = ["| design | PE array | clock | clock from | LUT4 | FF | MULT18X18D | DP16KD | resources from |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key in ORDER:
+        d = result["designs"].get(key)
+        if d is None:
+            continue
+        c = d["config"]
+        lines.append(f"| {d['label']} | {c['rows']}x{c['cols']} | {d['clock_mhz']:g} MHz | {d['clock_source']} | "
+                     f"{d['lut4']} | {d['ff']} | {d['dsp']} | {d['ebr'] if d['ebr'] is not None else '—'} | "
+                     f"{'; '.join(d['notes'])} |")
+    return lines + [""]
+
+
+def _timing_table(result, model) -> list[str]:
+    m = result["models"][model]
+    lines = ["| design | per image | per box | image + box | memory-bound share | cycles (image + box) | "
+             "MAC utilization | external bytes | energy (image + box) | images/s | boxes/s | end to end (host "
+             "steps included) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in ORDER:
+        s = m["designs"].get(key)
+        if s is None:
+            continue
+        e2e = s.get("end_to_end")
+        lines.append(
+            f"| {result['designs'][key]['label']} | {_s(s['image']['seconds'])} | {_s(s['box']['seconds'])} | "
+            f"{_s(s['image_box']['seconds'])} | {s['image_box']['memory_bound_share']:.0%} | "
+            f"{s['image_box']['cycles']:,} | {s['image_box']['utilization']:.3f} | "
+            f"{s['image_box']['bytes'] / 1e6:,.1f} MB | {_j(s['image_box']['energy_j'])} | "
+            f"{s['throughput']['images_per_s']:.3g} | {s['throughput']['boxes_per_s']:.3g} | "
+            + (f"{_s(e2e['seconds'])} ({_s(e2e['host_s'])} host), {_j(e2e['energy_j'])}, "
+               f"{e2e['images_per_s_sequential']:.3g} img/s ({e2e['images_per_s_pipelined']:.3g} pipelined)"
+               if e2e else "—") + " |")
+    return lines + [""]
+
+
+def _energy_table(result, model) -> list[str]:
+    m = result["models"][model]
+    lines = ["| design | " + " | ".join(PARTS) + " | total |", "|---|" + "---|" * (len(PARTS) + 1)]
+    for key in ORDER:
+        s = m["designs"].get(key)
+        if s is None:
+            continue
+        p = s["image_box"]["energy_parts_j"]
+        lines.append(f"| {result['designs'][key]['label']} | " + " | ".join(_j(p[k]) for k in PARTS)
+                     + f" | {_j(s['image_box']['energy_j'])} |")
+    return lines + [""]
+
+
+def _sensitivity(result, model) -> list[str]:
+    """Energy ratio vs each FP32 design with one group of coefficients changed (energy is linear in each)."""
+    m = result["models"][model]
+    s = m["designs"]["subject"]["image_box"]
+    cases = [("as estimated", {}), ("logic toggles (array, lanes, control) x 0.5", {k: 0.5 for k in ("array", "lanes", "control")}),
+             ("logic toggles x 2", {k: 2.0 for k in ("array", "lanes", "control")}), ("no clock energy", {"clock": 0.0}),
+             ("SDRAM energy / 4", {"sdram": 0.25}), ("SDRAM energy x 0", {"sdram": 0.0}),
+             ("block RAM x 2", {"bram": 2.0}), ("DSP x 4 (FPGA factor on hard blocks)", {"dsp": 4.0})]
+    extra_static = [0.1, 0.5]
+    keys = [k for k in ("fp32", "fp32_small", "int8") if k in m["designs"]]
+    lines = ["| coefficients | " + " | ".join(f"energy ratio vs {result['designs'][k]['label']}" for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+
+    def energy(parts, scale, static_w=0.0, seconds=0.0):
+        return sum(parts[k] * scale.get(k, 1.0) for k in PARTS) + static_w * seconds
+
+    for name, scale in cases:
+        cells = [_x(energy(m["designs"][k]["image_box"]["energy_parts_j"], scale)
+                    / energy(s["energy_parts_j"], scale)) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for watts in extra_static:
+        cells = [_x(energy(m["designs"][k]["image_box"]["energy_parts_j"], {}, watts, m["designs"][k]["image_box"]["seconds"])
+                    / energy(s["energy_parts_j"], {}, watts, s["seconds"])) for k in keys]
+        lines.append(f"| FPGA static power {watts * 1e3:g} mW added | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _kind_table(result, model) -> list[str]:
+    rows = result["models"][model]["rows"]
+    keys = [k for k in ORDER if k in rows]
+    agg = defaultdict(lambda: defaultdict(lambda: [0, 0, 0.0, 0]))
+    for key in keys:
+        for r in rows[key]:
+            k = agg[(r["part"], class_of(r["kind"]))][key]
+            k[0] += r["macs"] * r["count"]
+            k[1] += r["cycles"] * r["count"]
+            k[2] += r["seconds"] * r["count"]
+            k[3] += r["bytes"] * r["count"]
+    lines = ["| part | class | " + " | ".join(f"{result['designs'][k]['label']}: Mcycles / util / MB / time"
+                                            for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for (part, cls), by in sorted((k, v) for k, v in agg.items() if k[1] and any(v.values())):
+        if not any(by[k][1] for k in keys):
+            continue
+        cells = []
+        for k in keys:
+            macs, cycles, secs, b = by[k]
+            pes = result["designs"][k]["config"]["rows"] * result["designs"][k]["config"]["cols"]
+            cells.append(f"{cycles / 1e6:,.2f} / {macs / (pes * cycles) if cycles else 0:.2f} / {b / 1e6:,.1f} / "
+                         f"{_s(secs)}")
+        lines.append(f"| {part} | {cls} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _layer_table(result, model, limit=None) -> list[str]:
+    rows = result["models"][model]["rows"]
+    others = {k: {r["key"]: r for r in rows[k]} for k in ("int8", "fp32") if k in rows}
+    lines = ["| invocation | kind | runs | MMAC | cycles | util | MB | core | memory | bound | energy | "
+             + " | ".join(f"{result['designs'][k]['label']} cycles / bound" for k in others) + " |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
+    for r in rows["subject"][:limit]:
+        extra = []
+        for k, by in others.items():
+            o = by.get(r["key"])
+            extra.append(f"{o['cycles']:,} / {o['bound']}" if o else "—")
+        grown = f" (timed with {r['grown']})" if r["grown"] else ""
+        lines.append(f"| `{r['key']}`{grown} | {r['kind']} | {r['count']} | {r['macs'] / 1e6:,.1f} | {r['cycles']:,} | "
+                     f"{r['utilization']:.2f} | {r['bytes'] / 1e6:,.2f} | {_s(r['core_s'])} | {_s(r['memory_s'])} | "
+                     f"{r['bound']} | {_j(sum(r['energy_pj'].values()) * 1e-12)} | " + " | ".join(extra) + " |")
+    return lines + [""]
+
+
+def _coefficients(result) -> list[str]:
+    lines = ["| coefficient | value | unit | status | source | how |", "|---|---|---|---|---|---|"]
+    for c in result["coefficients"].values():
+        lines.append(f"| `{c['name']}` | {c['value']:.4g} | {c['unit']} | {c['status']} | {c['source']} | "
+                     f"{c['derivation']} |")
+    return lines + [""]
+
+
+def _measured(result, out) -> list[str]:
+    m = result["measured"]
+    lines = []
+    host = m.get("host_subject")
+    if host:
+        lines.append(f"- Host steps ({host['implementation']}, this machine, median of {host['repeats']}): "
+                     f"{_s(host['encoder_s'])} per image, {_s(host['decoder_s'])} per box — `{host['file']}` "
+                     f"({host['bundle']}).")
+    for key in ("cpu_litemedsam", "cpu_sam_vit_b"):
+        c = m.get(key)
+        if c:
+            lines.append(f"- CPU baseline {c['model']} ({c['weights']}): torch {c['torch']}, {c['threads']} "
+                         f"thread(s) of {c['logical_cpus']} ({c['cpu']}), input {c['input_size']}x{c['input_size']}, "
+                         f"median of {c['repeats']} after {c['warmup']} warm-up: encoder {_s(c['encoder_s'])}, "
+                         f"decoder {_s(c['decoder_s'])} — `{c['file']}`.")
+    for key in ("subject", "int8", "fp32"):
+        d = result["designs"].get(key)
+        if d and d.get("activity"):
+            lines.append(f"- Activity of {d['label']}: `{_rel(d['activity'], out)}`.")
+    return lines + [""]
+
+
+def _crosschecks(result) -> list[str]:
+    lines = []
+    for c in result["crosschecks"]:
+        equal = sum(r["equal"] for r in c["rows"])
+        lines += [f"`{c['report']}` (core `{c['core']}`): {equal} of {len(c['rows'])} co-simulated layers have the "
+                  "same cycle count through the estimate's path (compile + `hw.core.timing`) as the RTL's cycle "
+                  "counter.", "", "| layer | kind | RTL cycles | estimate cycles | equal |", "|---|---|---|---|---|"]
+        lines += [f"| `{r['layer']}`{' ' + r['op'] if r['op'] else ''} | {r['kind']} | {r['rtl_cycles']:,} | "
+                  f"{r['estimate_cycles']:,} | {'yes' if r['equal'] else 'NO'} |" for r in c["rows"]]
+        lines.append("")
+    if not lines:
+        lines = ["No co-simulation report of these bundles in docs/ (`samhw simulate BUNDLE --report ...`).", ""]
+    for a in result.get("activity_checks", []):
+        lines += [f"The activity runs of {a['design']} with a {a['pes']} PE array (`{a['file']}`): the RTL's cycle "
+                  f"counter equals the cycle model on {a['equal']} of {a['cases']} real layer slices.", ""]
+    return lines
+
+
+def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(result, out, stem)
+    d = result["designs"]
+    fp = d["fp32"]
+    board = result["board"]
+    lines = [f"# Speed and energy from cycle counts: {d['subject']['label']} against FP32, INT8 and the CPU", "",
+             f"Generated by `{result['command']}` in {result['wall_s']:.0f} s; do not edit by hand. Numbers: "
+             f"[{stem}.json]({stem}.json).", ""]
+    lines += ["## Summary", ""]
+    for model in MODELS:
+        if model in result["models"]:
+            lines += _headline(result, model)
+    lines += ["Speed-up = baseline time / our time; energy ratio = baseline energy / our energy (> 1: ours is "
+              f"faster / uses less). \"Image + box\" is the encoder once and the decoder for one box, on the core only "
+              f"(host steps excluded) and with the {board['name']} memory as the roof; \"core's own memory\" is the "
+              "cycle model's bus alone (one bus word per cycle). End to end adds the host steps measured on this "
+              "machine (the same for every design).", ""]
+    lines += ["Published FPGA results, for comparison (their baselines are not ours):", "",
+              "| work | model | speed-up | energy | their baseline | source |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p['work']} | {p['model']} | {p['speedup']}x | {p['energy']}x ({p['energy_metric']}) | "
+              f"{p['baseline']} | {p['source']} |" for p in result["published"]]
+    lines += ["", f"Ours: against {fp['label']} on the same LFE5U-85F, same architecture, compiler, tiling and cycle "
+              "model (below); LiteMedSAM (bundled weights) and SAM ViT-B shapes, not SAM-L.", ""]
+    lines += ["## Designs", "", *_designs_table(result),
+              f"Board `{board['name']}`: external memory {board['memory_bytes_per_s'] / 1e6:g} MB/s "
+              f"({board['memory_source']}), the roof every design shares; the cycle model's own memory moves "
+              f"{d['subject']['config']['bus_bits']} bits per cycle." if board["memory_bytes_per_s"] else
+              f"Board `{board['name']}`: {board['memory_source']}.", ""]
+    lines += ["### The FP32 baseline", "",
+              f"FP32 lanes (`hw.fp32.Fp32MacLane`, bit-exact with numpy float32, tests/test_fp32.py) take the place "
+              f"of the PE array and the integer lanes; everything else (control, buffers, DMA, compiler, tiling, cycle "
+              f"model) is the core's. Lane cost and clock are measured (docs/fp32_lane.md, read from "
+              f"`{result['resources']['sources'].get('fp32_4x4')}`). {fp['notes'][0]}. The cycle "
+              f"model takes power-of-two arrays only, so the baseline is given the next power of two "
+              f"({fp['label']}, more than fits: our ratios against it are conservative) and, as a bracket, "
+              f"{d['fp32_small']['label']} (which fits); an FP32 design at the bound lies between the two.", "",
+              "How it maps onto the cycle model (`sw/estimate/fp32.py`): the W8A8 uniform bundle's invocations (one "
+              "MAC segment per GEMM, as an FP32 dot product) compiled for an 8-bit configuration in which each code "
+              "stands for one float32; every LOAD of activations or weights moved 4x (4-byte operands: 8x the bytes "
+              "of W4 codes) and every STORE 32/e x (e: the 8-bit program's output width) before the cycle model times "
+              "them. Its buffers keep the INT8 core's depths in words, i.e. as many float32 operands as the INT8 core "
+              "holds codes: more block RAM than the LFE5U-85F has (a quarter of it would not hold the smallest job of "
+              "some layers, e.g. neck.2), so the baseline reloads less than a real FP32 design would. An FP32 lane "
+              "keeps 6 sums in flight (latency 15, interleave 6), one product per cycle when a tile gives it 6 "
+              "outputs, as the cycle model's one term per PE per cycle assumes.", ""]
+    lines += ["## Latency, throughput, energy", ""]
+    for model in MODELS:
+        if model not in result["models"]:
+            continue
+        m = result["models"][model]
+        lines += [f"### {MODELS[model]}", ""]
+        lines += [f"- {n}" for n in m["notes"]]
+        lines += ["", *_timing_table(result, model), "Energy per image + box, by part:", "",
+                  *_energy_table(result, model), "Energy ratio when the coefficients move:", "",
+                  *_sensitivity(result, model), "Per layer class (all invocations of one image and one box):", "",
+                  *_kind_table(result, model)]
+        refusals = m["designs"]["subject"]["refusals"]
+        if refusals:
+            lines += [f"The compiler refuses {len(refusals)} invocation(s) on {d['subject']['label']}; each is timed "
+                      "with the data buffers doubled (the larger core it needs):", ""]
+            lines += [f"- {x['refusal']} -> timed with {x['grown']}" for x in refusals] + [""]
+    lines += ["## Energy coefficients", "",
+              "Dynamic energy = toggles x coefficient per resource (LUT4, FF data and clock, MULT18X18D, block RAM, "
+              "SDRAM and its I/O), from measured activity; static = power x time (`sw/estimate/energy.py`). The "
+              "FPGA-specific per-resource energies are not public (Lattice's Power Calculator holds them), so the "
+              "logic coefficients are ASIC energies scaled by the FPGA/ASIC gap, labelled as such:", "",
+              *_coefficients(result)]
+    lines += ["## Measured inputs", "",
+              "Activity: Verilator toggle coverage (`--coverage-toggle`, `sim/core_runner.py`) of the core's RTL with "
+              "a 4x4 PE array on real slices of one layer of each kind (`sim/core_activity.py`, run by `samhw estimate ... --measure activity`), and of one "
+              "FP32 lane on real float32 operands (`python -m sim.fp32_activity`); rates are toggles per bit per "
+              "event (issued term for the PE array, lane-busy cycle for the lanes, cycle for the rest), applied to "
+              "the full design's synthesized LUT4 and FF counts by block (`sw/estimate/activity.py`). The core runs "
+              "at the same toggle rate per PE on 16x16 as on 4x4 for the same layer kind: an assumption.", "",
+              *_measured(result, out)]
+    lines += ["## Cycle counts against the RTL", "", *_crosschecks(result)]
+    lines += ["## Every invocation (LiteMedSAM)", "", *_layer_table(result, "litemedsam")]
+    if "sam_vit_b" in result["models"]:
+        lines += ["## Every invocation (SAM ViT-B shapes)", "", *_layer_table(result, "sam_vit_b")]
+    lines += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]
+    lines += ["## Assumed, not measured", "",
+              f"- Clocks: {d['subject']['label']} {d['subject']['clock_source']}; {fp['label']}: {fp['clock_source']} "
+              "(a larger array routes slower); INT8 core: the W4 core's clock.",
+              "- Energy coefficients marked derived or assumed above; no FPGA static power by default.",
+              "- The board memory is taken at its peak rate, and a memory-bound layer is assumed to overlap its "
+              "compute fully.",
+              "- Toggle rates of a 4x4 core on slices applied to the 16x16 core on whole layers.",
+              f"- The INT8 core's resources (no synthesis of {d['int8']['config']['rows']}x"
+              f"{d['int8']['config']['cols']} W8 exists yet; its PE array alone would exceed the LFE5U-85F's LUT4).",
+              "- SAM ViT-B: shapes only (random weight codes, the template bundle's formats), not an exported bundle.",
+              ""]
+    text = "\n".join(lines)
+    write_atomic(out / f"{stem}.md", text)
+    write_atomic(out / f"{stem}.json", json.dumps(result, indent=1, default=str) + "\n")
+    return [out / f"{stem}.md", out / f"{stem}.json", *plots]

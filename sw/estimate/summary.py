@@ -1,0 +1,168 @@
+"""From per-design runs to the numbers the report states: per image and per box latency, throughput and
+energy, the ratios against each baseline, the moonshot check and its limiting factor (numpy only)."""
+
+from __future__ import annotations
+
+from .energy import PJ
+from .resources import rel
+from .sources import PUBLISHED
+
+MOONSHOT = 10.0
+BASELINES = ("fp32", "fp32_small", "int8")
+
+
+
+def _image_box(run) -> dict:
+    e, d = run.totals["encoder"], run.totals["decoder"]
+    return {k: e[k] + d[k] for k in e}
+
+
+def _design_summary(run, host: dict | None, cpu_watts: float) -> dict:
+    e, d, both = run.totals["encoder"], run.totals["decoder"], _image_box(run)
+    out = {"label": run.design.label, "clock_mhz": run.design.clock_mhz, "pes": run.design.config.pes,
+           "analysis_cache": run.analysis.cache, "analysis_from_cache": run.analysis.from_cache,
+           "refusals": [{"key": r["key"], "refusal": r["refusal"], "grown": r["grown"]} for r in run.rows if r["refusal"]]}
+    for name, t in (("image", e), ("box", d), ("image_box", both)):
+        out[name] = {"seconds": t["seconds"], "core_s": t["core_s"], "memory_s": t["memory_s"],
+                     "memory_bound_share": t["memory_bound_s"] / t["seconds"] if t["seconds"] else 0.0,
+                     "cycles": t["cycles"], "macs": t["macs"], "bytes": t["bytes"],
+                     "utilization": t["macs"] / (run.design.config.pes * t["cycles"]) if t["cycles"] else 0.0,
+                     "energy_j": t["energy_pj"] * PJ,
+                     "energy_parts_j": {k: t[k] * PJ for k in ("array", "lanes", "control", "clock", "dsp", "bram",
+                                                                "sdram", "io", "static")}}
+    if host:
+        h = host["encoder_s"] + host["decoder_s"]
+        out["end_to_end"] = {"seconds": both["seconds"] + h, "host_s": h,
+                             "energy_j": both["energy_pj"] * PJ + cpu_watts * h,
+                             "images_per_s_sequential": 1 / (both["seconds"] + h),
+                             "images_per_s_pipelined": 1 / max(e["seconds"] + d["seconds"], h)}
+    out["throughput"] = {"images_per_s": 1 / e["seconds"] if e["seconds"] else None,
+                         "boxes_per_s": 1 / d["seconds"] if d["seconds"] else None}
+    return out
+
+
+def _ratio(a, b):
+    return a / b if b else None
+
+
+def _limits(subject, base) -> dict:
+    """Factors of the speed-up against one baseline (one image and one box, accelerator only)."""
+    s, b = _image_box(subject), _image_box(base)
+    sd, bd = subject.design, base.design
+    pe = sd.config.pes / bd.config.pes
+    clock = sd.clock_mhz / bd.clock_mhz
+    util = (s["macs"] / (sd.config.pes * s["cycles"])) / (b["macs"] / (bd.config.pes * b["cycles"]))
+    ideal = (b["core_s"]) / s["core_s"]
+    board = b["seconds"] / s["seconds"]
+    bytes_ratio = b["bytes"] / s["bytes"] if s["bytes"] else None
+    mem_share = s["memory_bound_s"] / s["seconds"] if s["seconds"] else 0.0
+    parts_s = {k: s[k] for k in ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")}
+    parts_b = {k: b[k] for k in parts_s}
+    top_s = max(parts_s, key=parts_s.get)
+    top_b = max(parts_b, key=parts_b.get)
+    traffic = {k: {"subject": s[f"bytes_{k}"], "baseline": b[f"bytes_{k}"],
+                   "ratio": _ratio(b[f"bytes_{k}"], s[f"bytes_{k}"])} for k in ("act", "wgt", "param", "store")}
+    return {"traffic": traffic, "pe_ratio": pe, "clock_ratio": clock, "utilization_ratio": util,
+            "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
+            "subject_memory_bound_share": mem_share,
+            "baseline_memory_bound_share": b["memory_bound_s"] / b["seconds"] if b["seconds"] else 0.0,
+            "energy_top_subject": top_s, "energy_top_subject_share": parts_s[top_s] / s["energy_pj"],
+            "energy_top_baseline": top_b, "energy_top_baseline_share": parts_b[top_b] / b["energy_pj"],
+            "energy_ratio_by_part": {k: _ratio(parts_b[k], parts_s[k]) for k in parts_s}}
+
+
+def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) -> str:
+    reached = speed >= MOONSHOT and energy >= MOONSHOT
+    mem = lim["subject_memory_bound_share"]
+    t = lim["traffic"]
+    total = sum(v["subject"] for v in t.values())
+    names = {"act": "input activations", "wgt": "weights", "param": "descriptors", "store": "outputs"}
+    split = ", ".join(f"{names[k]} {v['subject'] / total:.0%} ({v['ratio']:.1f}x fewer than FP32)"
+                      for k, v in sorted(t.items(), key=lambda kv: -kv[1]["subject"]) if v["subject"])
+    if mem > 0.5:
+        speed_limit = (f"{mem:.0%} of the W4 core's time on {board} is bounded by the external memory, so the "
+                       f"speed-up follows the bytes ratio ({lim['bytes_ratio']:.2f}x fewer bytes than FP32: {split}), "
+                       "not the "
+                       f"compute ratio ({lim['speedup_core_memory']:.2f}x with the core's own memory = "
+                       f"{lim['pe_ratio']:.2f}x PEs x {lim['clock_ratio']:.2f}x clock x "
+                       f"{lim['utilization_ratio']:.2f}x utilization)")
+    else:
+        speed_limit = (f"the speed-up is the compute ratio: {lim['pe_ratio']:.2f}x PEs x {lim['clock_ratio']:.2f}x "
+                       f"clock x {lim['utilization_ratio']:.2f}x utilization = {lim['speedup_core_memory']:.2f}x "
+                       f"with the core's own memory ({mem:.0%} of the time memory-bound on {board})")
+    energy_limit = (f"energy: the W4 core's largest part is {lim['energy_top_subject']} "
+                    f"({lim['energy_top_subject_share']:.0%}), the FP32 array's {lim['energy_top_baseline']} "
+                    f"({lim['energy_top_baseline_share']:.0%})")
+    verdict = "reached" if reached else "not reached"
+    return f"{model}: moonshot (>= {MOONSHOT:g}x speed and energy vs iso-resource FP32) {verdict}: " \
+           f"{speed:.2f}x speed, {energy:.2f}x energy; {speed_limit}; {energy_limit}."
+
+
+def summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:
+    cpu_watts = coeff_records["cpu_watts"].value
+    out = {"command": opts.command, "board": {"name": board.name, "memory_bytes_per_s": board.memory_bytes_per_s,
+                                              "memory_source": board.memory_source, "device": board.device},
+           "designs": {}, "models": {}, "coefficients": {k: v.to_json() for k, v in coeff_records.items()},
+           "resources": {"sources": resources.sources, "missing": resources.missing},
+           "measured": measured, "crosschecks": checks, "published": PUBLISHED, "notes": notes,
+           "inputs": {k: rel(v) for k, v in inp["files"].items()}}
+    out["activity_checks"] = []
+    for key in ("subject", "int8"):
+        data = designs[key].activity.data
+        cases = data["cases"]
+        out["activity_checks"].append({
+            "design": designs[key].label, "pes": f"{data['config']['rows']}x{data['config']['cols']}",
+            "file": rel(designs[key].activity.path), "cases": len(cases),
+            "equal": sum(c["cycles"] == c["model_cycles"] for c in cases)})
+    for key, d in designs.items():
+        out["designs"][key] = {"label": d.label, "config": d.config.to_dict(), "config_digest": d.config.digest,
+                               "clock_mhz": d.clock_mhz, "clock_source": d.clock_source, "resources": d.resources,
+                               "lut4": d.lut, "ff": d.ff, "dsp": d.dsp, "ebr": d.ebr, "notes": d.resource_notes,
+                               "activity": rel(d.activity.path) if d.activity else None,
+                               "fp32_lanes": d.lanes if d.fp32 else None,
+                               "fp32_bound": d.mapping.lanes_bound if d.mapping else None}
+    for model, runs in models.items():
+        host = measured.get("host_subject") if model == "litemedsam" else None
+        cpu = measured.get(f"cpu_{model}")
+        m = {"designs": {k: _design_summary(r, host, cpu_watts) for k, r in runs.items()}, "ratios": {},
+             "rows": {k: r.rows for k, r in runs.items()}, "notes": runs["subject"].analysis.notes}
+        s = runs["subject"]
+        for base in BASELINES:
+            if base not in runs:
+                continue
+            b = runs[base]
+            ratio = {}
+            for unit, get in (("image", lambda r: r.totals["encoder"]), ("box", lambda r: r.totals["decoder"]),
+                              ("image_box", _image_box)):
+                ts, tb = get(s), get(b)
+                ratio[unit] = {"speedup": _ratio(tb["seconds"], ts["seconds"]),
+                               "speedup_cycle_model_memory": _ratio(tb["core_s"], ts["core_s"]),
+                               "energy_ratio": _ratio(tb["energy_pj"], ts["energy_pj"]),
+                               "energy_ratio_dynamic": _ratio(tb["energy_pj"] - tb["static"],
+                                                              ts["energy_pj"] - ts["static"])}
+            if host:
+                es, eb = m["designs"]["subject"]["end_to_end"], m["designs"][base]["end_to_end"]
+                ratio["end_to_end"] = {"speedup": _ratio(eb["seconds"], es["seconds"]),
+                                       "energy_ratio": _ratio(eb["energy_j"], es["energy_j"])}
+            ratio["limits"] = _limits(s, b)
+            m["ratios"][base] = ratio
+        if cpu:
+            cpu_s = cpu["encoder_s"] + cpu["decoder_s"]
+            cpu_j = cpu_s * cpu_watts
+            acc = m["designs"]["subject"]["image_box"]
+            cpu_ratio = {"cpu_s": cpu_s, "cpu_j": cpu_j, "threads": cpu["threads"],
+                         "speedup_accelerator_only": _ratio(cpu_s, acc["seconds"]),
+                         "energy_ratio_accelerator_only": _ratio(cpu_j, acc["energy_j"])}
+            if host:
+                e2e = m["designs"]["subject"]["end_to_end"]
+                cpu_ratio.update(speedup=_ratio(cpu_s, e2e["seconds"]), energy_ratio=_ratio(cpu_j, e2e["energy_j"]))
+            m["ratios"]["cpu"] = cpu_ratio
+        f = m["ratios"].get("fp32")
+        if f:
+            m["moonshot"] = {"speedup": f["image_box"]["speedup"], "energy_ratio": f["image_box"]["energy_ratio"],
+                             "target": MOONSHOT,
+                             "reached": f["image_box"]["speedup"] >= MOONSHOT and f["image_box"]["energy_ratio"] >= MOONSHOT,
+                             "text": _limit_text(model, f["image_box"]["speedup"], f["image_box"]["energy_ratio"],
+                                                 f["limits"], board.name)}
+        out["models"][model] = m
+    return out

@@ -1,0 +1,291 @@
+"""The compiler (hw/compiler): every layer kind compiled and run in the functional model equals sw/ref
+exactly, on synthetic layers with random and extreme codes and on a real LiteMedSAM bundle; refusals
+are one line naming the layer and the limit; programs are deterministic and checked when read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.compiler import CompileError, build_program, compile_layer
+from hw.compiler.invocation import InvocationSpec
+from hw.compiler.store import ProgramError, load_program, write_program
+from hw.core.config import PRESETS, CoreConfig
+from sim.random_layers import (EXTREMES, attention_layer, conv_layer, linear_layer, random_codes,
+                               softmax_layer, with_field, with_fitted_shift)
+from sw.bundle import AgqCodes
+from sw.ref.kernels import attention_scores, attention_values
+from sw.ref.layers import (conv_accumulator, linear_accumulator, probability_operands, run_attention_values, run_conv,
+                           run_linear)
+
+ROOT = Path(__file__).resolve().parents[1]
+# Buffers of a few words: rows and column blocks chunked, several runs of the core, single buffering.
+TINY = CoreConfig(rows=4, cols=4, act_words=160, wgt_words=64, out_words=64, param_words=32, prog_words=40,
+                  max_segments=4)
+CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY}
+
+
+def run_one(config, layer, op, inputs: dict) -> dict:
+    program = compile_layer(config, layer, op, {k: v.shape for k, v in inputs.items()})
+    return program.run(program.invocations[0].key, inputs)
+
+
+codes = random_codes  # random codes, or all at one end of the range, or alternating ends
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("fmt", ["uniform", "cag", "hluq"])
+@pytest.mark.parametrize("output", ["codes", "host"])
+def test_linear_layers_equal_the_reference(config, fmt, output):
+    rng = np.random.default_rng([len(fmt), len(output), len(config)])
+    layer = linear_layer(rng, fmt, 72, 40, output=output)
+    x = codes(rng, (3, 37, 72))
+    layer = with_fitted_shift(layer, linear_accumulator(layer, x))
+    for extreme in EXTREMES:
+        x = codes(rng, (3, 37, 72), extreme=extreme)
+        assert np.array_equal(run_one(CONFIGS[config], layer, None, {"input": x})["output"], run_linear(layer, x))
+
+
+CONVS = {"dense3x3": (8, 12, 3, 1, 1, 1), "depthwise": (12, 12, 3, 1, 1, 12), "patch_merging": (12, 12, 3, 2, 1, 12),
+         "pointwise": (8, 10, 1, 1, 0, 1), "grouped_stride2": (8, 12, 3, 2, 0, 4), "dense2x2_stride2": (6, 6, 2, 2, 0, 1)}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("geometry", CONVS)
+def test_convs_equal_the_reference(config, geometry):
+    c, o, k, stride, padding, groups = CONVS[geometry]
+    rng = np.random.default_rng([c, o, k, stride, len(config)])
+    for output in ("codes", "host"):
+        layer = conv_layer(rng, c, o, k, stride=stride, padding=padding, groups=groups, output=output)
+        x = codes(rng, (2, c, 11, 9))
+        layer = with_fitted_shift(layer, conv_accumulator(layer, x).transpose(0, 2, 3, 1))
+        for extreme in EXTREMES:
+            x = codes(rng, (2, c, 11, 9), extreme=extreme)
+            got = run_one(CONFIGS[config], layer, None, {"input": x})["output"]
+            assert np.array_equal(got, run_conv(layer, x)), (output, extreme)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("softmax", ["agq1", "agq2", "agq4", "uniform"])
+def test_attention_scores_and_values_equal_the_reference(config, softmax):
+    rng = np.random.default_rng([len(config), int(softmax[-1]) if softmax[-1].isdigit() else 0])
+    layer = softmax_layer(rng, softmax)
+    p = codes(rng, (2, 3, 20, 50))
+    acc = attention_values(probability_operands(layer.softmax, p), codes(rng, (2, 3, 50, 8)), layer.v.zero_point)
+    layer = with_fitted_shift(layer, acc)
+    for extreme in EXTREMES:
+        q, k, v = (codes(rng, s, extreme=extreme) for s in ((2, 3, 20, 8), (2, 3, 50, 8), (2, 3, 50, 8)))
+        p = codes(rng, (2, 3, 20, 50), extreme=extreme)
+        scores = run_one(CONFIGS[config], layer, "scores", {"q": q, "k": k})["scores"]
+        assert np.array_equal(scores, attention_scores(q, layer.q.zero_point, k, layer.k.zero_point))
+        out = run_one(CONFIGS[config], layer, "values", {"probs": p, "v": v})["output"]
+        assert np.array_equal(out, run_attention_values(layer, p, v)), extreme
+
+
+def test_small_buffers_split_jobs_and_runs():
+    """On TINY a linear layer needs row and column chunks and more than one run of the core."""
+    rng = np.random.default_rng(5)
+    layer = linear_layer(rng, "cag", 72, 40)
+    program = compile_layer(TINY, layer, None, {"input": (3, 37, 72)})
+    inv = program.invocations[0]
+    assert len(inv.parts) > 1 and inv.gemms > 10
+    assert all(len(getattr(p, u)) <= TINY.prog_words for p in inv.parts for u in ("load", "compute", "store"))
+
+
+# ---- refusals -------------------------------------------------------------------------------------
+
+def refusal(config, layer, op, shapes) -> str:
+    with pytest.raises(CompileError) as info:
+        compile_layer(config, layer, op, shapes)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(layer.name)
+    return message
+
+
+def test_refusals_are_one_line_naming_the_layer_and_the_limit():
+    rng = np.random.default_rng(7)
+    w4, w8 = PRESETS["w4-16x16"], PRESETS["w8-16x16"]
+    shape = {"input": (5, 72)}
+    wide = linear_layer(rng, "uniform", 72, 40, act_bits=4, weight_bits=8)
+    assert "weights are 8-bit codes, the core stores 4 (weight_bits)" in refusal(w4, wide, None, shape)
+    wide_in = linear_layer(rng, "uniform", 72, 40, act_bits=8)
+    assert "inputs are 8-bit codes, the core stores 4 (act_bits)" in refusal(w4, wide_in, None, shape)
+    hluq = linear_layer(rng, "hluq", 72, 40, log_levels=4)
+    assert "shifts by up to 3, the core's PEs by 2 (max_shift)" in refusal(
+        dataclasses.replace(w8, max_shift=2), hluq, None, shape)
+    cag = linear_layer(rng, "cag", 72, 40)
+    assert "4 channel-group runs, the core combines at most 2 segments (max_segments)" in refusal(
+        dataclasses.replace(w8, max_segments=2), cag, None, shape)
+    assert "cag inputs, which this core does not include" in refusal(
+        dataclasses.replace(w8, formats=("uniform", "hluq", "agq")), cag, None, shape)
+    big_m = with_field(cag, "group_multiplier", np.array([2**33, 1, 1, 1]))
+    assert "group multiplier 8589934592 needs 34 bits, the lanes multiply by 32" in refusal(w8, big_m, None, shape)
+    assert "the PE accumulators hold 8 (pe_acc_bits)" in refusal(dataclasses.replace(w8, pe_acc_bits=8), cag, None,
+                                                                   shape)
+    attn = attention_layer(rng, 2, 7, keys=50, dim=8)
+    values = {"probs": (1, 1, 4, 50), "v": (1, 1, 50, 8)}
+    assert "AGQ shifts by up to 7, the core's PEs by 5 (max_shift)" in refusal(
+        dataclasses.replace(w8, max_shift=5), attn, "values", values)
+    fine_lut = AgqCodes(act_bits=4, tau=2, scale=1.0, max_shift=7, lut_frac_bits=31,
+                        lut=np.array([2**31, round(2**31 * 2**-0.5)]))
+    long = {"probs": (1, 1, 4, 2**16), "v": (1, 1, 2**16, 8)}
+    assert "the lanes hold 48 signed bits" in refusal(w8, with_field(attn, "softmax", fine_lut), "values", long)
+    small = dataclasses.replace(TINY, act_words=4)
+    assert "ACT words (the core has 4 per buffer)" in refusal(small, cag, None, shape)
+    assert "the core holds 3 (prog_words)" in refusal(dataclasses.replace(w8, prog_words=3), cag, None, shape)
+    with pytest.raises(CompileError, match="input of shape \\[5, 71\\] does not end in the layer's 72 inputs"):
+        compile_layer(w8, cag, None, {"input": (5, 71)})
+
+
+# ---- programs --------------------------------------------------------------------------------------
+
+def small_program(config=PRESETS["w8-16x16"]):
+    rng = np.random.default_rng(11)
+    linear = linear_layer(rng, "hluq", 40, 24, name="lin")
+    attn = attention_layer(rng, 4, 3, keys=30, dim=8, name="attn")
+    specs = [(InvocationSpec.of(linear, None, {"input": (2, 9, 40)}), linear),
+             (InvocationSpec.of(attn, "scores", {"q": (2, 1, 9, 8), "k": (2, 1, 30, 8)}), attn),
+             (InvocationSpec.of(attn, "values", {"probs": (2, 1, 9, 30), "v": (2, 1, 30, 8)}), attn)]
+    return build_program(config, specs, {"model": "synthetic"}), linear, attn
+
+
+def test_programs_are_deterministic_and_round_trip(tmp_path):
+    a, linear, attn = small_program()
+    b, _, _ = small_program()
+    assert np.array_equal(a.image, b.image)
+    assert [inv.parts for inv in a.invocations] == [inv.parts for inv in b.invocations]
+    write_program(a, tmp_path / "a")
+    write_program(b, tmp_path / "b")
+    for name in ("manifest.json", "program.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    loaded = load_program(tmp_path / "a", PRESETS["w8-16x16"])
+    x = np.random.default_rng(0).integers(0, 16, (2, 9, 40))
+    key = loaded.invocations[0].key
+    assert key == a.invocations[0].key
+    assert np.array_equal(loaded.run(key, {"input": x})["output"], run_linear(linear, x))
+
+
+def test_a_program_for_another_core_or_a_damaged_one_is_refused(tmp_path):
+    program, _, _ = small_program()
+    path = write_program(program, tmp_path / "p")
+    with pytest.raises(ProgramError, match=r"compiled for core \w+, not this core \w+ \(act_bits 8 vs 4"):
+        load_program(path, PRESETS["w4-16x16"])
+    data = bytearray((path / "program.npz").read_bytes())
+    data[-100] ^= 1
+    (path / "program.npz").write_bytes(bytes(data))
+    with pytest.raises(ProgramError, match="checksum mismatch"):
+        load_program(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ProgramError, match="schema version 99 is not supported"):
+        load_program(path)
+
+
+def test_regions_refuse_tensors_that_do_not_fit():
+    program, _, _ = small_program()
+    inv = program.invocations[0]
+    memory = program.memory()
+    with pytest.raises(ValueError, match=r"takes a tensor of shape \[2, 9, 40\], got \[2, 9, 41\]"):
+        inv.write_inputs(memory, 256, input=np.zeros((2, 9, 41), np.int64))
+    with pytest.raises(ValueError, match="holds 4-bit codes, got values 16..16"):
+        inv.write_inputs(memory, 256, input=np.full((2, 9, 40), 16))
+
+
+# ---- a real LiteMedSAM bundle ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def litemedsam_bundle(litemedsam, calib_items, tmp_path_factory):
+    """AHCPTQ W4A4 statistics-only: CAG, HLUQ and uniform inputs, AGQ with tau 1, 2 and 4, every conv."""
+    from sw.export.bundle import export_bundle
+    from sw.quant.calibrate import quantize
+    from sw.quant.config import make_config
+
+    qmodel, _ = quantize(litemedsam, make_config("ahcptq", "w4a4", recon="none"), calib_items[:1], progress=False)
+    return export_bundle(qmodel, calib_items[:1], tmp_path_factory.mktemp("lm") / "bundle", progress=False), qmodel
+
+
+def test_compile_cli_writes_a_byte_identical_program_that_inspect_checks(litemedsam_bundle, tmp_path):
+    bundle_dir, _ = litemedsam_bundle
+
+    def samhw(*args):
+        return subprocess.run([sys.executable, "-m", "sw.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+    first = samhw("compile", str(bundle_dir), "--core", "w8-16x16", "--out", str(tmp_path / "p1"))
+    assert first.returncode == 0, first.stderr
+    assert "124 invocations" in first.stdout
+    samhw("compile", str(bundle_dir), "--core", "w8-16x16", "--out", str(tmp_path / "p2"))
+    for name in ("manifest.json", "program.npz"):
+        assert (tmp_path / "p1" / name).read_bytes() == (tmp_path / "p2" / name).read_bytes()
+    ok = samhw("inspect", str(tmp_path / "p1"), "--core", "w8-16x16", "--against", str(bundle_dir))
+    assert ok.returncode == 0 and "124 invocations" in ok.stdout and "all checks passed" in ok.stdout
+    other = samhw("inspect", str(tmp_path / "p1"), "--core", "w4-16x16")
+    assert other.returncode == 1 and other.stderr.count("\n") == 1 and "not this core" in other.stderr
+    refused = samhw("compile", str(bundle_dir), "--core", "w4-16x16x", "--out", str(tmp_path / "p3"))
+    assert refused.returncode == 2 and "no such core config file" in refused.stderr
+
+
+def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_items):
+    """Real activations (the reference run on a real image), one invocation of each kind."""
+    import torch
+
+    from hw.compiler.model import Recorder, bundle_identity, record_invocations
+    from sw.bundle import load_bundle
+    from sw.ref.layers import run_layer
+
+    bundle_dir, qmodel = litemedsam_bundle
+    bundle = load_bundle(bundle_dir)
+    item = calib_items[2]
+    x, meta = qmodel.preprocess(item.image)
+    box = qmodel.boxes_to_input(item.boxes[:1], meta)
+    with torch.no_grad():
+        recorder = record_invocations(bundle, Recorder(compute=True, keep_inputs=True), x.double().numpy(),
+                                      box.double().numpy())
+    wanted = ["layers.2.blocks.0.attn.qkv ", "layers.2.blocks.0.attn:scores", "layers.2.blocks.4.attn:values",
+              "layers.3.blocks.0.attn:values", "layers.3.blocks.0.mlp.fc2", "layers.3.blocks.0.attn.proj",
+              "layers.3.blocks.0.local_conv", "layers.1.downsample.conv2", "layers.2.downsample.conv3", "neck.2",
+              "layers.0.self_attn:values", "layers.0.mlp.lin1", "final_attn_token_to_image:scores"]
+    chosen = [(spec, layer) for spec, layer in recorder.calls if any(w in spec.key for w in wanted)]
+    assert len(chosen) == len(wanted)
+    program = build_program(PRESETS["w8-16x16"], chosen, bundle_identity(bundle))
+    for inv in program.invocations:
+        layer = bundle.layers[inv.spec.layer]
+        inputs = {k: v.astype(np.int64) for k, v in recorder.inputs[inv.key].items()}
+        got = program.run(inv.key, inputs)
+        if inv.spec.op == "scores":
+            want = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
+        elif inv.spec.op == "values":
+            want = run_attention_values(layer, inputs["probs"], inputs["v"])
+        else:
+            want = run_layer(layer, inputs["input"])
+        assert np.array_equal(next(iter(got.values())), want), inv.key
+
+
+def test_compiler_and_functional_model_run_without_torch():
+    from torchless import run_without_torch
+
+    code = """
+import sys
+sys.path.insert(0, "tests")
+import numpy as np
+from hw.compiler import compile_layer
+from hw.compiler.model import record_invocations
+from hw.compiler.store import load_program
+from hw.core.config import PRESETS
+from sw.ref.layers import run_linear
+from synthetic_layers import linear_layer
+layer = linear_layer(np.random.default_rng(0), "cag", 24, 20)
+x = np.random.default_rng(1).integers(0, 16, (5, 24))
+program = compile_layer(PRESETS["w4-16x16"], layer, None, {"input": x.shape})
+assert np.array_equal(program.run(program.invocations[0].key, {"input": x})["output"], run_linear(layer, x))
+assert "torch" not in sys.modules
+print("ok")
+"""
+    result = run_without_torch(code)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -1,0 +1,284 @@
+"""The speed and energy estimate (sw/estimate): costs equal the cycle model and the program's transfers,
+the FP32 mapping rescales exactly the transfers it claims to, time / roof / energy follow their
+formulas, toggle coverage is parsed into register and combinational bits, cosim reports are read, and
+every outside constant carries a source. Fast: small synthetic layers and configurations only."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from hw.compiler import compile_layer
+from hw.compiler.invocation import InvocationSpec
+from hw.compiler.model import invocation_kind
+from hw.core.config import PRESETS, CoreConfig
+from hw.core.isa import Buffer, Opcode
+from hw.core.timing import run_timing
+from sim.random_layers import attention_layer, conv_layer, linear_layer
+from sw.estimate.activity import CoreActivity, LaneActivity, Rates, class_of
+from sw.estimate.analyze import analyze, cached_analysis
+from sw.estimate.costs import CallCost, call_cost, macs_of
+from sw.estimate.crosscheck import parse_cosim_report
+from sw.estimate.designs import Design, core_blocks, fp32_blocks, scaled_array
+from sw.estimate.energy import dynamic_pj, static_pj
+from sw.estimate.fp32 import Fp32Mapping, fp32_array, fp32_model_config, lanes_by_resources
+from sw.estimate.perf import call_time
+from sw.estimate.resources import load_resources
+from sw.estimate.sources import PUBLISHED, coefficients
+from sw.estimate.workload import Call, Workload
+
+SMALL = CoreConfig(rows=4, cols=4, act_bits=8, weight_bits=8, act_words=256, wgt_words=128, out_words=64,
+                   param_words=64, prog_words=128)
+
+
+def _call(layer, op, shapes, count=1):
+    spec = InvocationSpec.of(layer, op, shapes)
+    return Call(spec, layer, count, invocation_kind(layer, op))
+
+
+def _linear(seed=0, c=40, o=24, fmt="uniform"):
+    return linear_layer(np.random.default_rng(seed), fmt, c, o, act_bits=8, weight_bits=8)
+
+
+def test_call_cost_is_the_cycle_model_and_the_programs_transfers():
+    layer = _linear()
+    call = _call(layer, None, {"input": (2, 30, 40)})
+    cost = call_cost(SMALL, call)
+    program = compile_layer(SMALL, layer, None, {"input": (2, 30, 40)})
+    inv = program.invocations[0]
+    memory = program.memory()
+    assert cost.cycles == sum(run_timing(SMALL, s, memory).cycles for s in inv.parts)
+    loads = sum(i.rows * i.row_words for s in inv.parts for i in s.decoded("load") if i.opcode == Opcode.LOAD)
+    stores = sum(i.rows * i.row_words for s in inv.parts for i in s.decoded("store") if i.opcode == Opcode.STORE)
+    assert cost.bytes == (loads + stores) * SMALL.bus_bytes
+    assert cost.macs == macs_of(call.spec, layer) == 60 * 40 * 24 == inv.macs
+    assert cost.terms >= cost.macs / SMALL.pes          # padding only adds terms
+    assert cost.lane_cycles > 0 and cost.out_words > 0
+
+
+def test_macs_of_conv_and_attention():
+    rng = np.random.default_rng(1)
+    conv = conv_layer(rng, 8, 12, 3, stride=2, padding=1, act_bits=8, weight_bits=8)
+    spec = InvocationSpec.of(conv, None, {"input": (1, 8, 9, 9)})
+    assert macs_of(spec, conv) == 12 * 5 * 5 * 8 * 9
+    att = attention_layer(rng, 2, 7, keys=20, dim=8)
+    scores = InvocationSpec.of(att, "scores", {"q": (3, 1, 11, 8), "k": (3, 1, 20, 8)})
+    values = InvocationSpec.of(att, "values", {"probs": (3, 1, 11, 20), "v": (3, 1, 20, 8)})
+    assert macs_of(scores, att) == 3 * 11 * 20 * 8 == macs_of(values, att)
+
+
+def test_fp32_mapping_scales_only_the_transfers():
+    config = fp32_model_config(SMALL, 4, 4)
+    mapping = Fp32Mapping(config, {}, 4, 4)
+    layer = _linear(2)
+    program = compile_layer(config, layer, None, {"input": (50, 40)})
+    streams = program.invocations[0].parts[0]
+    out_bits = min(r.bits for r in program.invocations[0].outputs.values())
+    scaled = mapping.physical_streams(streams, out_bits)
+    assert scaled.compute == streams.compute
+    for unit in ("load", "store"):
+        for a, b in zip(streams.decoded(unit), scaled.decoded(unit)):
+            if a.opcode not in (Opcode.LOAD, Opcode.STORE):
+                assert a == b
+                continue
+            factor = (4 if a.buffer in (Buffer.ACT, Buffer.WGT) else 1) if unit == "load" else 32 // out_bits
+            assert b.rows * b.row_words == factor * a.rows * a.row_words
+            assert (b.buffer, b.ext_addr, b.buf_addr) == (a.buffer, a.ext_addr, a.buf_addr)
+    native = call_cost(config, _call(layer, None, {"input": (50, 40)}))
+    fp = call_cost(config, _call(layer, None, {"input": (50, 40)}), mapping)
+    assert fp.macs == native.macs and fp.terms == native.terms
+    assert fp.read_bytes > native.read_bytes and fp.cycles >= native.cycles
+
+
+def test_fp32_array_and_lane_bound():
+    assert fp32_array(44) == (8, 8) and fp32_array(32) == (4, 8) and fp32_array(51) == (8, 8)
+    assert fp32_array(1) == (1, 1) and fp32_array(65) == (8, 16)
+    bound = lanes_by_resources(70000, 156, 1560, 3)
+    assert bound == {"by_lut": 44, "by_dsp": 52, "lanes": 44}
+    config = fp32_model_config(PRESETS["w8-16x16"], 8, 8)
+    assert (config.rows, config.cols, config.act_bits, config.formats) == (8, 8, 8, ("uniform",))
+
+
+def test_call_time_takes_the_longer_roof():
+    cost = CallCost(macs=1000, cycles=1000, parts=1, gemms=1, tiles=1, terms=900, lane_cycles=0, out_rows=0,
+                    out_words=0, load_beats={"act": 10, "wgt": 10, "param": 0}, store_beats=5, bus_bytes=32)
+    t = call_time(cost, 100.0, 200e6)
+    assert t["core_s"] == pytest.approx(1e-5) and t["memory_s"] == pytest.approx(800 / 200e6)
+    assert t["bound"] == "compute" and t["seconds"] == t["core_s"]
+    t = call_time(cost, 100.0, 1e6)
+    assert t["bound"] == "memory" and t["seconds"] == pytest.approx(800 / 1e6)
+    busy = dataclasses.replace(cost, load_beats={"act": 950, "wgt": 0, "param": 0})
+    assert call_time(busy, 100.0, None)["bound"] == "bus"
+
+
+def _design(fp32=False):
+    blocks = {"array": {"lut": 100, "ff": 50}, "lanes": {"lut": 20, "ff": 10}, "core": {"lut": 30, "ff": 40}}
+    rates = Rates((0.1, 0.2), (0.3, 0.4), (0.05, 0.06))
+    activity = type("A", (), {"rates": lambda self, kind: (rates, kind), "path": "x"})()
+    lane = LaneActivity("lane", {}, (0.2, 0.3))
+    return Design("d", "d", SMALL, 100.0, "test", blocks, 6, 1, activity=lane if fp32 else activity,
+                  core_activity=activity, fp32=fp32, lanes=16)
+
+
+def test_energy_is_linear_in_activity_and_coefficients():
+    cost = CallCost(macs=1000, cycles=200, parts=1, gemms=1, tiles=4, terms=100, lane_cycles=30, out_rows=8,
+                    out_words=8, load_beats={"act": 10, "wgt": 4, "param": 1}, store_beats=3, bus_bytes=32)
+    c = {k: v.value for k, v in coefficients().items()}
+    for fp32 in (False, True):
+        e, _ = dynamic_pj(_design(fp32), cost, "linear uniform input", c)
+        doubled = {k: 2 * v for k, v in c.items()}
+        e2, _ = dynamic_pj(_design(fp32), cost, "linear uniform input", doubled)
+        for part in e:
+            assert e2[part] == pytest.approx(2 * e[part])
+    e, _ = dynamic_pj(_design(), cost, "k", c)
+    assert e["array"] == pytest.approx((100 * 0.2 * c["lut_toggle"] + 50 * 0.1 * c["ff_toggle"]) * 100)
+    assert e["sdram"] == pytest.approx((15 + 3) * 32 * 8 * c["sdram_bit"])
+    assert e["clock"] == pytest.approx(100 * 200 * c["ff_clock"])
+    assert static_pj(2.0, {"fpga_static": 100.0, "sdram_static": 50.0}) == pytest.approx(0.3e12)
+
+
+def test_every_outside_constant_has_a_source():
+    for coefficient in coefficients().values():
+        assert coefficient.status in ("sourced", "derived", "assumed")
+        assert coefficient.source and coefficient.derivation and coefficient.value >= 0
+    for paper in PUBLISHED:
+        assert paper["baseline"] and paper["source"]
+
+
+def test_resource_blocks_and_fallback_to_the_snapshot(tmp_path):
+    blocks = core_blocks({"lut4": 1000, "ff": 800}, {"lut4": 600, "ff": 500}, {"lut4": 50, "ff": 40}, 4)
+    assert blocks == {"array": {"lut": 600, "ff": 500}, "lanes": {"lut": 100, "ff": 80}, "core": {"lut": 300, "ff": 220}}
+    w8 = scaled_array(blocks, {"lut4": 10, "ff": 10}, {"lut4": 20, "ff": 15})
+    assert w8["array"] == {"lut": 1200, "ff": 750} and w8["core"] == blocks["core"]
+    fp = fp32_blocks(blocks, {"lut4": 1600, "ff": 960}, 16, 8)
+    assert fp["array"] == {"lut": 800, "ff": 480} and fp["lanes"] == {"lut": 0, "ff": 0}
+    snapshot = tmp_path / "synthesis.json"
+    snapshot.write_text(json.dumps({"entries": {"fp32_4x4": {"summary": {"lut4": 1, "ff": 2, "fmax_mhz": 3.0},
+                                                             "source": "build/fp32/x.json"}}}))
+    res = load_resources(snapshot, root=tmp_path)
+    assert res.get("fp32_4x4")["fmax_mhz"] == 3.0 and "copy of build/fp32/x.json" in res.sources["fp32_4x4"]
+    assert "w4_core" in res.missing
+
+
+def test_activity_rates_and_kind_fallback(tmp_path):
+    case = lambda kind, t: {"kind": kind, "cycles": 100, "terms": 50, "lane_cycles": 10, "out_words": 10, "blocks": {
+        b: {"register": {"toggles": t, "bits": 10}, "comb": {"toggles": 2 * t, "bits": 10}}
+        for b in ("array", "lanes", "core")}}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"config": {"rows": 4, "cols": 4}, "cases": [case("linear CAG input", 500),
+                                                                           case("QK^T", 1000)]}))
+    act = CoreActivity.load(path)
+    rates, source = act.rates("linear CAG input")
+    assert rates.array == (1.0, 2.0) and rates.lanes == (2.5, 5.0) and rates.core == (0.5, 1.0)
+    assert act.rates("decoder linear HLUQ input")[1] == "linear CAG input"
+    assert act.rates("conv 1x1")[1] == "all measured kinds"
+    assert class_of("decoder A.V AGQ tau=2") == "A.V"
+
+
+def test_toggle_coverage_is_split_into_register_and_comb_bits(tmp_path):
+    from sim.core_activity import activity_of, parse_coverage, register_bits
+
+    verilog = ("module \\top.core.compute.array.pe_0_0 (clk, a);\n  wire [1:0] \\$1 ;\n  reg [1:0] \\$signal ;\n"
+               "  assign \\$1  = a;\n  always @(posedge clk)\n    \\$signal  <= \\$1 ;\nendmodule\n")
+    regs = register_bits(verilog)
+    assert regs["top.core.compute.array.pe_0_0"] == {"$signal"}
+    h = "top.core.compute.array.pe_0_0"
+    lines = ["# SystemC::Coverage-3"]
+    for name, t in (("__024signal[0]", 3), ("__024signal[1]", 1), ("__0241[0]", 5)):
+        for edge in ("0->1", "1->0"):
+            lines.append(f"C '\x01page\x02v_toggle/x\x01o\x02{name}:{edge}\x01h\x02{h}' {t}")
+    lines.append(f"C '\x01page\x02v_toggle/x\x01o\x02mem:0->1\x01h\x02top.simmem' 99")
+    (tmp_path / "coverage.dat").write_text("\n".join(lines) + "\n")
+    points = parse_coverage(tmp_path / "coverage.dat")
+    sums = activity_of(points, regs)
+    assert sums["array"]["register"] == {"toggles": 8, "bits": 2}
+    assert sums["array"]["comb"] == {"toggles": 10, "bits": 1}
+    assert sums["core"]["register"]["bits"] == 0   # the simulation memory is not part of the core
+
+
+def test_cosim_report_is_parsed(tmp_path):
+    digest = PRESETS["w8-16x16"].digest
+    text = (f"# Core co-simulation\n\nGenerated by `samhw simulate runs/b --report x.md`; do not edit.\n\n"
+            f"Bundle: `litemedsam` `minmax` W8A8; core `{digest}` (16x16 PEs)\n\n"
+            "| kind | layer | outputs compared | mismatches | OUT words vs fsim | differ | RTL cycles | model cycles | "
+            "utilization | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            "| QK^T | `enc.attn` scores | 10 | 0 | 5 | 0 | 1234 | 1234 | 0.5 | 1 |\n"
+            "| conv 1x1 | `enc.conv` | 10 | 0 | 5 | 0 | 99 | 99 | 0.5 | 1 |\n")
+    path = tmp_path / "core_cosim_x.md"
+    path.write_text(text)
+    report = parse_cosim_report(path)
+    assert report["preset"] == "w8-16x16" and report["bundle"] == "runs/b"
+    assert report["rows"] == [{"layer": "enc.attn", "op": "scores", "kind": "QK^T", "rtl_cycles": 1234},
+                              {"layer": "enc.conv", "op": None, "kind": "conv 1x1", "rtl_cycles": 99}]
+
+
+def test_analysis_cache_round_trip_and_compile_refusal_growth(tmp_path):
+    layer = _linear(3, c=40, o=8)
+    wl = Workload("w", "m", [_call(layer, None, {"input": (12, 40)}, count=3)], {"id": "w"})
+    first = cached_analysis("t", wl.identity, SMALL, lambda: wl, None, tmp_path)
+    again = cached_analysis("t", wl.identity, SMALL, lambda: pytest.fail("recomputed"), None, tmp_path)
+    assert again.from_cache and again.results[0].cost == first.results[0].cost and again.results[0].count == 3
+    tight = dataclasses.replace(SMALL, act_words=128)
+    big = _call(_linear(4, c=300, o=8), None, {"input": (16, 300)})  # one tile needs 300 ACT words
+    result = analyze(Workload("w", "m", [big], {}), tight).results[0]
+    assert result.refusal and result.grown["act_words"] > tight.act_words
+
+
+def test_cli_has_the_estimate_subcommand(capsys):
+    from sw.cli import _parser
+
+    args = _parser().parse_args(["estimate", "runs/b", "--core", "w4-16x16", "--out", "o", "--measure"])
+    assert args.command == "estimate" and args.measure == [] and args.board == "ulx3s-85f"
+
+
+def test_summary_and_report_from_synthetic_runs(tmp_path):
+    """The run -> ratios -> report path on two tiny synthetic layers: every design gets its row, the
+    ratios are baseline / subject, and the report, JSON and three plots are written."""
+    from sw.estimate.analyze import analyze
+    from sw.estimate.boards import BOARDS
+    from sw.estimate.estimate import EstimateOptions, _run
+    from sw.estimate.report import write_report
+    from sw.estimate.resources import Resources
+    from sw.estimate.summary import summarize
+
+    rng = np.random.default_rng(5)
+    lin = linear_layer(rng, "uniform", 40, 24, act_bits=8, weight_bits=8, name="image_encoder.x")
+    dec = linear_layer(rng, "uniform", 40, 16, act_bits=8, weight_bits=8, name="mask_decoder.y")
+    wl = Workload("w", "m", [_call(lin, None, {"input": (30, 40)}, 2), _call(dec, None, {"input": (7, 40)})], {})
+    path = tmp_path / "act.json"
+    blocks = {b: {"register": {"toggles": 100, "bits": 10}, "comb": {"toggles": 300, "bits": 10}}
+              for b in ("array", "lanes", "core")}
+    path.write_text(json.dumps({"config": {"rows": 4, "cols": 4}, "cases": [
+        {"kind": "linear uniform input", "cycles": 100, "model_cycles": 100, "terms": 50, "lane_cycles": 10,
+         "out_words": 10, "blocks": blocks}]}))
+    act = CoreActivity.load(path)
+    res = {"array": {"lut": 1000, "ff": 800}, "lanes": {"lut": 100, "ff": 80}, "core": {"lut": 300, "ff": 200}}
+    fp_config = fp32_model_config(SMALL, 2, 4)
+    designs = {"subject": Design("subject", "small core", SMALL, 100.0, "test", res, 6, 4, activity=act),
+               "int8": Design("int8", "int8 core", SMALL, 100.0, "test", res, 6, 4, activity=act),
+               "fp32": Design("fp32", "fp32 2x4", fp_config, 90.0, "test", res, 24, None,
+                              ["8 FP32 lanes"], LaneActivity("l", {}, (0.2, 0.3)), act,
+                              Fp32Mapping(fp_config, {"lanes": 8}, 2, 4), True, 8)}
+    designs["fp32_small"] = designs["fp32"]
+    board = BOARDS["ulx3s-85f"]
+    coeff = coefficients()
+    c = {k: v.value for k, v in coeff.items()}
+    runs = {k: _run(d, analyze(wl, d.config, d.mapping), board, c) for k, d in designs.items()}
+    opts = EstimateOptions(bundle="b", command="samhw estimate b")
+    inp = {"files": {"resources": tmp_path / "s.json"}}
+    result = summarize(opts, board, designs, {"litemedsam": runs}, {"host_subject": None}, coeff,
+                       Resources({}, {}, []), inp, [], [])
+    result["wall_s"] = 0.0
+    r = result["models"]["litemedsam"]["ratios"]["fp32"]["image_box"]
+    s = result["models"]["litemedsam"]["designs"]
+    assert r["speedup"] == pytest.approx(s["fp32"]["image_box"]["seconds"] / s["subject"]["image_box"]["seconds"])
+    assert r["energy_ratio"] == pytest.approx(s["fp32"]["image_box"]["energy_j"] / s["subject"]["image_box"]["energy_j"])
+    assert result["models"]["litemedsam"]["ratios"]["int8"]["image_box"]["speedup"] == pytest.approx(1.0)
+    assert "moonshot" in result["models"]["litemedsam"]
+    paths = write_report(result, tmp_path / "out")
+    assert all(p.is_file() for p in paths) and len(paths) == 5
+    text = paths[0].read_text()
+    assert "fp32 2x4" in text and "Generated by `samhw estimate b`" in text
