@@ -201,8 +201,8 @@ def report_markdown(r: dict) -> str:
     ]
     path = r.get("critical_path")
     if path:
-        lines += [f"Worst path after routing: {path['total_ns']} ns from `{path['from']}` to `{path['to']}` (logic "
-                  f"{path['logic']} ns, routing {path['routing']} ns).", ""]
+        lines += [f"Worst path after routing: {path['total_ns']} ns from `{path['from']}` to `{path['to']}` (clock-to-out "
+                  f"{path['clk-to-q']} ns, logic {path['logic']} ns, routing {path['routing']} ns).", ""]
     lines += [
         f"Flow: {r['tools']['yosys']}, {r['tools']['nextpnr']} `{' '.join(r['pnr_options'])}` (seed {r['seed']}), "
         f"{r['tools']['ecppack']} `--compress`; {r['tools']['amaranth']}, {r['tools']['amaranth-boards']}. Wall time "

@@ -11,9 +11,11 @@ its build folder keyed by a digest of its inputs under --cache, so a point is bu
 run of this script reuses it). Point names are ``w<bits>-<rows>x<cols>-<full|uniform>``: the w4-16x16
 preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
 in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
-AGQ only). Every point is placed and routed against the same PLL clock (--clock-mhz, default 150 MHz, the
-issue's aim), so its Fmax is the timing-driven placer's best against one target. A point that does not
-fit the device is recorded as such. Never part of the test suite.
+AGQ only). A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
+aims at 150 MHz, but against that target nextpnr's router did not finish even the 4 x 4 point), so its
+Fmax is the timing-driven placer's best against that target; the table states each point's clock. Any ``w<bits>-<R>x<C>-<variant>`` names a point; those
+outside the default grid appear in the report once built. A point that does not fit the device is
+recorded as such. Never part of the test suite.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 SIZES = ("4x4", "8x8", "8x16", "16x16")
 WIDTHS = (4, 8)
 VARIANTS = ("full", "uniform")
-DEFAULT_CLOCK_MHZ = 150.0
+# The issue aims at 150 MHz, but against a 150 MHz target router1 did not converge on the 4 x 4 point
+# (overused wires rising again after 13 minutes): every path is critical there, about 60 MHz is reached.
+DEFAULT_CLOCK_MHZ = 50.0
 
 
 def point_names() -> list[str]:
@@ -56,14 +60,19 @@ def point_config(name: str):
     return dataclasses.replace(base, rows=rows, cols=cols, act_bits=bits, weight_bits=bits, formats=formats, **extra)
 
 
-def build_point(name: str, cache: Path, clock_mhz: float, seed: int) -> dict:
+def point_command(name: str, clock_mhz: float, seed: int, router: str) -> str:
+    extra = "" if router == "router1" else f" --router {router}"
+    return f"python scripts/hw_sweep.py --run --points {name} --clock-mhz {clock_mhz:g} --seed {seed}{extra}"
+
+
+def build_point(name: str, cache: Path, clock_mhz: float, seed: int, router: str = "router1") -> dict:
     from bitstreams.ulx3s import build_board
 
     config = point_config(name)
-    command = f"python scripts/hw_sweep.py --run --points {name} --clock-mhz {clock_mhz:g} --seed {seed}"
+    command = point_command(name, clock_mhz, seed, router)
     start = time.monotonic()
     try:
-        record = build_board(config, cache, clock_mhz, seed, command=command,
+        record = build_board(config, cache, clock_mhz, seed, router=router, command=command,
                              log=lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
     except subprocess.CalledProcessError as exc:   # nextpnr refuses a design that does not fit
         record = {"failed": f"{Path(exc.cmd[0]).name} exited with {exc.returncode} (the design does not fit "
@@ -101,15 +110,16 @@ def report(points: dict, out: Path, command: str) -> None:
         cfg = point_config(name)
         macs = cfg.rows * cfg.cols
         if p is None:
-            rows.append(f"| `{name}` | {macs} | not built | | | | | | | |")
+            rows.append(f"| `{name}` | {macs} | not built | | | | | | | | |")
             continue
         if "failed" in p:
-            rows.append(f"| `{name}` | {macs} | {p['failed']} | | | | | | | `{p['command']}` |")
+            rows.append(f"| `{name}` | {macs} | {p['failed']} | | | | | | | {p['wall_s']:.0f} | `{p['command']}` |")
             continue
         r, c = p["resources"], p["clock"]
         rows.append(f"| `{name}` | {macs} | {r['lut4']} ({100 * r['lut4'] / DEVICE['lut4']:.0f} %) | {r['ff']} | {r['dsp']} | "
                     f"{r['ebr']} | {p['design']['mem_words']} | {c.get('fmax_mhz')} | "
-                    f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | `{p['command']}` |")
+                    f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | {p['run']['synth_s']:.0f} + {p['run']['pnr_s']:.0f} | "
+                    f"`{p['command']}` |")
         plotted.append((name, macs, r["lut4"], c.get("fmax_mhz") or 0.0))
     measured = len(plotted)
     lines = [
@@ -118,12 +128,13 @@ def report(points: dict, out: Path, command: str) -> None:
         "Each point is the whole board design (hw/board: the core, its block-RAM external memory, the UART host link, "
         "the PLL) placed and routed by `samhw build --board ulx3s-85f` (bitstreams/ulx3s.py) with one seed; "
         "resources from yosys `stat` after `synth_ecp5` (LUT4 counts 2 per CCU2C carry cell), Fmax of the core clock "
-        "after routing. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
+        "after routing against the PLL clock given in its row. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
         "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ. The external "
         "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
         "(cached: a second run reuses the build).", "",
-        "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | command |",
-        "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+        "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | "
+        "yosys + nextpnr s | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
     if plotted:
         import matplotlib
 
@@ -154,6 +165,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=str(ROOT / "build" / "hw_sweep"), help="build cache (default build/hw_sweep)")
     parser.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
     parser.add_argument("--seed", type=int, default=1)
+    # router1 is the default: on the 4 x 4 point router2's overuse rose again after 20 iterations
+    parser.add_argument("--router", default="router1", choices=("router1", "router2"), help="nextpnr router")
     parser.add_argument("--report", default=str(ROOT / "docs" / "hw_sweep.md"))
     args = parser.parse_args(argv)
     cache = Path(args.cache)
@@ -164,12 +177,12 @@ def main(argv=None) -> int:
     if args.run:
         for name in names:
             have = points.get(name)
-            if have and have.get("command", "").endswith(f"--clock-mhz {args.clock_mhz:g} --seed {args.seed}"):
+            if have and have.get("command") == point_command(name, args.clock_mhz, args.seed, args.router):
                 print(f"[{name}] cached", file=sys.stderr)
                 continue
-            points[name] = build_point(name, cache, args.clock_mhz, args.seed)
+            points[name] = build_point(name, cache, args.clock_mhz, args.seed, args.router)
             save_points(cache, points)
-    report(points, Path(args.report), "python scripts/hw_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    report(points, Path(args.report), ("python scripts/hw_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip())
     print(f"wrote {args.report} ({sum(1 for p in points.values() if 'failed' not in p)} measured points)")
     return 0
 

@@ -150,7 +150,7 @@ def _fsim_report(records: list[dict], args, command: str, config) -> list[str]:
         by_bundle.setdefault(r["bundle"], []).append(r)
     lines += ["| bundle | images | boxes | invocation runs | output codes compared | mismatches | images checked "
               "against sw/ref alone | logits, IoU and masks identical | cycles per image (encoder) | cycles per box "
-              "(decoder) | fsim s per image |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "(decoder) | median s per image |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, rs in by_bundle.items():
         checked = [r for r in rs if r.get("reference_checked")]
         same = [r for r in checked if r["logits_identical"] and r["iou_identical"] and r["masks_identical"]
@@ -161,7 +161,7 @@ def _fsim_report(records: list[dict], args, command: str, config) -> list[str]:
         lines.append(f"| {key} | {len(rs)} | {boxes} | {sum(r['invocation_runs'] for r in rs)} | "
                      f"{sum(r['outputs_compared'] for r in rs)} | {sum(r['mismatches'] for r in rs)} | {len(checked)} | "
                      f"{len(same)} of {len(checked)} | {', '.join(map(str, enc))} | {dec:.0f} | "
-                     f"{np.mean([r['run_seconds'] for r in rs]):.0f} |")
+                     f"{np.median([r['run_seconds'] for r in rs]):.0f} |")
     lines.append("")
     for key, rs in by_bundle.items():
         lines += [f"## {key}", "", "| # | image | boxes | invocation runs | output codes compared | mismatches | "
@@ -170,9 +170,23 @@ def _fsim_report(records: list[dict], args, command: str, config) -> list[str]:
             ref = ("identical" if r["logits_identical"] and r["masks_identical"] and r["iou_identical"] else "DIFFERS") \
                 if r.get("reference_checked") else ""
             lines.append(f"| {r['index']} | {r['image']} | {r['boxes']} | {r['invocation_runs']} | {r['outputs_compared']} | "
-                         f"{r['mismatches']} | {r['cycles']} | {r['latency_ms']:.1f} | {ref} | {r['run_seconds']:.0f} |")
+                         f"{r['mismatches']} | {r['cycles']} | {r['latency_ms']:.1f} | {ref} | {r['run_seconds']:.0f}"
+                         + (f" ({r['note']})" if r.get("note") else "") + " |")
         lines.append("")
     return lines
+
+
+def _limit(r: dict) -> list[str]:
+    """What the wall time of an RTL run went to, as one paragraph."""
+    split = r.get("backend_split_seconds")
+    if not split:
+        return []
+    run = r["run_seconds"]
+    return [f"What limits the wall time: simulating the core, {split['rtl']:.0f} s of the {run:.0f} s "
+            f"({100 * split['rtl'] / run:.0f} %, one simulator thread evaluating the whole PE array every cycle, "
+            f"{r['cycles'] / split['rtl']:.0f} cycles/s on this shared 2-core machine); memory traffic through the "
+            f"bulk port ($readmemh / $writememh) {split['memory']:.0f} s; the functional and cycle models "
+            f"{split['fsim']:.0f} s; the host steps and the sw/ref check of every layer the rest.", ""]
 
 
 def write_report(path: Path, records: list[dict], args, command: str, state: Path) -> None:
@@ -213,7 +227,7 @@ def write_report(path: Path, records: list[dict], args, command: str, state: Pat
                       f"{r['mismatches']} mismatches; {r['words_compared']} output words compared with fsim: "
                       f"{r['word_mismatches']} differ; {cyc_bad} layers whose RTL cycles differ from the cycle model; "
                       f"mask logits {'identical' if r.get('logits_identical') else 'DIFFERENT'} to sw/ref alone, "
-                      f"masks {'identical' if r.get('masks_identical') else 'DIFFERENT'}.", "",
+                      f"masks {'identical' if r.get('masks_identical') else 'DIFFERENT'}.", "", *_limit(r),
                       *r["layer_table"], ""]
     write_atomic(path, "\n".join(lines) + "\n")
 

@@ -69,6 +69,14 @@ def test_main_job_writes_overlay_and_summary(tmp_path, capsys):
     png = (out / "overlay.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "overlay.png" in (out / "summary.md").read_text()
+    # the whole chain: exported, compiled, the first photograph through every layer on the core's model
+    acc = summary["accelerator"]
+    assert acc["ok"] and acc["invocations"] == 124 and len(acc["images"]) == 1
+    image = acc["images"][0]
+    assert image["mismatches"] == 0 and image["outputs_compared"] > 100_000_000 and image["masks_identical_to_reference"]
+    assert image["cycles"] == image["encoder_cycles"] + image["decoder_cycles"] > 100_000_000
+    assert (out / "accelerator.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## The quantized model on the accelerator" in (out / "summary.md").read_text()
 
 
 def test_quantize_then_eval_from_state(tmp_path, capsys, coco_root):

@@ -413,3 +413,20 @@ def test_the_choices_docs_core_leaves_open():
     assert "log_levels 17 (shifts up to max_shift 15)" in refused(hluq)
     past = dataclasses.replace(desc, segments=(dataclasses.replace(desc.segments[0], j_len=999),) + desc.segments[1:])
     assert "segment 0 covers j 0..998" in refused(past)
+
+
+@pytest.mark.parametrize("bus_bits", [128, 256, 512])
+def test_vectorized_slot_decode_equals_the_record_decoder(bus_bits):
+    """decode_slots reads fields with 64-bit array shifts; every field, including the signed ones and the
+    one that straddles bit 64, must equal ColumnSlot.decode of the same 128 bits."""
+    from hw.fsim import decode_slot, decode_slots
+    rng = np.random.default_rng(bus_bits)
+    slots = [ColumnSlot(**{f.name: int(rng.integers(-(1 << (f.width - 1)), 1 << (f.width - 1)) if f.signed
+                                       else rng.integers(0, 1 << f.width)) for f in ColumnSlot.LAYOUT})
+             for _ in range(300)]
+    param = pack_entries(slots, bus_bits)
+    index = rng.integers(0, len(slots), (5, 7, 3))
+    fields = decode_slots(param, index, bus_bits)
+    for f in ColumnSlot.LAYOUT:
+        expected = [getattr(decode_slot(param, int(s), bus_bits), f.name) for s in index.reshape(-1)]
+        assert fields[f.name].reshape(-1).tolist() == expected, f.name

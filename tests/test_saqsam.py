@@ -122,8 +122,6 @@ def test_pcc_needs_a_prompted_image(tiny_sam_vit, calib_items):
 
 
 def test_saqsam_config_rejects_bad_settings():
-    with pytest.raises(SamhwError, match="CAG"):
-        make_config("saqsam", "w4a4", cag_groups=4)
     with pytest.raises(SamhwError, match="pcc_threshold"):
         make_config("saqsam-star", "w4a4", pcc_threshold=1.5)
     cfg = make_config("saqsam", "w6a6")
@@ -170,3 +168,27 @@ def test_saqsam_star_is_leak_free(tiny_sam_vit, calib_items):
 def test_saqsam_is_deterministic_and_its_state_round_trips(tiny_sam_vit, tiny_saqsam, calib_items, tmp_path):
     again = _saqsam(tiny_sam_vit, calib_items[:2])
     assert_deterministic_round_trip(tiny_saqsam, again, tiny_sam_vit, calib_items[2], tmp_path)
+
+
+def test_combined_recipe_keeps_the_pcc_clips_per_tensor_and_groups_the_rest(tiny_sam_vit, calib_items, tmp_path):
+    """saqsam+hluq+cag: PCC's q/k projection inputs stay uniform (their clip is one range per tensor), every
+    other grouped projection input is CAG, the MLPs' second linears HLUQ; the result exports. (The compiler
+    runs TinyViT encoders only, so compiling this recipe is checked on LiteMedSAM, not here.)"""
+    from sw.bundle import load_bundle
+    from sw.export.bundle import export_bundle
+    from sw.quant.prepare import iter_quantizers
+
+    qmodel = quantize_model(tiny_sam_vit, make_config("saqsam+hluq+cag", "w4a4", recon_iters=4, **FAST))
+    calibrate(qmodel, calib_items[:2], progress=False, fp_model=tiny_sam_vit, seed=0)
+    kinds = {name: type(q).__name__ for name, q in iter_quantizers(qmodel)}
+    decoder = "mask_decoder.transformer.layers.0.cross_attn_token_to_image."
+    assert kinds[decoder + "q_proj.input_quantizer"] == kinds[decoder + "k_proj.input_quantizer"] == "UniformQuantizer"
+    assert kinds[decoder + "v_proj.input_quantizer"] == "CAGQuantizer"
+    assert kinds["image_encoder.blocks.0.attn.qkv.input_quantizer"] == "CAGQuantizer"
+    assert kinds["image_encoder.blocks.0.mlp.lin2.input_quantizer"] == "HLUQQuantizer"
+    assert kinds["mask_decoder.transformer.layers.0.mlp.lin2.input_quantizer"] == "HLUQQuantizer"
+    assert {r["quantizer"] for r in qmodel.pcc_log} >= {decoder + "q_proj.input_quantizer", decoder + "k_proj.input_quantizer"}
+    forward = lambda: run_items(qmodel, calib_items[2:3], "audit", progress=False)  # noqa: E731
+    assert leaking_quantizers(qmodel, forward) == []
+    bundle = load_bundle(export_bundle(qmodel, calib_items[:2], tmp_path / "bundle", progress=False))
+    assert bundle.header.recipe == "saqsam+hluq+cag"

@@ -54,24 +54,30 @@ class BlockRamMemory(wiring.Component):
             high = (byte_addr >> self.byte_bits)[self.abits:]
             return high != 0 if len(high) else 0
 
+        # The AXI side is held off while the host owns the ports; through a register, since the core is idle
+        # then anyway (the link selects the host port only while the core is not busy) and the link's
+        # decoded state was the worst path into the core's store unit.
+        host_q = Signal()
+        m.d.sync += host_q.eq(self.host_sel)
+
         # ---- reads: one burst at a time ----------------------------------------------------------
         r_active, r_addr, r_left = Signal(), Signal(self.abits), Signal(8)
         rvalid, rlast = Signal(), Signal()
         advance = ~rvalid | axi.rready
-        m.d.comb += axi.arready.eq(~r_active & advance & ~self.host_sel)
+        m.d.comb += axi.arready.eq(~r_active & advance & ~host_q)
         start = axi.arvalid & axi.arready
         beat_addr = Mux(r_active, r_addr, word(axi.araddr))
         beat_left = Mux(r_active, r_left, axi.arlen)
         m.d.comb += [axi.rvalid.eq(rvalid), axi.rlast.eq(rlast), axi.rdata.eq(rport.data), axi.rresp.eq(0),
                      axi.rid.eq(0)]
-        with m.If(advance & ~self.host_sel):
+        with m.If(advance & ~host_q):
             m.d.sync += [rvalid.eq(r_active | start), rlast.eq(beat_left == 0)]
             with m.If(r_active | start):
                 m.d.sync += [r_addr.eq(beat_addr + 1), r_left.eq(beat_left - 1), r_active.eq(beat_left != 0)]
 
         # ---- writes: one burst at a time, its response before the next address -------------------
         w_active, w_addr, b_pending = Signal(), Signal(self.abits), Signal()
-        m.d.comb += [axi.awready.eq(~w_active & ~b_pending & ~self.host_sel), axi.wready.eq(w_active),
+        m.d.comb += [axi.awready.eq(~w_active & ~b_pending & ~host_q), axi.wready.eq(w_active),
                      axi.bvalid.eq(b_pending), axi.bresp.eq(0), axi.bid.eq(0)]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += [w_active.eq(1), w_addr.eq(word(axi.awaddr))]

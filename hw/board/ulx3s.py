@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
-from hw.core.config import PROG_WORD_BITS, SLOT_BITS, CoreConfig
+from hw.core.config import LANE_ACC_BITS, PROG_WORD_BITS, SLOT_BITS, CoreConfig
 
 from .pll import PllSetting, pll_setting, uart_baud
 from .system import BoardSystem, LinkSettings
@@ -37,13 +37,16 @@ def ebr_blocks(width: int, depth: int) -> int:
 
 
 def core_ebr_estimate(config: CoreConfig) -> int:
-    """Block RAMs of the core's buffers: ACT in two banks, WGT, OUT, PARAM in constant-slot banks, and
-    the three instruction RAMs."""
+    """Block RAMs of the core's buffers: ACT in two banks, WGT, OUT, PARAM in constant-slot banks, the
+    three instruction RAMs, and each column lane's row memories (``hw/core/lane.py``: the PE sums and two
+    48-bit accumulators, ``rows`` deep), which the w4-16x16 preset spends 96 blocks on."""
     bus = config.bus_bits
     slots = config.slots_per_param_word
+    sum_bits = (2 if {"hluq", "agq"} & set(config.formats) else 1) * config.pe_acc_bits
+    lane = ebr_blocks(sum_bits, config.rows) + 2 * ebr_blocks(LANE_ACC_BITS, config.rows)
     return (2 * ebr_blocks(bus, config.act_words // 2) + ebr_blocks(bus, config.wgt_words)
             + ebr_blocks(bus, config.out_words) + slots * ebr_blocks(SLOT_BITS, config.param_words)
-            + 3 * ebr_blocks(PROG_WORD_BITS, config.prog_words))
+            + 3 * ebr_blocks(PROG_WORD_BITS, config.prog_words) + config.cols * lane)
 
 
 def default_mem_words(config: CoreConfig, stage_bytes: int = 2048) -> int:

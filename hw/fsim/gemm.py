@@ -168,9 +168,10 @@ def _in_range(addresses: np.ndarray, limit: int, what: str, where: str) -> None:
 
 
 def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_codes: np.ndarray, param: np.ndarray,
-                 where: str) -> GemmResult:
+                 where: str, track_words: bool = True) -> GemmResult:
     """Run one GEMM: ``act_codes``/``wgt_codes`` are every code of the ACT/WGT buffers in address order,
-    ``param`` the PARAM buffer's bytes. Returns the row vectors to write and the words touched."""
+    ``param`` the PARAM buffer's bytes. Returns the row vectors to write and, with ``track_words`` (the
+    hazard check needs them; they cost a fifth of the run), the ACT/WGT/PARAM words it reads."""
     rows, cols, bus = config.rows, config.cols, config.bus_bits
     if inst.desc_addr + DESC_FIXED_WORDS > config.param_words:
         raise GemmError(f"{where}: descriptor at PARAM word {inst.desc_addr} runs past the buffer ({config.param_words})")
@@ -219,7 +220,8 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
     slots_per_word = bus // 128
     _in_range(slot, config.param_words * slots_per_word, "constant slot", where)
     consts = decode_slots(param, slot, bus)                             # each [b_col, ob, K]
-    param_words.append(np.unique(slot_word(slot.reshape(-1), bus)))
+    if track_words:
+        param_words.append(np.unique(slot_word(slot.reshape(-1), bus)))
     w = wcodes - consts["zero_point"][:, :, None, :]                     # [b_w, ob, j, K]
 
     acc = np.broadcast_to(consts["bias"][:, :, None, :], (nb, nob, 1, cols)).astype(np.int64)
@@ -255,6 +257,9 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
              + rb[None, None, :, None] * so.out_rb + r[None, None, None, :] * so.out_row).reshape(-1)
     out_words = (first[:, None] + np.arange(wpr)).reshape(-1)
     _in_range(out_words, config.out_words, "OUT word", where)
+    if not track_words:
+        return GemmResult(first, pack_out_rows(out.reshape(-1, cols), element_bits, bus), empty, empty, empty,
+                          out_words)
     return GemmResult(first, pack_out_rows(out.reshape(-1, cols), element_bits, bus),
                       np.unique(act_addr // config.codes_per_act_word),
                       np.unique(vec // config.vectors_per_wgt_word), np.concatenate(param_words), out_words)

@@ -175,7 +175,7 @@ class Machine:
         cfg = self.config
         result = execute_gemm(cfg, inst, unpack_codes(self.buffers[Buffer.ACT], cfg.act_bits),
                               unpack_codes(self.buffers[Buffer.WGT], cfg.weight_bits), self.buffers[Buffer.PARAM],
-                              where)
+                              where, track_words=bool(self.logs))
         if self.logs:
             self.logs[Buffer.PARAM].read(result.param_words, 1, clock)
             self.logs[Buffer.ACT].read(result.act_words, 1, clock)

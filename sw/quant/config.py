@@ -82,6 +82,11 @@ RECIPES: dict[str, dict] = {
     # configures 0.02 but its loss never adds it, methods.md §4.4). At most recon_prompts = 4 prompts per
     # image (reference 16).
     "saqsam": {**_SAQSAM_STAR, "recon": "par", "recon_iters": 50, "scale_lr": 2e-3},
+    # SAQ-SAM + AHCPTQ's codes: PCC and PAR (on BIG and AGQ) with HLUQ post-activation codes and CAG groups.
+    # PCC keeps the decoder q/k projection inputs it clips per tensor; CAG groups every other projection
+    # input (encoder qkv, the MLPs' first linear, decoder v_proj).
+    "saqsam+hluq+cag": {**_SAQSAM_STAR, "recon": "par", "recon_iters": 50, "scale_lr": 2e-3,
+                        "post_act_quantizer": "hluq", "cag_groups": 4},
 }
 # What each reconstruction mode learns, on which units (methods.md §1.5):
 #   adaround: weight rounding only, one unit per linear/conv layer, activations quantized throughout;
@@ -207,6 +212,4 @@ def make_config(recipe: str, bits: str, **overrides) -> QuantConfig:
         raise SamhwError(f"unknown BIG scope '{cfg.big}' (choose from {', '.join(BIG_SCOPES)})")
     if cfg.pcc and not 0.0 < cfg.pcc_threshold < 1.0:
         raise SamhwError(f"pcc_threshold {cfg.pcc_threshold} must lie in (0, 1)")
-    if cfg.pcc and cfg.cag_groups > 0:
-        raise SamhwError("PCC clips the q/k projection inputs per tensor; it cannot be combined with CAG groups")
     return cfg

@@ -36,6 +36,9 @@ PASSES = 2
 # Searched per attention, in this order, with the side of the map each one changes.
 SEARCHED = (("q_proj.input_quantizer", "query"), ("k_proj.input_quantizer", "key"),
             ("q_quantizer", "query"), ("k_quantizer", "key"))
+# The projections whose per-tensor input ranges PCC sets: with PCC they keep a uniform quantizer even where
+# a recipe groups the other projections' inputs by channel (CAG).
+CLIPPED_PROJECTIONS = tuple(name.split(".")[0] for name, _ in SEARCHED if name.endswith(".input_quantizer"))
 
 
 def focus_masks(a: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -28,6 +28,7 @@ from .cag import CAGQuantizer
 from .hluq import HLUQQuantizer
 from .config import QuantConfig
 from .observers import make_observer
+from .pcc import CLIPPED_PROJECTIONS
 from .qmodules import (QuantConv2d, QuantDecoderAttention, QuantLinear, QuantSamEncoderAttention,
                        QuantTinyViTAttention)
 from .quantizer import UniformQuantizer
@@ -92,6 +93,11 @@ class _Factory:
         return UniformQuantizer(c.weight_bits, obs, ch_axis=0)
 
 
+def _is_pcc_clipped(parent: nn.Module, name: str) -> bool:
+    """A decoder attention's q/k projection, whose input range PCC searches per tensor."""
+    return hasattr(parent, "q_proj") and name in CLIPPED_PROJECTIONS
+
+
 def _swap(parent: nn.Module, factory: _Factory) -> None:
     for name, child in list(parent.named_children()):
         attention = _attention_kind(child)
@@ -103,7 +109,7 @@ def _swap(parent: nn.Module, factory: _Factory) -> None:
         elif type(child) is nn.Linear:
             if type(parent).__name__ in MLP_CLASSES and name in POST_ACTIVATION_LINEARS:
                 input_quantizer = factory.post_activation(child)
-            elif name in GROUPED_INPUT_LINEARS:
+            elif name in GROUPED_INPUT_LINEARS and not (factory.cfg.pcc and _is_pcc_clipped(parent, name)):
                 input_quantizer = factory.grouped_input()
             else:
                 input_quantizer = factory.act()
