@@ -21,7 +21,7 @@ from hw.core.config import CoreConfig, CoreConfigError
 from hw.core.core import Core
 from hw.core.isa import Buffer, Instruction, Opcode, Transfer
 from hw.core.params import CoreParams
-from hw.core.pysim import run_rtl, run_rtl_sequence
+from hw.core.pysim import register_access, run_rtl, run_rtl_sequence
 from hw.core.randprog import random_program
 from hw.core.streams import Streams
 from hw.core.timing import run_timing
@@ -65,17 +65,7 @@ def test_register_map_reads_back_info_digest_and_counts():
     words = {}
 
     async def bench(ctx):
-        async def write(addr, data):
-            ctx.set(top.reg_addr, addr)
-            ctx.set(top.reg_wdata, data)
-            ctx.set(top.reg_we, 1)
-            await ctx.tick()
-            ctx.set(top.reg_we, 0)
-
-        async def read(addr):
-            ctx.set(top.reg_addr, addr)
-            await ctx.tick()
-            return ctx.get(top.reg_rdata)
+        write, read = register_access(ctx, top)
 
         # three SYNCs and END in the compute stream, END elsewhere: the run ends without memory traffic
         sync = Instruction(Opcode.SYNC).encode()

@@ -36,6 +36,24 @@ def memory_words(memory: np.ndarray, config: CoreConfig) -> list[int]:
     return [int.from_bytes(w.tobytes(), "little") for w in word_view(np.asarray(memory, np.uint8), config)]
 
 
+def register_access(ctx, top):
+    """``write(addr, data)`` and ``read(addr)`` on a core's register port, one clock each, for a testbench
+    ``ctx`` of ``amaranth.sim``."""
+    async def write(addr, data):
+        ctx.set(top.reg_addr, addr)
+        ctx.set(top.reg_wdata, data)
+        ctx.set(top.reg_we, 1)
+        await ctx.tick()
+        ctx.set(top.reg_we, 0)
+
+    async def read(addr):
+        ctx.set(top.reg_addr, addr)
+        await ctx.tick()
+        return ctx.get(top.reg_rdata)
+
+    return write, read
+
+
 def run_rtl(config: CoreConfig, streams: Streams, memory: np.ndarray, max_cycles: int = 200_000,
             vcd: str | None = None) -> RtlResult:
     return run_rtl_sequence(config, [streams], memory, max_cycles, vcd)[-1]
@@ -52,17 +70,7 @@ def run_rtl_sequence(config: CoreConfig, programs: list[Streams], memory: np.nda
     results: list[RtlResult] = []
 
     async def bench(ctx):
-        async def write(addr, data):
-            ctx.set(top.reg_addr, addr)
-            ctx.set(top.reg_wdata, data)
-            ctx.set(top.reg_we, 1)
-            await ctx.tick()
-            ctx.set(top.reg_we, 0)
-
-        async def read(addr):
-            ctx.set(top.reg_addr, addr)
-            await ctx.tick()
-            return ctx.get(top.reg_rdata)
+        write, read = register_access(ctx, top)
 
         for streams in programs:
             for unit in UNITS:
