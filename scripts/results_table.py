@@ -6,12 +6,17 @@ Markdown table and the plot are regenerated from the JSON each time.
 
     python scripts/results_table.py                      # FP + {minmax, percentile, omse} x {w8a8, w6a6, w4a4}
     python scripts/results_table.py --recipes omse --bits w4a4 --limit 5   # a quick partial run
+    python scripts/results_table.py --recipes saqsam --bits w4a4 --seeds 0 1 2   # three calibration draws
+
+Several processes can share one list of runs: each gives the same --claim folder and its own --out,
+takes the next run nobody has claimed, and --merge joins their JSON files into docs/results.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,6 +42,16 @@ def code_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def claim(path: Path) -> bool:
+    """True for the one process that creates ``path`` first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="litemedsam")
@@ -44,6 +59,12 @@ def main(argv=None) -> int:
                    help="COCO root: calibration on its train split, evaluation on its val split")
     p.add_argument("--recipes", nargs="+", default=["minmax", "percentile", "omse"])
     p.add_argument("--bits", nargs="+", default=["w8a8", "w6a6", "w4a4"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="calibration seeds, one run each: 0 = the first train images in file-name order, any "
+                        "other = a random draw of them (sw/data/calibration.py), also the prompt and batch draws")
+    p.add_argument("--threads", type=int, help="torch threads (recorded with each row)")
+    p.add_argument("--claim", help="folder of claimed runs shared by several processes (see the module docstring)")
+    p.add_argument("--merge", nargs="+", help="only merge these results JSON files into --out and regenerate")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--max-prompts", type=int, default=16)
     p.add_argument("--limit", type=int, help="evaluate only the first N val images (records say so)")
@@ -54,6 +75,10 @@ def main(argv=None) -> int:
     p.add_argument("--states", help="also save each calibrated model's state here (<recipe>_<bits>.safetensors), "
                                     "for 'samhw verify' and 'samhw export --quant-state'")
     args = p.parse_args(argv)
+    if args.merge:
+        extra = [r for path in args.merge for r in json.loads(Path(path).read_text())]
+        write_results(merge_records(Path(args.out), extra), Path(args.out))
+        return 0
 
     from sw.data.coco import resolve_coco_folder
     from sw.data.sources import calibration_items
@@ -66,6 +91,8 @@ def main(argv=None) -> int:
     from sw.seeding import seed_everything
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seed_everything(0)
     split = resolve_coco_folder(args.data, "val")
     dataset = f"{Path(args.data).name}/val" + (f"[:{args.limit}]" if args.limit else "")
@@ -96,28 +123,30 @@ def main(argv=None) -> int:
 
     # Explicitly --data's train split: the CLI's default calibration source (the bundled photographs)
     # is not what the table measures.
-    items, described = calibration_items(args.data, args.calib_images, args.max_prompts)
-    print(f"calibration: {len(items)} images from {described}", file=sys.stderr)
-    for recipe in args.recipes:
-        for bits in args.bits:
-            cpu_start = time.process_time()
-            qmodel, calib_seconds = quantize(model, make_config(recipe, bits), items)
-            # CPU seconds of all this process's threads: unlike wall clock, barely moved by other jobs
-            # sharing the machine, so rows measured on a busy machine stay comparable.
-            calib_cpu = time.process_time() - cpu_start
-            if args.states:
-                save_quant_state(qmodel, Path(args.states) / f"{recipe}_{bits}.safetensors",
-                                 extra=calibration_metadata(calib_seconds, len(items)))
-            start = time.perf_counter()
-            result = evaluate_model(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
-            cfg = qmodel.quant_config
-            records.append({**base, "recipe": recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
-                            "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_fp,
-                            "calib_seconds": round(calib_seconds, 1), "calib_cpu_seconds": round(calib_cpu, 1),
-                            "torch_threads": torch.get_num_threads(),
-                            "eval_seconds": round(time.perf_counter() - start, 1)})
-            print(json.dumps(records[-1]), file=sys.stderr)
-            save()
+    for recipe, bits, seed in [(r, b, s) for r in args.recipes for b in args.bits for s in args.seeds]:
+        if args.claim and not claim(Path(args.claim) / f"{recipe}_{bits}_seed{seed}"):
+            continue
+        seed_everything(seed)
+        items, described = calibration_items(args.data, args.calib_images, args.max_prompts, seed)
+        print(f"{recipe} {bits} seed {seed}: calibration on {len(items)} images from {described}", file=sys.stderr)
+        cpu_start = time.process_time()
+        qmodel, calib_seconds = quantize(model, make_config(recipe, bits), items, seed=seed)
+        # CPU seconds of all this process's threads: unlike wall clock, barely moved by other jobs
+        # sharing the machine, so rows measured on a busy machine stay comparable.
+        calib_cpu = time.process_time() - cpu_start
+        if args.states:
+            save_quant_state(qmodel, Path(args.states) / f"{recipe}_{bits}_seed{seed}.safetensors",
+                             extra=calibration_metadata(calib_seconds, len(items)))
+        start = time.perf_counter()
+        result = evaluate_model(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
+        cfg = qmodel.quant_config
+        records.append({**base, "recipe": recipe, "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
+                        "seed": seed, "ap": result.ap, "miou_gt": result.miou_gt, "miou_fp": result.miou_fp,
+                        "calib_seconds": round(calib_seconds, 1), "calib_cpu_seconds": round(calib_cpu, 1),
+                        "torch_threads": torch.get_num_threads(),
+                        "eval_seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(records[-1]), file=sys.stderr)
+        save()
     return 0
 
 

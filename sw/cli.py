@@ -41,9 +41,11 @@ def _add_quant(p: argparse.ArgumentParser, recipe_required: bool = False, recipe
     p.add_argument("--bits", default="w8a8", help=f"one of {', '.join(BIT_CONFIGS)} (default w8a8)")
     p.add_argument("--calib", help=CALIB_RULE)
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES,
-                   help=f"number of calibration images, the first in file-name order (default {DEFAULT_CALIB_IMAGES})")
+                   help=f"number of calibration images (default {DEFAULT_CALIB_IMAGES}): the first in file-name order "
+                        "with --seed 0, a random draw of the COCO split with any other seed")
     p.add_argument("--max-prompts", type=int, default=16, help="box prompts per calibration image (default 16)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="calibration seed: which COCO train images (0: the first ones), which prompts, reconstruction batches")
 
 
 def _calib_options(args) -> CalibOptions:

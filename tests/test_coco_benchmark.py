@@ -299,3 +299,14 @@ def test_list_images_sorted_and_limited(tmp_path, raw_val):
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG"]
     assert [p.name for p in list_images(tmp_path, limit=1)] == ["a.jpg"]
     assert len(list_images(COCO_ROOT / "val2017")) == len(raw_val["images"])
+
+
+def test_calibration_seed_zero_takes_the_first_images_and_other_seeds_draw_reproducibly():
+    from sw.data.calibration import calibration_draw
+
+    ids = list(range(100, 180))
+    assert calibration_draw(ids, 32, 0) == ids[:32]
+    one, two = calibration_draw(ids, 32, 1), calibration_draw(ids, 32, 2)
+    assert one == calibration_draw(ids, 32, 1) and one == sorted(one) and len(set(one)) == 32
+    assert one != two and one != ids[:32] and set(one) <= set(ids)
+    assert calibration_draw(ids, 500, 7) == ids

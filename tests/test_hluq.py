@@ -93,3 +93,18 @@ def test_hluq_sits_on_every_mlp_second_linear(litemedsam):
     hluq = [n for n, q in iter_quantizers(qmodel) if isinstance(q, HLUQQuantizer)]
     assert len(hluq) == 10 + 2
     assert all(n.endswith(("mlp.fc2.input_quantizer", "mlp.lin2.input_quantizer")) for n in hluq)
+
+
+@pytest.mark.parametrize("bits", [4, 6])
+@pytest.mark.parametrize("g", GRID_RATES)
+def test_fused_fake_quantize_equals_codes_then_values_bit_for_bit(bits, g):
+    l_log = log_codes(bits, g)
+    s_log, s_uni = hluq_scales(M, 2.5, bits, 0.3, g)
+    gen = torch.Generator().manual_seed(bits)
+    levels = hluq_values(torch.arange(2**bits, dtype=torch.float32), M, s_log, s_uni, bits, l_log)
+    # GELU-like data, every level, the region boundary and values beyond both ends of the range
+    x = torch.cat([torch.randn(50_000, generator=gen) * 0.7, levels, levels + 1e-7,
+                   torch.tensor([M, M - 1.0, M + float(s_log), 9.0, 0.0])])
+    with torch.no_grad():
+        fused = hluq_fake_quantize(x, M, s_log, s_uni, bits, l_log)
+    assert torch.equal(fused, hluq_values(hluq_codes(x, M, s_log, s_uni, bits, l_log), M, s_log, s_uni, bits, l_log))

@@ -51,12 +51,22 @@ def generic_boxes(height: int, width: int) -> np.ndarray:
     )
 
 
+def calibration_draw(image_ids: list, num_images: int, seed: int) -> list:
+    """Which images calibrate: seed 0 takes the first ``num_images`` in file-name order (as the
+    reference code takes the first 32 train images); any other seed draws ``num_images`` of the split
+    at random (kept in file-name order), so that runs with different seeds measure how much the choice
+    of calibration images moves a result."""
+    if seed == 0 or num_images >= len(image_ids):
+        return list(image_ids[:num_images])
+    keep = np.sort(np.random.default_rng(seed).choice(len(image_ids), num_images, replace=False))
+    return [image_ids[i] for i in keep]
+
+
 def items_from_coco(split: CocoSplit, num_images: int, max_prompts: int = DEFAULT_MAX_PROMPTS,
                     seed: int = 0) -> list[CalibItem]:
-    """The first ``num_images`` images of the split (file-name order, as the reference code takes the
-    first 32 train images) with their ground-truth boxes."""
+    """``num_images`` images of the split (``calibration_draw``) with their ground-truth boxes."""
     items = []
-    for index, image_id in enumerate(split.image_ids[:num_images]):
+    for index, image_id in enumerate(calibration_draw(split.image_ids, num_images, seed)):
         boxes = np.array([inst.box_xyxy for inst in split.instances(image_id)], np.float32).reshape(-1, 4)
         path = split.image_path(image_id)
         items.append(CalibItem(Path(path).name, load_rgb(path), cap_prompts(boxes, max_prompts, seed + index)))

@@ -13,10 +13,10 @@ from ..atomic_file import write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
-KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset")
+KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset", "seed")
 RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
                 "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-cag-raw", "ahcptq-g1", "ahcptq-g2",
-                "ahcptq", "ahcptq-raw", "ahcptq-g8", "saqsam-star", "saqsam"]
+                "ahcptq", "ahcptq-raw", "ahcptq-g8", "saqsam-star", "saqsam", "saqsam+hluq+cag"]
 # Sub-tables that change one component per row: (title, [(recipe, label), ...]).
 ABLATIONS = [
     ("Ablation: BIG and AGQ on top of QDrop",
@@ -36,13 +36,14 @@ ABLATIONS = [
 
 
 def _key(record: dict) -> tuple:
-    return tuple(record[k] for k in KEY_FIELDS)
+    # Rows from before calibration seeds were recorded all calibrated on seed 0.
+    return tuple(record.get(k, 0) for k in KEY_FIELDS)
 
 
 def _sort_key(record: dict) -> tuple:
     recipe = record["recipe"]
     rank = RECIPE_ORDER.index(recipe) if recipe in RECIPE_ORDER else len(RECIPE_ORDER)
-    return (record["model"], record["dataset"], -record["weight_bits"], rank, recipe)
+    return (record["model"], record["dataset"], -record["weight_bits"], rank, recipe, record.get("seed", 0))
 
 
 def merge_records(path: Path, new: list[dict]) -> list[dict]:
