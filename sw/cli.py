@@ -94,8 +94,10 @@ def _add_infer(sub) -> None:
     p.add_argument("--box", nargs="+", type=float, action="extend", metavar="X0 Y0 X1 Y1",
                    help="box prompts in image pixels, four numbers each (several boxes: more groups or more --box); "
                         "default: the whole image")
-    p.add_argument("--backend", default="fsim", choices=["fsim", "verilator"], help="where the layers run "
-                                                                                   "(default fsim)")
+    p.add_argument("--backend", default="fsim", choices=["fsim", "verilator", "board"],
+                   help="where the layers run (default fsim); board: a ULX3S with a bitstream of bitstreams/ on --port")
+    p.add_argument("--port", help="the board's serial port (--backend board), e.g. /dev/ttyUSB0")
+    p.add_argument("--baud", type=int, default=3_000_000, help="the board link's baud rate (default 3000000)")
     p.add_argument("--program", help="program directory from 'samhw compile' (checked against the bundle); "
                                      "default: compile the bundle here for --core")
     p.add_argument("--core", help=f"{CORE_HELP} (default: the program's, or w8-16x16 when compiling)")
@@ -539,7 +541,8 @@ def _cmd_infer(args, progress: bool) -> int:
     from .infer import run_infer
 
     inf, record = run_infer(args.bundle, args.image, args.box, args.backend, args.program, args.core, args.out,
-                            args.work, args.checkpoint, args.clock_mhz, progress, args.command_line, args.only)
+                            args.work, args.checkpoint, args.clock_mhz, progress, args.command_line, args.only,
+                            args.port, args.baud)
     run = inf.run
     print(f"{record['image']}: {len(inf.boxes)} box(es), IoU vs float {record['iou_vs_float']}; "
           f"{run.cycles} cycles ({record['latency_ms']:.2f} ms at {args.clock_mhz:g} MHz), wall {inf.seconds:.1f} s")

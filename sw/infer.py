@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import SamhwError
 
-BACKENDS = ("fsim", "verilator")
+BACKENDS = ("fsim", "verilator", "board")
 DEFAULT_CORE = "w8-16x16"
 OUTPUT_FILES = ("masks.npz", "overlay.png", "layers.md", "summary.json")
 
@@ -103,7 +103,8 @@ def memory_words(program) -> int:
     return max(1 << 16, 1 << (program.total_words - 1).bit_length())
 
 
-def make_backend(name: str, program, work: str | Path = "sim_build"):
+def make_backend(name: str, program, work: str | Path = "sim_build", port: str | None = None,
+                 baud: int = 3_000_000):
     if name == "fsim":
         from hw.runtime import FsimBackend
 
@@ -112,7 +113,29 @@ def make_backend(name: str, program, work: str | Path = "sim_build"):
         from sim.core_backend import VerilatorBackend
 
         return VerilatorBackend(program.config, memory_words(program), work)
+    if name == "board":
+        return open_board(program, port, baud)
     raise SamhwError(f"unknown backend '{name}' (one of {', '.join(BACKENDS)})")
+
+
+def open_board(program, port: str | None, baud: int):
+    """The board on ``port`` as a backend, checked against the program before any layer runs: the link
+    answers, the core on the board is the program's, the program fits the board's memory."""
+    from hw.board.backend import BoardBackend
+    from hw.board.host import BoardLink, LinkError, SerialTransport
+
+    if not port:
+        raise SamhwError("--backend board needs --port (the board's serial port, e.g. /dev/ttyUSB0)")
+    transport = None
+    try:
+        transport = SerialTransport(port, baud)
+        backend = BoardBackend(BoardLink(transport, program.config.bus_bytes), program.config)
+        backend.open(program)
+    except (LinkError, OSError, ValueError) as exc:
+        if transport is not None:
+            transport.close()
+        raise SamhwError(f"{port}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return backend
 
 
 @dataclass
@@ -214,7 +237,8 @@ def write_outputs(out: Path, inf: Inference, image: np.ndarray, image_name: str,
 def run_infer(bundle_dir: str, image_path: str, box_values, backend_name: str = "fsim", program_dir: str | None = None,
               core: str | None = None, out: str = "runs/infer", work: str = "sim_build", checkpoint: str | None = None,
               clock_mhz: float = 100.0, progress: bool = True, command: str = "samhw infer",
-              only: list[str] | None = None) -> tuple[Inference, dict]:
+              only: list[str] | None = None, port: str | None = None,
+              baud: int = 3_000_000) -> tuple[Inference, dict]:
     """``samhw infer`` (see the module docstring); every input is checked before any work starts."""
     from .bundle import load_bundle
     from .data.images import load_rgb
@@ -229,9 +253,10 @@ def run_infer(bundle_dir: str, image_path: str, box_values, backend_name: str = 
     offload = layer_filter(only)
     program = resolve_program(bundle, program_dir, core, offload)
     model = load_model(bundle.header.model, checkpoint)
-    backend = make_backend(backend_name, program, work)
+    backend = make_backend(backend_name, program, work, port, baud)
     try:
-        inf = infer_image(model, bundle, program, backend, image, boxes, progress, offload=offload)
+        inf = infer_image(model, bundle, program, backend, image, boxes, progress, offload=offload,
+                          opened=backend_name == "board")
     finally:
         backend.close()
     record = summary_record(inf, Path(image_path).name, program, bundle, clock_mhz)

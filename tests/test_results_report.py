@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sw.report.results import render_markdown
+from sw.report.comparison import reads, render_comparison
+from sw.report.results import render_history, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,10 +27,37 @@ def _column(text: str, name: str) -> list[str]:
 
 
 def test_rows_show_their_thread_count_and_commit_or_na():
-    text = render_markdown([_record("minmax", calib_cpu_seconds=9.5, torch_threads=1, code_commit="abc1234"),
-                            _record("percentile")])
-    assert _column(text, "threads") == ["1", "n/a"]
-    assert _column(text, "commit") == ["abc1234", "n/a"]
+    text = render_markdown([_record("fp", code_commit="abc1234"),
+                            _record("minmax", calib_cpu_seconds=9.5, torch_threads=1, code_commit="abc1234"),
+                            _record("percentile", code_commit="abc1234")])
+    assert _column(text, "threads") == ["n/a", "1", "n/a"]
+    assert _column(text, "commit") == ["abc1234", "abc1234", "abc1234"]
+
+
+def test_seeds_of_one_row_give_mean_and_std_and_older_code_goes_to_the_history():
+    runs = [_record("saqsam", seed=s, miou_gt=v, code_commit="new") for s, v in [(0, 0.40), (1, 0.42), (2, 0.44)]]
+    old = _record("ahcptq", code_commit="old", miou_gt=0.99)
+    records = [_record("fp", code_commit="new"), *runs, old]
+    text = render_markdown(records)
+    assert _column(text, "mIoU GT") == ["50.0", "42.0 ± 2.0"]
+    assert _column(text, "seeds") == ["n/a", "0, 1, 2"]
+    assert "99.0" not in text
+    assert "99.0" in render_history(records) and "42.0" not in render_history(records)
+
+
+def test_comparison_reads_only_differences_larger_than_the_seed_spread():
+    def rows(recipe, values):
+        return [_record(recipe, weight_bits=4, act_bits=4, seed=s, miou_gt=v, code_commit="c")
+                for s, v in enumerate(values)]
+
+    a, b, c = rows("saqsam", [0.45, 0.46, 0.47]), rows("ahcptq", [0.40, 0.41, 0.42]), rows("ptq4sam-l", [0.395, 0.41, 0.425])
+    assert reads(a, b, "miou_gt")[2] and not reads(b, c, "miou_gt")[2]
+    assert reads(a, b, "miou_gt")[1] == pytest.approx(0.02)
+    single = rows("qdrop", [0.10])
+    assert not reads(a, single, "miou_gt")[2]  # a single run has no spread to read against
+    text = render_comparison([_record("fp", code_commit="c"), *a, *b, *c])
+    assert "saqsam − ahcptq | +5.0 vs 2.0: **reads**" in text
+    assert "ahcptq − ptq4sam-l | +0.0 vs 2.5: within spread" in text
 
 
 def test_results_script_records_the_checkout_commit():

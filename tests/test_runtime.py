@@ -202,6 +202,10 @@ def test_infer_refuses_bad_input_in_one_line_and_writes_nothing(capsys, tmp_path
     assert "compiled from a bundle with manifest_sha256" in line
     line = _error_line(capsys, base + ["--image", path, "--program", str(program_dir), "--core", "w4-16x16"])
     assert "not this core" in line
+    only = ["--only", "mask_decoder.transformer.layers.0.self_attn"]
+    assert "needs --port" in _error_line(capsys, base + ["--image", path, "--backend", "board"] + only)
+    line = _error_line(capsys, base + ["--image", path, "--backend", "board", "--port", str(tmp_path / "ttyNONE")] + only)
+    assert str(tmp_path / "ttyNONE") in line
     assert not out.exists()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("keep me")

@@ -15,6 +15,7 @@ from pathlib import Path
 from hw.core.config import PRESETS, load_core_config
 from sw.bundle import load_bundle
 from sw.errors import SamhwError
+from sw.models.sam_vit_config import VARIANTS
 
 from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
@@ -223,7 +224,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
         vit = {}
         for key in ("subject", "int8", "fp32", "fp32_small"):
             d = designs[key]
-            ident = {"shapes": repr(SAM_VIT_B), "code": vit_source_digest(),
+            ident = {"shapes": repr(VARIANTS[SAM_VIT_B]), "code": vit_source_digest(),
                      "template": subject_workload.identity if key == "subject" else int8_identity}
             build = ((lambda: vit_workload(bundle, subject_workload)) if key == "subject"
                      else (lambda: vit_workload(int8_bundle, int8_workload())))

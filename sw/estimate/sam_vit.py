@@ -18,41 +18,18 @@ invocations are the template bundle's own.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
 from hw.compiler.invocation import InvocationSpec
 from hw.compiler.model import invocation_kind
+from sw.models.sam_vit_config import VARIANTS
 from sw.bundle import AttentionLayer, Bundle, CagCodes, CodesOutput, ConvLayer, LinearLayer, Weights
 
 from .workload import Call, Workload
 
 
-@dataclass(frozen=True)
-class VitShape:
-    name: str
-    img_size: int = 1024
-    patch_size: int = 16
-    embed_dim: int = 768
-    depth: int = 12
-    heads: int = 12
-    window: int = 14
-    global_blocks: tuple[int, ...] = (2, 5, 8, 11)
-    mlp_ratio: int = 4
-    neck_dim: int = 256
-
-    @property
-    def grid(self) -> int:
-        return self.img_size // self.patch_size
-
-    @property
-    def windows(self) -> int:
-        padded = -(-self.grid // self.window) * self.window
-        return (padded // self.window) ** 2
-
-
-SAM_VIT_B = VitShape("sam_vit_b")
+SAM_VIT_B = "sam_vit_b"   # the variant estimated (sw/models/sam_vit_config.py has its settings)
 TEMPLATE_BLOCK = "image_encoder.layers.2.blocks.0"   # TinyViT block whose formats the ViT blocks take
 
 
@@ -109,12 +86,13 @@ def resized_attention(template: AttentionLayer, name: str, heads: int, dim: int,
                                logit_scale=dim ** -0.5, attention_bias=None, rel_pos_h=table, rel_pos_w=table)
 
 
-def vit_encoder_calls(template: Bundle, shape: VitShape = SAM_VIT_B, seed: int = 0) -> list[Call]:
+def vit_encoder_calls(template: Bundle, variant: str = SAM_VIT_B, seed: int = 0) -> list[Call]:
     """The encoder's invocations: one windowed and one global block (each with its repeat count), the neck."""
+    shape = VARIANTS[variant]
     rng = np.random.default_rng(seed)
     t = {role: template.layers[f"{TEMPLATE_BLOCK}.{role}"] for role in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
     attn = template.layers[f"{TEMPLATE_BLOCK}.attn"]
-    d, h, hd = shape.embed_dim, shape.heads, shape.embed_dim // shape.heads
+    d, h, hd = shape.embed_dim, shape.num_heads, shape.embed_dim // shape.num_heads
     hidden = d * shape.mlp_ratio
     calls = []
 
@@ -122,13 +100,13 @@ def vit_encoder_calls(template: Bundle, shape: VitShape = SAM_VIT_B, seed: int =
         spec = InvocationSpec.of(layer, op, shapes)
         calls.append(Call(spec, layer, count, invocation_kind(layer, op)))
 
-    windowed = [i for i in range(shape.depth) if i not in shape.global_blocks]
-    for blocks in (windowed, list(shape.global_blocks)):
+    windowed = [i for i in range(shape.depth) if i not in shape.global_attn_indexes]
+    for blocks in (windowed, list(shape.global_attn_indexes)):
         if not blocks:
             continue
         i, count = blocks[0], len(blocks)
-        is_global = i in shape.global_blocks
-        items, side = (1, shape.grid) if is_global else (shape.windows, shape.window)
+        is_global = i in shape.global_attn_indexes
+        items, side = (1, shape.grid) if is_global else (shape.windows, shape.window_size)
         tokens = side * side
         prefix = f"image_encoder.blocks.{i}"
         qkv = resized_linear(t["attn.qkv"], f"{prefix}.attn.qkv", d, 3 * d, rng)
@@ -142,11 +120,11 @@ def vit_encoder_calls(template: Bundle, shape: VitShape = SAM_VIT_B, seed: int =
         add(proj, None, {"input": (items, side, side, d)}, count)
         add(lin1, None, {"input": (1, shape.grid, shape.grid, d)}, count)
         add(lin2, None, {"input": (1, shape.grid, shape.grid, hidden)}, count)
-    neck0 = resized_conv(template.layers["image_encoder.neck.0"], "image_encoder.neck.0", d, shape.neck_dim, 1, 0, rng)
-    neck2 = resized_conv(template.layers["image_encoder.neck.2"], "image_encoder.neck.2", shape.neck_dim,
-                         shape.neck_dim, 3, 1, rng)
+    neck0 = resized_conv(template.layers["image_encoder.neck.0"], "image_encoder.neck.0", d, shape.prompt_embed_dim, 1, 0, rng)
+    neck2 = resized_conv(template.layers["image_encoder.neck.2"], "image_encoder.neck.2", shape.prompt_embed_dim,
+                         shape.prompt_embed_dim, 3, 1, rng)
     add(neck0, None, {"input": (1, d, shape.grid, shape.grid)}, 1)
-    add(neck2, None, {"input": (1, shape.neck_dim, shape.grid, shape.grid)}, 1)
+    add(neck2, None, {"input": (1, shape.prompt_embed_dim, shape.grid, shape.grid)}, 1)
     return calls
 
 
@@ -157,13 +135,14 @@ def source_digest() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def vit_workload(template: Bundle, template_workload: Workload, shape: VitShape = SAM_VIT_B) -> Workload:
+def vit_workload(template: Bundle, template_workload: Workload, variant: str = SAM_VIT_B) -> Workload:
     h = template.header
-    calls = vit_encoder_calls(template, shape) + [c for c in template_workload.calls if c.part == "decoder"]
+    shape = VARIANTS[variant]
+    calls = vit_encoder_calls(template, variant) + [c for c in template_workload.calls if c.part == "decoder"]
     identity = {"shapes": repr(shape), "formats_from": template_workload.identity, "template_block": TEMPLATE_BLOCK,
                 "code": source_digest()}
-    notes = [f"shapes only: {shape.name} encoder invocations built from the architecture with random weight codes "
+    notes = [f"shapes only: {variant} encoder invocations built from the architecture with random weight codes "
              f"and the code formats of the {h.recipe} W{h.weight_bits}A{h.act_bits} bundle's {TEMPLATE_BLOCK}; "
              "decoder invocations are that bundle's (the same SAM mask decoder)"]
-    return Workload(f"{shape.name} (shapes) {h.recipe} W{h.weight_bits}A{h.act_bits}", shape.name, calls, identity,
+    return Workload(f"{variant} (shapes) {h.recipe} W{h.weight_bits}A{h.act_bits}", variant, calls, identity,
                     notes)

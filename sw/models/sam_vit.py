@@ -6,7 +6,6 @@ mean/std normalization on the 0..255 scale, zero padding bottom/right.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -15,33 +14,11 @@ from PIL import Image
 
 from .base import SegmentModel
 from .checkpoints import load_into, read_state_dict
+from .sam_vit_config import VARIANTS, SamVitConfig
 from ..errors import SamhwError
 
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
 PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
-
-
-@dataclass(frozen=True)
-class SamVitConfig:
-    embed_dim: int
-    depth: int
-    num_heads: int
-    global_attn_indexes: tuple[int, ...]
-    img_size: int = 1024
-    patch_size: int = 16
-    window_size: int = 14
-    prompt_embed_dim: int = 256
-    decoder_depth: int = 2
-    decoder_heads: int = 8
-    decoder_mlp_dim: int = 2048
-    iou_head_hidden_dim: int = 256
-
-
-VARIANTS = {
-    "sam_vit_b": SamVitConfig(768, 12, 12, (2, 5, 8, 11)),
-    "sam_vit_l": SamVitConfig(1024, 24, 16, (5, 11, 17, 23)),
-    "sam_vit_h": SamVitConfig(1280, 32, 16, (7, 15, 23, 31)),
-}
 
 
 def _resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -60,7 +37,7 @@ def build_sam_vit(config: SamVitConfig, name: str, checkpoint: str | None = None
         depth=config.depth,
         embed_dim=config.embed_dim,
         img_size=config.img_size,
-        mlp_ratio=4,
+        mlp_ratio=config.mlp_ratio,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
         num_heads=config.num_heads,
         patch_size=config.patch_size,

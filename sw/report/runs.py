@@ -1,0 +1,38 @@
+"""Measured runs of docs/results.json grouped for tables: which code state a table stands for, the
+runs of one row (one recipe and bit width under several calibration seeds), their mean and spread."""
+
+from __future__ import annotations
+
+
+def code_state(records: list[dict]) -> str | None:
+    """The code the table stands for: the commit of the float row, which every table run measures again."""
+    fp = [r for r in records if r["recipe"] == "fp"]
+    return fp[-1].get("code_commit") if fp else None
+
+
+def split_by_code(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(rows measured at the table's code state, older rows). Rows of older code are not comparable
+    at the level of one or two points (one flipped activation code cascades), so they never share a
+    table with the current ones."""
+    state = code_state(records)
+    current = [r for r in records if state is not None and r.get("code_commit") == state]
+    return current, [r for r in records if r not in current]
+
+
+def group_runs(records: list[dict]) -> list[list[dict]]:
+    """Runs of one (model, dataset, recipe, bits) under different calibration seeds, in table order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["dataset"], r["recipe"], r["weight_bits"], r["act_bits"]), []).append(r)
+    return list(groups.values())
+
+
+def mean_std(runs: list[dict], field: str) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1) over the runs; std None for a single run."""
+    values = [r[field] for r in runs if r.get(field) is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
