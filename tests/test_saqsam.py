@@ -192,3 +192,21 @@ def test_combined_recipe_keeps_the_pcc_clips_per_tensor_and_groups_the_rest(tiny
     assert leaking_quantizers(qmodel, forward) == []
     bundle = load_bundle(export_bundle(qmodel, calib_items[:2], tmp_path / "bundle", progress=False))
     assert bundle.header.recipe == "saqsam+hluq+cag"
+
+
+def test_combined_recipe_on_litemedsam_exports_and_compiles_for_the_core(litemedsam, calib_items, tmp_path):
+    """The combined recipe's LiteMedSAM bundle (statistics only: PCC, BIG, AGQ, HLUQ, CAG; PAR leaves
+    the formats as they are) compiles to the W4 core, every quantized layer with it."""
+    from hw.compiler.model import compile_bundle
+    from hw.core.config import load_core_config
+    from sw.bundle import HOST_LAYER, load_bundle
+    from sw.export.bundle import export_bundle
+
+    qmodel = quantize_model(litemedsam, make_config("saqsam+hluq+cag", "w4a4", recon="none"))
+    calibrate(qmodel, calib_items[:1], progress=False, fp_model=litemedsam)
+    bundle = load_bundle(export_bundle(qmodel, calib_items[:1], tmp_path / "bundle", progress=False))
+    program = compile_bundle(bundle, load_core_config("w4-16x16"))
+    compiled = {inv.spec.layer for inv in program.invocations}
+    assert compiled == set(bundle.layers) - {HOST_LAYER}
+    formats = {type(getattr(bundle.layers[name], "input", None)).__name__ for name in bundle.layers}
+    assert {"CagCodes", "HluqCodes"} <= formats, formats
