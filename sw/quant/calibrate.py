@@ -36,16 +36,26 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
     if cfg.recon != "none" and fp_model is None:
         raise ValueError(f"recipe '{cfg.recipe}' reconstructs against the float model; pass fp_model")
     start = time.perf_counter()
+    phases = qmodel.calib_phases = {}   # seconds per phase: where calibration time goes
+
+    def phase_done(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 2)
+        return now
+
     set_quant_state(qmodel, act=False, weight=False, observe_act=False)
     big_scope = cfg.big
+    t = start
     if big_scope != "none":
         qmodel.big_reports = apply_big(qmodel, lambda: run_items(qmodel, items[:1], "BIG", progress=False), big_scope)
+        t = phase_done("BIG", t)
     fixed: set[str] = set()
     if cfg.pcc:
         # PCC's clipped q/k stay on while everything else is observed, so downstream statistics (the
         # softmax's AGQ above all) see them (methods.md §4.2 step 4).
         qmodel.pcc_log = apply_pcc(qmodel, items, progress=progress)
         fixed = {r["quantizer"] for r in qmodel.pcc_log}
+        t = phase_done("PCC", t)
     set_quant_state(qmodel, observe_act=True)
     for name in fixed:
         qmodel.get_submodule(name).observing = False
@@ -58,10 +68,13 @@ def calibrate(qmodel: SegmentModel, items: list[CalibItem], progress: bool = Tru
             if name not in fixed:
                 q.finalize()
     set_quant_state(qmodel, act=True, weight=True)
+    t = phase_done("statistics", t)
     if cfg.recon == "par":
         qmodel.recon_log = reconstruct_par(qmodel, fp_model, items, seed=seed, progress=progress)
     elif cfg.recon != "none":
         qmodel.recon_log = reconstruct(qmodel, fp_model, items, seed=seed, progress=progress)
+    if cfg.recon != "none":
+        phase_done("reconstruction", t)
     return time.perf_counter() - start
 
 
