@@ -75,6 +75,20 @@ class CoreDriver:
             for w in range(start, start + count):
                 self.storage[w].value = 0
 
+    async def run(self, streams: dict, timeout_cycles: int) -> dict:
+        """The three programs (hex words) through the register port, start, wait for done; the run's
+        cycles, per-unit instruction counts and status."""
+        for unit in ("load", "compute", "store"):
+            for addr, data in regs.program_writes(unit, [int(w, 16) for w in streams[unit]]):
+                await self.write(addr, data)
+        await self.write(regs.CTRL, 1)
+        await with_timeout(RisingEdge(self.dut.done), timeout_cycles * CLOCK_NS, "ns")
+        await FallingEdge(self.dut.clk)
+        status = await self.read(regs.STATUS)
+        cycles = await self.read(regs.CYCLES_LO) | (await self.read(regs.CYCLES_HI)) << 32
+        counts = {unit: await self.read(regs.COUNT[unit]) for unit in ("load", "compute", "store")}
+        return {"cycles": cycles, "counts": counts, "status": status}
+
     def read_words(self, start: int, count: int) -> np.ndarray:
         out = np.zeros((count, self.bus_bytes), np.uint8)
         for i in range(count):
@@ -99,18 +113,10 @@ async def core_runs_jobs(dut):
                 stored = []
             image = np.load(run["memory"])
             core.load_memory(image)
-        for unit in ("load", "compute", "store"):
-            for addr, data in regs.program_writes(unit, [int(w, 16) for w in run["streams"][unit]]):
-                await core.write(addr, data)
-        await core.write(regs.CTRL, 1)
-        await with_timeout(RisingEdge(dut.done), run["timeout_cycles"] * CLOCK_NS, "ns")
-        await FallingEdge(dut.clk)
-        status = await core.read(regs.STATUS)
-        cycles = await core.read(regs.CYCLES_LO) | (await core.read(regs.CYCLES_HI)) << 32
-        counts = {unit: await core.read(regs.COUNT[unit]) for unit in ("load", "compute", "store")}
+        counters = await core.run(run["streams"], run["timeout_cycles"])
         readback = [core.read_words(start, count) for start, count in run["read"]]
         np.save(run["result"], np.concatenate(readback) if readback else np.zeros((0, job["bus_bytes"]), np.uint8))
-        results.append({"cycles": cycles, "counts": counts, "status": status})
+        results.append(counters)
         if progress:  # one line per finished run, so a batch stopped by a timeout still says what ran
             with open(progress, "a") as f:
                 f.write(json.dumps(results[-1]) + "\n")

@@ -25,9 +25,7 @@ import socket
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
-
-from hw.core import regs
+from cocotb.triggers import FallingEdge, RisingEdge
 
 from .tb_core import CLOCK_NS, CoreDriver
 
@@ -52,19 +50,6 @@ class BulkPort:
         await FallingEdge(self.dut.clk)
         if st.bulk_done.value.to_unsigned() != seq:
             raise RuntimeError(f"bulk request {seq} (op {op}) was not taken by the simulation memory")
-
-
-async def _run(dut, core: CoreDriver, request: dict) -> dict:
-    for unit in ("load", "compute", "store"):
-        for addr, data in regs.program_writes(unit, [int(w, 16) for w in request["streams"][unit]]):
-            await core.write(addr, data)
-    await core.write(regs.CTRL, 1)
-    await with_timeout(RisingEdge(dut.done), request["timeout_cycles"] * CLOCK_NS, "ns")
-    await FallingEdge(dut.clk)
-    status = await core.read(regs.STATUS)
-    cycles = await core.read(regs.CYCLES_LO) | (await core.read(regs.CYCLES_HI)) << 32
-    counts = {unit: await core.read(regs.COUNT[unit]) for unit in ("load", "compute", "store")}
-    return {"ok": True, "cycles": cycles, "counts": counts, "status": status}
 
 
 @cocotb.test()
@@ -95,7 +80,7 @@ async def core_serves_requests(dut):
                     await bulk.request(BULK_DUMP, request["first"], request["last"])
                     reply = {"ok": True}
                 elif op == "run":
-                    reply = await _run(dut, core, request)
+                    reply = {"ok": True, **await core.run(request["streams"], request["timeout_cycles"])}
                 else:
                     reply = {"error": f"unknown request '{op}'"}
             except Exception as exc:  # answer the client, then stop: the simulation state is unknown
