@@ -74,8 +74,12 @@ def render_comparison(records: list[dict]) -> str:
         if target is not None and combined is not None:
             mean = mean_std(combined, "miou_gt")[0]
             verdict = "reaches" if mean >= target * fp["miou_gt"] else "does not reach"
+            # two decimals: the target and the mean can round to the same tenth
             lines += [f"The combined recipe {verdict} {100 * target:.0f} % of float mIoU GT "
-                      f"({100 * target * fp['miou_gt']:.1f}): {100 * mean:.1f} as the mean of {len(combined)} run(s).", ""]
+                      f"({100 * target * fp['miou_gt']:.2f}): {100 * mean:.2f} ({100 * mean / fp['miou_gt']:.1f} % of "
+                      f"float) as the mean of {len(combined)} run(s).", ""]
+        if len(rows) < 2:
+            continue
         lines += ["Differences (row above minus row below in the table, mean minus mean; spread = sum of the two stds):", "",
                   "| pair | " + " | ".join(label for _, label in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         read_any = []
