@@ -168,7 +168,8 @@ def render_plot(records: list[dict], path: Path) -> None:
     groups = [g for g in group_runs(current) if g[0]["recipe"] != "fp"]
     recipes = sorted({g[0]["recipe"] for g in groups}, key=lambda s: (RECIPE_ORDER + [s]).index(s))
     bits = sorted({g[0]["weight_bits"] for g in groups}, reverse=True)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(recipes) * max(1, len(bits)) / 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(recipes) * max(1, len(bits)) / 2), 3.6))
+    ax.set_xlim(-0.6, len(recipes) - 0.2)
     width = 0.8 / max(1, len(bits))
     for j, b in enumerate(bits):
         stats = [next((mean_std(g, "miou_gt") for g in groups if g[0]["recipe"] == rec and g[0]["weight_bits"] == b),
@@ -179,7 +180,7 @@ def render_plot(records: list[dict], path: Path) -> None:
         ax.axhline(100 * r["miou_gt"], color="k", ls="--", lw=1, label=f"float ({r['dataset']})")
     ax.set_xticks([i + width * (len(bits) - 1) / 2 for i in range(len(recipes))], recipes, rotation=30, ha="right")
     ax.set_ylabel("mIoU vs GT (%)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(bits) + len(fp), frameon=False)
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
