@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from .runs import code_state, group_runs, mean_std, split_by_code
+from .runs import code_state, group_runs, mean_std, percent, percent_spread, seed_list, split_by_code
 
 METRICS = (("miou_gt", "mIoU GT"), ("ap", "AP"), ("miou_fp", "mIoU FP"))
 # What each recipe is, for readers who do not know the names (sw/quant/config.py has the settings).
@@ -34,15 +34,6 @@ def reads(a: list[dict], b: list[dict], field: str) -> tuple[float, float | None
     return mean_a - mean_b, spread, abs(mean_a - mean_b) > spread
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-def _cell(runs: list[dict], field: str) -> str:
-    mean, std = mean_std(runs, field)
-    return _pct(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
 def _name(recipe: str) -> str:
     return DESCRIPTIONS.get(recipe, recipe)
 
@@ -56,7 +47,7 @@ def render_comparison(records: list[dict]) -> str:
              ""]
     if fp is None:
         return "\n".join(lines + ["No float row at the current code state yet.", ""])
-    lines += [f"Code state `{code_state(records)}`; float LiteMedSAM mIoU GT {_pct(fp['miou_gt'])}, AP {_pct(fp['ap'])}.", ""]
+    lines += [f"Code state `{code_state(records)}`; float LiteMedSAM mIoU GT {percent(fp['miou_gt'])}, AP {percent(fp['ap'])}.", ""]
     groups = [g for g in group_runs(current) if g[0]["recipe"] != "fp"]
     for bits in sorted({g[0]["weight_bits"] for g in groups}, reverse=True):
         rows = sorted((g for g in groups if g[0]["weight_bits"] == bits), key=lambda g: -mean_std(g, "miou_gt")[0])
@@ -65,8 +56,8 @@ def render_comparison(records: list[dict]) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for g in rows:
             share = mean_std(g, "miou_gt")[0] / fp["miou_gt"]
-            lines.append(f"| {g[0]['recipe']} | {_name(g[0]['recipe'])} | {len(g)} ({', '.join(str(r.get('seed', 0)) for r in g)}) | "
-                         f"{_cell(g, 'miou_gt')} | {100 * share:.1f} % | {_cell(g, 'ap')} | {_cell(g, 'miou_fp')} | "
+            lines.append(f"| {g[0]['recipe']} | {_name(g[0]['recipe'])} | {len(g)} ({seed_list(g)}) | "
+                         f"{percent_spread(g, 'miou_gt')} | {100 * share:.1f} % | {percent_spread(g, 'ap')} | {percent_spread(g, 'miou_fp')} | "
                          f"{mean_std(g, 'calib_seconds')[0]:.0f} |")
         lines.append("")
         target = FLOAT_SHARE_TARGET.get(bits)

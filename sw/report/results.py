@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atomic_file import write_atomic
 from .comparison import render_comparison
-from .runs import code_state, group_runs, mean_std, split_by_code
+from .runs import code_state, group_runs, mean_std, percent_spread, seed_list, split_by_code
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
@@ -55,17 +55,6 @@ def merge_records(path: Path, new: list[dict]) -> list[dict]:
     return sorted(merged.values(), key=_sort_key)
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-def _fmt_spread(runs: list[dict], field: str) -> str:
-    mean, std = mean_std(runs, field)
-    if mean is None:
-        return "n/a"
-    return _fmt(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
 def _seconds(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -75,7 +64,7 @@ def _bits(r: dict) -> str:
 
 
 def _seeds(runs: list[dict]) -> str:
-    return "n/a" if runs[0]["recipe"] == "fp" else ", ".join(str(r.get("seed", 0)) for r in runs)
+    return "n/a" if runs[0]["recipe"] == "fp" else seed_list(runs)
 
 
 def _run_table(groups: list[list[dict]]) -> list[str]:
@@ -88,7 +77,7 @@ def _run_table(groups: list[list[dict]]) -> list[str]:
         threads = sorted({str(x.get("torch_threads") or "n/a") for x in runs})
         commits = sorted({x.get("code_commit") or "n/a" for x in runs})
         lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {_bits(r)} | {_seeds(runs)} | "
-                     f"{_fmt_spread(runs, 'ap')} | {_fmt_spread(runs, 'miou_gt')} | {_fmt_spread(runs, 'miou_fp')} | "
+                     f"{percent_spread(runs, 'ap')} | {percent_spread(runs, 'miou_gt')} | {percent_spread(runs, 'miou_fp')} | "
                      f"{_seconds(calib)} | {_seconds(cpu)} | {', '.join(threads)} | {', '.join(commits)} |")
     return lines
 
@@ -152,7 +141,7 @@ def _ablation(records: list[dict], title: str, variants: list[tuple[str, str]]) 
     for runs in sorted(groups, key=lambda g: (g[0]["dataset"], -g[0]["weight_bits"], list(recipes).index(g[0]["recipe"]))):
         r = runs[0]
         lines.append(f"| {r['dataset']} | {_bits(r)} | {recipes[r['recipe']]} | {_seeds(runs)} | "
-                     f"{_fmt_spread(runs, 'ap')} | {_fmt_spread(runs, 'miou_gt')} | {_fmt_spread(runs, 'miou_fp')} | "
+                     f"{percent_spread(runs, 'ap')} | {percent_spread(runs, 'miou_gt')} | {percent_spread(runs, 'miou_fp')} | "
                      f"{_seconds(mean_std(runs, 'calib_seconds')[0])} |")
     return lines + [""]
 

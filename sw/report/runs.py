@@ -36,3 +36,20 @@ def mean_std(runs: list[dict], field: str) -> tuple[float | None, float | None]:
     if len(values) < 2:
         return mean, None
     return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def percent_spread(runs: list[dict], field: str) -> str:
+    """The runs' mean in percent, with ± their std when there are several."""
+    mean, std = mean_std(runs, field)
+    if mean is None:
+        return "n/a"
+    return percent(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def seed_list(runs: list[dict]) -> str:
+    # Rows from before calibration seeds were recorded all calibrated on seed 0.
+    return ", ".join(str(r.get("seed", 0)) for r in runs)
