@@ -115,14 +115,12 @@ def main(argv=None) -> int:
     if args.evaluate:
         from sw.data.coco import resolve_coco_folder
         from sw.eval.benchmark import collect_predictions, evaluate_model
-        from sw.eval.prediction_cache import load_predictions
+        from sw.eval.prediction_cache import cached_predictions, val_source
 
         split = resolve_coco_folder(args.data, "val")
-        cache = Path(args.float_cache) if args.float_cache else None
-        if cache is not None and cache.exists() and args.limit is None:
-            float_masks = load_predictions(cache, f"{model.name} on {Path(args.data).name}/val")
-        else:
-            float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
+        float_masks = cached_predictions(
+            Path(args.float_cache) if args.float_cache else None, val_source(model.name, args.data, args.limit),
+            lambda: collect_predictions(split, model.predict, limit_images=args.limit, desc="float"))
         result = evaluate_model(split, qmodel, reference_masks=float_masks, limit_images=args.limit)
         record.update(ap=result.ap, miou_gt=result.miou_gt, miou_fp=result.miou_fp, eval_images=args.limit or "all")
     out = Path(args.out)

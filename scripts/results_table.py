@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     from sw.data.coco import resolve_coco_folder
     from sw.data.sources import calibration_items
     from sw.eval.benchmark import collect_predictions, evaluate_model, run_benchmark
-    from sw.eval.prediction_cache import load_predictions, save_predictions
+    from sw.eval.prediction_cache import cached_predictions, val_source, val_split_name
     from sw.models import load_model
     from sw.quant.calibrate import quantize
     from sw.quant.config import make_config
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     seed_everything(0)
     split = resolve_coco_folder(args.data, "val")
-    dataset = f"{Path(args.data).name}/val" + (f"[:{args.limit}]" if args.limit else "")
+    dataset = val_split_name(args.data, args.limit)
     model = load_model(args.model)
     base = {"model": model.name, "dataset": dataset, "code_commit": code_commit()}
     records = []
@@ -105,14 +105,9 @@ def main(argv=None) -> int:
         write_results(merge_records(Path(args.out), records), Path(args.out))
 
     start = time.perf_counter()
-    cache = Path(args.float_cache) if args.float_cache else None
-    source = f"{model.name} on {dataset}"
-    if cache is not None and cache.exists() and args.no_fp:  # the float row times a real pass
-        float_masks = load_predictions(cache, source)
-    else:
-        float_masks = collect_predictions(split, model.predict, limit_images=args.limit, desc="float")
-        if cache is not None:
-            save_predictions(float_masks, cache, source)
+    float_masks = cached_predictions(   # the float row, when wanted, times a real pass
+        Path(args.float_cache) if args.float_cache else None, val_source(model.name, args.data, args.limit),
+        lambda: collect_predictions(split, model.predict, limit_images=args.limit, desc="float"), reuse=args.no_fp)
     fp_seconds = time.perf_counter() - start
     if not args.no_fp:
         fp = run_benchmark(split, float_masks, limit_images=args.limit, progress=False)

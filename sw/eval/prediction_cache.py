@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -20,6 +21,28 @@ from .benchmark import Predictions
 
 
 SOURCE_KEY = "source"
+
+
+def val_split_name(data: str | Path, limit: int | None = None) -> str:
+    """The val split of the COCO folder ``data`` (its first ``limit`` images), as results rows name it."""
+    return f"{Path(data).name}/val" + (f"[:{limit}]" if limit else "")
+
+
+def val_source(model_name: str, data: str | Path, limit: int | None = None) -> str:
+    """What a cache of ``model_name``'s masks on that split holds."""
+    return f"{model_name} on {val_split_name(data, limit)}"
+
+
+def cached_predictions(path: Path | None, source: str, compute: Callable[[], Predictions],
+                       reuse: bool = True) -> Predictions:
+    """The predictions saved in ``path`` when it exists and ``reuse`` holds, else ``compute()``, then saved
+    there (when a path is given) for the next run."""
+    if path is not None and reuse and path.exists():
+        return load_predictions(path, source)
+    predictions = compute()
+    if path is not None:
+        save_predictions(predictions, path, source)
+    return predictions
 
 
 def save_predictions(predictions: Predictions, path: Path, source: str) -> None:
