@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Buffers of a few words: rows and column blocks chunked, several runs of the core, single buffering.
 TINY = CoreConfig(rows=4, cols=4, act_words=160, wgt_words=64, out_words=64, param_words=32, prog_words=40,
                   max_segments=4)
-CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY}
+# PEs without Y: HLUQ and AGQ (tau >= 2) layers as two or four X-only segments
+W4_X_ONLY = dataclasses.replace(PRESETS["w4-16x16"], y_accumulators=False)
+CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY, "w4-x-only": W4_X_ONLY}
 
 
 def run_one(config, layer, op, inputs: dict) -> dict:
@@ -253,18 +255,19 @@ def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_
               "layers.0.self_attn:values", "layers.0.mlp.lin1", "final_attn_token_to_image:scores"]
     chosen = [(spec, layer) for spec, layer in recorder.calls if any(w in spec.key for w in wanted)]
     assert len(chosen) == len(wanted)
-    program = build_program(PRESETS["w8-16x16"], chosen, bundle_identity(bundle))
-    for inv in program.invocations:
-        layer = bundle.layers[inv.spec.layer]
-        inputs = {k: v.astype(np.int64) for k, v in recorder.inputs[inv.key].items()}
-        got = program.run(inv.key, inputs)
-        if inv.spec.op == "scores":
-            want = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
-        elif inv.spec.op == "values":
-            want = run_attention_values(layer, inputs["probs"], inputs["v"])
-        else:
-            want = run_layer(layer, inputs["input"])
-        assert np.array_equal(next(iter(got.values())), want), inv.key
+    for config in (PRESETS["w8-16x16"], W4_X_ONLY):
+        program = build_program(config, chosen, bundle_identity(bundle))
+        for inv in program.invocations:
+            layer = bundle.layers[inv.spec.layer]
+            inputs = {k: v.astype(np.int64) for k, v in recorder.inputs[inv.key].items()}
+            got = program.run(inv.key, inputs)
+            if inv.spec.op == "scores":
+                want = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
+            elif inv.spec.op == "values":
+                want = run_attention_values(layer, inputs["probs"], inputs["v"])
+            else:
+                want = run_layer(layer, inputs["input"])
+            assert np.array_equal(next(iter(got.values())), want), (config.digest, inv.key)
 
 
 def test_compiler_and_functional_model_run_without_torch():

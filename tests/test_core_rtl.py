@@ -36,6 +36,8 @@ CONFIGS = {
     "8x2-w4-slow-reads": dataclasses.replace(SMALL, rows=8, cols=2, act_bits=4, weight_bits=4,
                                              mem_read_latency=9, mem_write_latency=1),
     "2x16-w8-wide-rows": dataclasses.replace(SMALL, cols=16, out_words=128, param_words=128),
+    "4x4-w4-x-only": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
+                                         y_accumulators=False),
 }
 
 

@@ -5,6 +5,7 @@ memory's latencies."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -70,11 +71,12 @@ def row_terms(code: int, w: int, mode: int, z: int, rp: int, levels: int, tau_lo
 class PeHarness(Elaboratable):
     """Row decode + column decode + one PE, for one descriptor."""
 
-    def __init__(self, cfg: CoreConfig, mode: int, levels: int, tau_log2: int, q: int, zero_code: int):
+    def __init__(self, cfg: CoreConfig, mode: int, levels: int, tau_log2: int, q: int, zero_code: int, uses_y: int):
         self.cfg = cfg
-        self.desc = dict(mode=mode, levels=levels, tau_log2=tau_log2, q=q, zero_code=zero_code)
+        self.desc = dict(mode=mode, levels=levels, tau_log2=tau_log2, q=q, zero_code=zero_code, uses_y=uses_y)
         self.code, self.wcode = Signal(cfg.act_bits), Signal(cfg.weight_bits)
         self.z, self.col_z, self.rp, self.valid, self.last = Signal(8), Signal(8), Signal(), Signal(), Signal()
+        self.yt = Signal()
         self.pe = ProcessingElement(cfg, True)
 
     def elaborate(self, platform):
@@ -82,9 +84,9 @@ class PeHarness(Elaboratable):
         cfg, d = self.cfg, self.desc
         desc = SimpleNamespace(mode=Const(d["mode"], 2), log_levels=Const(d["levels"], 8),
                                tau_log2=Const(d["tau_log2"], 2), max_shift=Const(d["q"], 6),
-                               zero_code=Const(d["zero_code"], 8))
+                               zero_code=Const(d["zero_code"], 8), uses_y=Const(d["uses_y"], 1))
         op = Signal(row_operand_layout(cfg.act_bits, cfg.max_shift))
-        decode_row(m, op, self.code, desc, self.z, self.rp, cfg.act_bits, True)
+        decode_row(m, op, self.code, desc, self.z, self.rp, self.yt, cfg.act_bits, True)
         col = column_operand_signals("col", cfg.weight_bits)
         decode_column(m, col.w, col.w3, self.wcode, self.col_z, cfg.weight_bits, self.valid)
         m.submodules.pe = pe = self.pe
@@ -92,19 +94,26 @@ class PeHarness(Elaboratable):
         return m
 
 
+@pytest.mark.parametrize("pes", ["xy", "xy-no-uses-y", "x-only"])
 @pytest.mark.parametrize("cfg", [W4, W8], ids=["w4", "w8"])
 @pytest.mark.parametrize("mode", [Mode.MAC, Mode.HLUQ, Mode.AGQ], ids=["mac", "hluq", "agq"])
-def test_pe_sums_equal_the_row_terms_table(cfg, mode):
+def test_pe_sums_equal_the_row_terms_table(cfg, mode, pes):
     """Every code against random weights, segments of random length (and null terms); the PE holds
-    docs/core.md's X and Y, except HLUQ, whose X and Y it keeps swapped (the lanes swap m_x, m_y)."""
-    rng = np.random.default_rng([cfg.act_bits, int(mode)])
+    docs/core.md's X and Y, except HLUQ, whose X and Y it keeps swapped (the lanes swap m_x, m_y).
+    Without uses_y (and always in a PE without Y) X holds X's terms, or Y's where the segment says
+    y_terms, and a PE without Y reads 0 there."""
+    uses_y = int(pes == "xy")
+    if pes == "x-only":
+        cfg = dataclasses.replace(cfg, y_accumulators=False)
+    rng = np.random.default_rng([cfg.act_bits, int(mode), ["xy", "xy-no-uses-y", "x-only"].index(pes)])
     top_a, top_w = (1 << cfg.act_bits) - 1, (1 << cfg.weight_bits) - 1
     for desc_case in range(3):
         levels = int(rng.integers(1, min(top_a, cfg.max_shift + 1) + 1))
         tau_log2 = int(rng.integers(0, 3))
         q = int(rng.integers(0, cfg.max_shift + 1))
         zero_code = int(rng.integers(0, top_a + 1)) if desc_case else top_a
-        dut = PeHarness(cfg, mode, levels, tau_log2, q, zero_code)
+        dut = PeHarness(cfg, mode, levels, tau_log2, q, zero_code, uses_y)
+        yt = int(not uses_y and mode != Mode.MAC and rng.random() < 0.5)
         codes = np.concatenate([np.arange(top_a + 1), rng.integers(0, top_a + 1, 150)])
         n = codes.size
         wcodes = rng.integers(0, top_w + 1, n)
@@ -120,7 +129,10 @@ def test_pe_sums_equal_the_row_terms_table(cfg, mode):
                 dx, dy = row_terms(int(c), int(wc) - col_z, mode, z, rp, levels, tau_log2, q, zero_code)
                 x, y = x + dx, y + dy
             if last:
-                expect.append((y, x) if mode == Mode.HLUQ else (x, y))
+                if uses_y:
+                    expect.append((y, x) if mode == Mode.HLUQ else (x, y))
+                else:
+                    expect.append((y if yt else x, None if cfg.y_accumulators else 0))
                 x = y = 0
         seen = []
 
@@ -128,6 +140,7 @@ def test_pe_sums_equal_the_row_terms_table(cfg, mode):
             ctx.set(dut.z, z)
             ctx.set(dut.col_z, col_z)
             ctx.set(dut.rp, rp)
+            ctx.set(dut.yt, yt)
             ends = []
             for i in range(n + 4):
                 if i < n:
@@ -142,7 +155,8 @@ def test_pe_sums_equal_the_row_terms_table(cfg, mode):
                     ends.append(i + 2)          # its sums are in the out registers after cycle i + 2
                 if ends and ends[0] == i:
                     ends.pop(0)
-                    seen.append((ctx.get(dut.pe.out_x), ctx.get(dut.pe.out_y)))
+                    y_seen = ctx.get(dut.pe.out_y) if uses_y or not cfg.y_accumulators else None  # unread Y
+                    seen.append((ctx.get(dut.pe.out_x), y_seen))
 
         simulate(dut, bench)
         assert seen == expect, (levels, tau_log2, q, zero_code)

@@ -144,6 +144,7 @@ class ComputeUnit(wiring.Component):
         for j, sgm in enumerate(segs):
             m.d.comb += [issue_row[j].j_start.eq(sgm.j_start), issue_row[j].j_len.eq(sgm.j_len),
                          issue_row[j].zero_point.eq(sgm.zero_point), issue_row[j].residue_pass.eq(sgm.residue_pass),
+                         issue_row[j].y_terms.eq(sgm.y_terms),
                          mult_row[j].m_x.eq(sgm.m_x), mult_row[j].m_y.eq(sgm.m_y)]
         m.d.comb += [issue.segw_we.eq(seg_arrive), issue.segw_addr.eq(word_index), issue.segw_data.eq(issue_row),
                      seq.mseg_we.eq(seg_arrive), seq.mseg_slot.eq(slot), seq.mseg_word.eq(word_index),
@@ -172,7 +173,7 @@ class ComputeUnit(wiring.Component):
                      seq.prm_we.eq(last_read_done), seq.prm_slot.eq(slot)]
         prm = seq.prm_in
         m.d.comb += [prm.raw.eq(loops.raw), prm.uses_y.eq(loops.uses_y), prm.out_bytes_log2.eq(loops.out_bytes_log2),
-                     prm.swap.eq(loops.mode == Mode.HLUQ),
+                     prm.swap.eq((loops.mode == Mode.HLUQ) & loops.uses_y),
                      prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max)]
         with m.If(last_read_done):
             m.d.sync += state.eq(GENERAL)
@@ -250,13 +251,14 @@ class ComputeUnit(wiring.Component):
         dec = p.DECODE_AT
         seg_zp = delay(m, issue.seg_zp, dec, "seg_zp_dec")
         seg_rp = delay(m, issue.seg_rp, dec, "seg_rp_dec")
+        seg_yt = delay(m, issue.seg_yt, dec, "seg_yt_dec")
         term = delay(m, issue.issue & ~issue.null, dec, "term_dec")
         # the next GEMM's setup rewrites the descriptor from 4 cycles after this GEMM's last issue on
         modes = data.View(loops.shape(), delay(m, loops.as_value(), DESC_LAG, "loops_dec"))
         layout = row_operand_layout(a_bits, cfg.max_shift)
         for r in range(rows):
             operand = Signal(layout, name=f"row{r}")
-            decode_row(m, operand, row_vec[r * a_bits:(r + 1) * a_bits], modes, seg_zp, seg_rp, a_bits,
+            decode_row(m, operand, row_vec[r * a_bits:(r + 1) * a_bits], modes, seg_zp, seg_rp, seg_yt, a_bits,
                        p.has_shift_modes)
             m.d.comb += array.op[r].eq(operand)
         for k in range(cols):

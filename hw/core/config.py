@@ -19,6 +19,9 @@ SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (8, 16, 32)
 
 
+LATER_FIELDS = {"y_accumulators": True}
+
+
 class CoreConfigError(ValueError):
     """A core configuration that cannot be built, in one line."""
 
@@ -39,6 +42,10 @@ class CoreConfig:
     pe_acc_bits: int = 48     # PE accumulators X and Y (the lanes' combined accumulators hold 48 bits)
     max_segments: int = 8     # reduction segments of one GEMM (CAG groups, AGQ residue passes)
     formats: tuple[str, ...] = FORMATS
+    # False: the PEs have X only. HLUQ and AGQ (tau >= 2) layers then take two segments where a core with
+    # Y takes one (docs/core.md "Cores without Y"): longer GEMMs, but a PE a fifth smaller in LUTs and
+    # nearly half in flip-flops, which is what a 256-PE array on the LFE5U-85F needs.
+    y_accumulators: bool = True
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -88,7 +95,13 @@ class CoreConfig:
 
     # ---- data ------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        # Fields added after configurations were committed are left out at their default, so the digests
+        # that name committed builds, programs and reports stay what they were.
+        for name, default in LATER_FIELDS.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "core config") -> "CoreConfig":

@@ -17,6 +17,10 @@ HLUQ  X holds the uniform sum and Y the log sum (the lanes swap m_x and m_y for 
 AGQ   e = c >> tau_log2, r = c mod tau: c = zero_code or e > Q: nothing; else s = Q - e, to X when
       tau = 1 or r = 2 * residue_pass, to Y when r = 2 * residue_pass + 1
 
+Without uses_y (the lanes read X only; cores without Y accumulators) a segment's ``y_terms`` picks which
+of docs/core.md's two sums goes to X: HLUQ 0 the log sum (w << ..., as x_sh), 1 the uniform sum (xm);
+AGQ 0 the even residue of the pass, 1 the odd one (none when tau = 1). Y then gets nothing.
+
 The hardware holds zero points as codes (z < 2^act_bits for rows, < 2^weight_bits for columns) and
 needs L >= 1 and L - 1, Q <= max_shift; the compiler never emits anything else.
 """
@@ -45,8 +49,8 @@ def row_operand_layout(act_bits: int, max_shift: int) -> data.StructLayout:
                               "x_sh": 1, "y_en": 1})
 
 
-def decode_row(m: Module, out, code: Value, desc, seg_zero_point: Value, residue_pass: Value, act_bits: int,
-               shift_modes: bool) -> None:
+def decode_row(m: Module, out, code: Value, desc, seg_zero_point: Value, residue_pass: Value, y_terms: Value,
+               act_bits: int, shift_modes: bool) -> None:
     """Registers ``out`` (a row_operand_layout view) from ``code``; ``desc`` is the DescLoops view."""
     c = code.as_unsigned()
     xm = Signal(signed(act_bits + 1))
@@ -60,16 +64,18 @@ def decode_row(m: Module, out, code: Value, desc, seg_zero_point: Value, residue
             with m.Case(Mode.HLUQ):
                 levels = desc.log_levels
                 uniform = c > levels
-                m.d.comb += [xm.eq(Mux(uniform, c - levels, 0)), shift.eq(Mux(uniform, levels - 1, c - 1)),
-                             y_en.eq(c != 0)]
+                log = c != 0
+                m.d.comb += [xm.eq(Mux(uniform & (desc.uses_y | y_terms), c - levels, 0)),
+                             shift.eq(Mux(uniform, levels - 1, c - 1)),
+                             x_sh.eq(log & ~desc.uses_y & ~y_terms), y_en.eq(log & desc.uses_y)]
             with m.Case(Mode.AGQ):
                 exponent = c >> desc.tau_log2
                 residue = c & Mux(desc.tau_log2 == 0, 0, Mux(desc.tau_log2 == 1, 1, 3))
                 keep = (c != desc.zero_code) & (exponent <= desc.max_shift)
                 paired = (residue >> 1) == residue_pass
-                m.d.comb += [shift.eq(desc.max_shift - exponent),
-                             x_sh.eq(keep & ((desc.tau_log2 == 0) | (paired & ~residue[0]))),
-                             y_en.eq(keep & (desc.tau_log2 != 0) & paired & residue[0])]
+                to_x = Mux(desc.tau_log2 == 0, ~y_terms, paired & (residue[0] == y_terms))
+                m.d.comb += [shift.eq(desc.max_shift - exponent), x_sh.eq(keep & to_x),
+                             y_en.eq(keep & (desc.tau_log2 != 0) & paired & residue[0] & ~y_terms)]
     assert len(out.digits) == act_bits    # 4 or 8: whole digits below the sign bit
     m.d.sync += [out.digits.eq(xm[:act_bits]), out.neg.eq(xm[act_bits]),
                  out.fine.eq(shift[:2]), out.coarse.eq(shift[2:]), out.x_sh.eq(x_sh), out.y_en.eq(y_en)]

@@ -256,10 +256,14 @@ class DescOtherStrides(Packed):
 class Segment(Packed):
     """A run of reduction indices [j_start, j_start + j_len) accumulated before the lanes combine
     X * m_x (+ Y * m_y): a CAG group (its zero point), the one range of other layers, or one AGQ
-    residue pass (tau = 4: pass 0 takes residues 0 and 1, pass 1 residues 2 and 3)."""
+    residue pass (tau = 4: pass 0 takes residues 0 and 1, pass 1 residues 2 and 3).
+
+    ``y_terms`` (only where the descriptor's uses_y is 0, in HLUQ and AGQ): the segment adds to X the
+    terms that would go to Y (HLUQ's uniform part, AGQ's odd residue of its pass), so a core whose PEs
+    have no Y accumulator runs such a layer as two segments over the same range, X then "Y"."""
 
     LAYOUT: ClassVar = _layout(("j_start", 16), ("j_len", 16), ("zero_point", 8), ("residue_pass", 1),
-                               ("m_x", 32), ("m_y", 32))
+                               ("m_x", 32), ("m_y", 32), ("y_terms", 1))
     BITS: ClassVar = SLOT_BITS
     j_start: int
     j_len: int
@@ -267,6 +271,7 @@ class Segment(Packed):
     residue_pass: int
     m_x: int
     m_y: int
+    y_terms: int = 0
 
 
 DESC_FIXED_WORDS = 3

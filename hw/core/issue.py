@@ -35,7 +35,7 @@ J_COUNT_BITS = J_BITS + 1    # j_start + j_len reaches 2^17 - 2
 def seg_issue_layout() -> data.StructLayout:
     w = {f.name: f.width for f in Segment.LAYOUT}
     return data.StructLayout({"j_start": w["j_start"], "j_len": w["j_len"], "zero_point": w["zero_point"],
-                              "residue_pass": w["residue_pass"]})
+                              "residue_pass": w["residue_pass"], "y_terms": w["y_terms"]})
 
 
 def seg_start_layout() -> data.StructLayout:
@@ -66,7 +66,7 @@ class IssueLoop(wiring.Component):
             "active": Out(1), "issue": Out(1),
             "act_addr": Out(ADDR_BITS), "wgt_addr": Out(ADDR_BITS),
             "null": Out(1), "seg_last": Out(1), "group_first": Out(1),
-            "seg": Out(4), "seg_zp": Out(8), "seg_rp": Out(1),
+            "seg": Out(4), "seg_zp": Out(8), "seg_rp": Out(1), "seg_yt": Out(1),
             "tile_first_seg": Out(1), "tile_last_seg": Out(1), "new_group": Out(1),
             "out_base": Out(ADDR_BITS), "gemm_last": Out(1),
         })
@@ -90,7 +90,7 @@ class IssueLoop(wiring.Component):
         # ---- state -------------------------------------------------------------------------------
         state = Signal(_state_layout())
         s, left, null = Signal(4), Signal(J_COUNT_BITS), Signal()
-        zp, rp = Signal(8), Signal()
+        zp, rp, yt = Signal(8), Signal(), Signal()
         b, ob, rb = Signal(16), Signal(16), Signal(16)
         a_b, a_ob, a_rb = (Signal(ADDR_BITS, name=n) for n in ("a_b", "a_ob", "a_rb"))
         w_b, w_ob = Signal(ADDR_BITS), Signal(ADDR_BITS)
@@ -108,7 +108,7 @@ class IssueLoop(wiring.Component):
         m.d.comb += [self.issue.eq(issue),
                      self.act_addr.eq(a_rb + state.off_d), self.wgt_addr.eq(w_ob + state.j),
                      self.null.eq(null), self.seg_last.eq(seg_end), self.group_first.eq(tile_first & new_group),
-                     self.seg.eq(s), self.seg_zp.eq(zp), self.seg_rp.eq(rp),
+                     self.seg.eq(s), self.seg_zp.eq(zp), self.seg_rp.eq(rp), self.seg_yt.eq(yt),
                      self.tile_first_seg.eq(s == 0), self.tile_last_seg.eq(s == loops.n_seg - 1),
                      self.new_group.eq(new_group), self.out_base.eq(o_rb), self.gemm_last.eq(gemm_end)]
 
@@ -144,7 +144,7 @@ class IssueLoop(wiring.Component):
                          begin.off_i.eq(g.off_i), begin.off_d.eq(g.off_d)]
 
         with m.If(entering):
-            m.d.sync += [state.eq(begin), s.eq(next_s), zp.eq(seg.zero_point), rp.eq(seg.residue_pass),
+            m.d.sync += [state.eq(begin), s.eq(next_s), zp.eq(seg.zero_point), rp.eq(seg.residue_pass), yt.eq(seg.y_terms),
                          null.eq(seg.j_len == 0), left.eq(Mux(seg.j_len == 0, 0, seg.j_len - 1))]
         with m.Elif(issue):
             m.d.sync += [state.eq(step), left.eq(left - 1)]

@@ -7,6 +7,8 @@ Per PE (decode.py has the operand encoding):
     X += x_sh ? sh : mul          Y += y_en ? sh : 0
 
 all in LUT logic with no hard multiplier: the column supplies w and 3 w, everything else is wiring.
+A core without Y accumulators (``CoreConfig.y_accumulators``) leaves out Y, its term register, its out
+register and its OR-tree: the compiler gives Y's terms a segment of their own, in X.
 Two stages: the terms are registered (Y's gating is the register's synchronous reset), then
 accumulated. On a segment's last term the sums go to the out registers and X, Y restart from zero;
 both are synchronous resets too, so they cost no logic. An out register is zero except in the one
@@ -68,13 +70,15 @@ class ProcessingElement(wiring.Component):
             for level in range(coarse_bits(cfg.max_shift)):   # shift by 4 coarse, one select bit per level
                 sh = Mux(op.coarse[level], sh << (4 << level), sh)
             sh = sh[:shift_term_bits(cfg)].as_signed()
-            m.d.sync += [in_x.eq(Mux(op.x_sh, sh, mul)), in_y.eq(Mux(op.y_en, sh, 0))]
+            m.d.sync += in_x.eq(Mux(op.x_sh, sh, mul))
+            if cfg.y_accumulators:
+                m.d.sync += in_y.eq(Mux(op.y_en, sh, 0))
         else:
             m.d.sync += in_x.eq(mul)
 
         x, y = Signal(signed(cfg.pe_acc_bits)), Signal(signed(cfg.pe_acc_bits))
         for acc, term, out in ((x, in_x, self.out_x), (y, in_y, self.out_y)):
-            if acc is y and not self.shift_modes:
+            if acc is y and not (self.shift_modes and cfg.y_accumulators):
                 m.d.comb += out.eq(0)
                 continue
             total = (acc + term)[:cfg.pe_acc_bits].as_signed()

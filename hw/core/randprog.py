@@ -95,10 +95,16 @@ class _Builder:
         top = (1 << cfg.act_bits) - 1
 
         tau_log2 = int(rng.integers(0, 3)) if mode == Mode.AGQ else 0
+        # Without uses_y the lanes read X only: a shift-mode segment then picks X's or Y's terms (y_terms).
+        if not cfg.y_accumulators:
+            uses_y = 0
+        else:
+            uses_y = int(rng.random() < 0.2) if mode == Mode.MAC else int(rng.random() < 0.7)
+        split = mode != Mode.MAC and not uses_y
         if raw:
             spans = [(int(rng.integers(0, total)), None)]
         elif mode == Mode.AGQ and tau_log2 == 2:
-            spans = [(0, 0), (0, 1)]
+            spans = [(0, 0), (0, 1)] * (2 if split and cfg.max_segments >= 4 and rng.random() < 0.5 else 1)
         else:
             n_seg = int(rng.integers(1, min(cfg.max_segments, 4) + 1))
             spans = [(None, 0)] * n_seg
@@ -114,7 +120,8 @@ class _Builder:
             length = int(rng.integers(0 if rng.random() < 0.1 else 1, total - start + 1))
             zp = int(rng.integers(0, top + 1))
             segments.append(Segment(j_start=start, j_len=length, zero_point=zp, residue_pass=rp or 0,
-                                    m_x=int(rng.integers(1, 1 << 12)), m_y=int(rng.integers(1, 1 << 12))))
+                                    m_x=int(rng.integers(1, 1 << 12)), m_y=int(rng.integers(1, 1 << 12)),
+                                    y_terms=int(split and rng.random() < 0.5)))
         if raw:
             segments[0] = replace(segments[0], j_start=0, j_len=total) if rng.random() < 0.5 else segments[0]
 
@@ -128,7 +135,7 @@ class _Builder:
         q_shift = int(rng.integers(0, min(cfg.max_shift, 6) + 1)) if mode == Mode.AGQ else 0
         loops = DescLoops(mode=int(mode), raw=int(raw), out_bytes_log2=e_log2, tau_log2=tau_log2, max_shift=q_shift,
                           zero_code=int(rng.integers(0, top + 1)), log_levels=levels, n_seg=len(segments),
-                          uses_y=int(mode != Mode.MAC or rng.random() < 0.2), q_min=q_lo, q_max=q_hi, n_ob=n_ob,
+                          uses_y=uses_y, q_min=q_lo, q_max=q_hi, n_ob=n_ob,
                           n_c=n_c, n_i=n_i, n_d=n_d)
 
         # ACT strides (some negative) and a base that keeps every code inside the half

@@ -11,8 +11,8 @@ passes, one row operation per cycle:
                       so that pass's sums are in acc
     raw segment       an output pass of X, one row per W cycles (R x W cycles)
 
-For HLUQ the PEs hold docs/core.md's X in Y and its Y in X (``decode.py``), so the passes read them the
-other way round. A record is loaded at the end of cycle x (x = its last term's issue + RECORD_DELAY - 1)
+For HLUQ with uses_y the PEs hold docs/core.md's X in Y and its Y in X (``decode.py``), so the passes
+read them the other way round. A record is loaded at the end of cycle x (x = its last term's issue + RECORD_DELAY - 1)
 and its job starts in x + 1 at the earliest or, when the lanes are busy, in the cycle after the
 previous job's last cycle; the decision is made one cycle ahead, so jobs follow each other without a
 gap. The array may issue a segment's last term (``last_ok``) only when
@@ -61,7 +61,7 @@ def record_layout(params: CoreParams) -> data.StructLayout:
 def gemm_params_layout() -> data.StructLayout:
     return data.StructLayout({
         "raw": 1, "uses_y": 1, "out_bytes_log2": 2, "out_row": field_width(DescOtherStrides, "out_row"),
-        "swap": 1,       # HLUQ: the PEs hold docs/core.md's X in Y and its Y in X
+        "swap": 1,       # HLUQ with uses_y: the PEs hold docs/core.md's X in Y and its Y in X
         "q_min": QBITS, "q_max": QBITS,
     })
 

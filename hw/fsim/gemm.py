@@ -107,8 +107,15 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, zero_
 def decode_row(codes: np.ndarray, mode: int, seg, loops) -> tuple[np.ndarray, np.ndarray | None]:
     """What row codes add per unit of the column operand w, in one segment (docs/core.md's row_terms
     table): X and Y factors (Y None when the mode has no Y path): MAC c - z; HLUQ 2^(c-1) or
-    2^(L-1) and c - L; AGQ 2^(Q - c div tau) split by residue. ``loops``: the DescLoops."""
-    c = codes.astype(np.int64)
+    2^(L-1) and c - L; AGQ 2^(Q - c div tau) split by residue. A ``y_terms`` segment has Y's factor
+    as its X and no Y. ``loops``: the DescLoops."""
+    x, y = _row_factors(codes.astype(np.int64), mode, seg, loops)
+    if seg.y_terms:
+        return (y if y is not None else np.zeros_like(x)), None
+    return x, y
+
+
+def _row_factors(c: np.ndarray, mode: int, seg, loops) -> tuple[np.ndarray, np.ndarray | None]:
     if mode == Mode.MAC:
         return c - seg.zero_point, None
     if mode == Mode.HLUQ:
@@ -152,8 +159,12 @@ def _check_descriptor(config: CoreConfig, desc: Descriptor, where: str) -> None:
             problems.append(f"AGQ max_shift {loops.max_shift} above the core's {config.max_shift}")
     if loops.mode == Mode.MAC and loops.n_seg > 1 and "cag" not in config.formats:
         problems.append(f"{loops.n_seg} MAC segments (channel groups), which this core does not include")
+    if loops.uses_y and not config.y_accumulators:
+        problems.append("uses_y on a core whose PEs have no Y accumulator")
     total = loops.n_c * loops.n_i * loops.n_d
     for s, seg in enumerate(desc.segments):
+        if seg.y_terms and (loops.uses_y or loops.mode == Mode.MAC):
+            problems.append(f"segment {s} takes Y's terms in X, which only HLUQ and AGQ without uses_y do")
         if seg.j_start + seg.j_len > total:
             problems.append(f"segment {s} covers j {seg.j_start}..{seg.j_start + seg.j_len - 1}, the loops "
                             f"have {total}")
