@@ -255,19 +255,22 @@ def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_
               "layers.0.self_attn:values", "layers.0.mlp.lin1", "final_attn_token_to_image:scores"]
     chosen = [(spec, layer) for spec, layer in recorder.calls if any(w in spec.key for w in wanted)]
     assert len(chosen) == len(wanted)
+    inputs, wants = {}, {}
+    for spec, _ in chosen:      # the reference once per invocation, for both cores
+        layer = bundle.layers[spec.layer]
+        x = inputs[spec.key] = {k: v.astype(np.int64) for k, v in recorder.inputs[spec.key].items()}
+        if spec.op == "scores":
+            wants[spec.key] = attention_scores(x["q"], layer.q.zero_point, x["k"], layer.k.zero_point)
+        elif spec.op == "values":
+            wants[spec.key] = run_attention_values(layer, x["probs"], x["v"])
+        else:
+            wants[spec.key] = run_layer(layer, x["input"])
     for config in (PRESETS["w8-16x16"], W4_X_ONLY):
         program = build_program(config, chosen, bundle_identity(bundle))
+        assert sorted(inv.key for inv in program.invocations) == sorted(wants)
         for inv in program.invocations:
-            layer = bundle.layers[inv.spec.layer]
-            inputs = {k: v.astype(np.int64) for k, v in recorder.inputs[inv.key].items()}
-            got = program.run(inv.key, inputs)
-            if inv.spec.op == "scores":
-                want = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
-            elif inv.spec.op == "values":
-                want = run_attention_values(layer, inputs["probs"], inputs["v"])
-            else:
-                want = run_layer(layer, inputs["input"])
-            assert np.array_equal(next(iter(got.values())), want), (config.digest, inv.key)
+            got = program.run(inv.key, inputs[inv.key])
+            assert np.array_equal(next(iter(got.values())), wants[inv.key]), (config.digest, inv.key)
 
 
 def test_compiler_and_functional_model_run_without_torch():

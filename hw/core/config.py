@@ -17,9 +17,7 @@ LANE_ACC_BITS = 48    # a lane's combined accumulator: the contract's |acc| < 2^
 PROG_WORD_BITS = 128  # one instruction
 SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (8, 16, 32)
-
-
-LATER_FIELDS = {"y_accumulators": True}
+LATER_FIELDS = {"y_accumulators": True}   # fields added later, with the default that keeps old digests
 
 
 class CoreConfigError(ValueError):

@@ -144,8 +144,8 @@ class IssueLoop(wiring.Component):
                          begin.off_i.eq(g.off_i), begin.off_d.eq(g.off_d)]
 
         with m.If(entering):
-            m.d.sync += [state.eq(begin), s.eq(next_s), zp.eq(seg.zero_point), rp.eq(seg.residue_pass), yt.eq(seg.y_terms),
-                         null.eq(seg.j_len == 0), left.eq(Mux(seg.j_len == 0, 0, seg.j_len - 1))]
+            m.d.sync += [state.eq(begin), s.eq(next_s), zp.eq(seg.zero_point), rp.eq(seg.residue_pass),
+                         yt.eq(seg.y_terms), null.eq(seg.j_len == 0), left.eq(Mux(seg.j_len == 0, 0, seg.j_len - 1))]
         with m.Elif(issue):
             m.d.sync += [state.eq(step), left.eq(left - 1)]
 

@@ -155,7 +155,7 @@ class Lane(wiring.Component):
         cfg, ctl, k = self.config, self.ctl, self.consts
         rows, acc_bits = cfg.rows, cfg.pe_acc_bits
         m.submodules.multiplier = mul = self.multiplier
-        both = self.params.has_shift_modes and cfg.y_accumulators
+        both = self.params.has_y_sums
         # Block RAM: 16-deep memories in LUT RAM would cost 6 LUT4 sites per 4 bits on ECP5.
         block = {"ram_style": "block"}
         m.submodules.sums = sums = Memory(shape=(2 if both else 1) * acc_bits, depth=rows, init=[], attrs=block)

@@ -122,6 +122,11 @@ class CoreParams:
     def has_shift_modes(self) -> bool:
         return bool({"hluq", "agq"} & set(self.config.formats))
 
+    @property
+    def has_y_sums(self) -> bool:
+        """Whether the PEs keep a Y sum: only the shift modes fill one, and only cores with Y have it."""
+        return self.has_shift_modes and self.config.y_accumulators
+
     # ---- address widths --------------------------------------------------------------------------
     @property
     def word_addr_bits(self) -> dict:

@@ -41,6 +41,7 @@ def shift_term_bits(config: CoreConfig) -> int:
 class ProcessingElement(wiring.Component):
     def __init__(self, config: CoreConfig, shift_modes: bool):
         self.config, self.shift_modes = config, shift_modes
+        self.y_sum = shift_modes and config.y_accumulators
         a, w, acc = config.act_bits, config.weight_bits, config.pe_acc_bits
         super().__init__({
             "op": In(row_operand_layout(a, config.max_shift)),
@@ -71,14 +72,14 @@ class ProcessingElement(wiring.Component):
                 sh = Mux(op.coarse[level], sh << (4 << level), sh)
             sh = sh[:shift_term_bits(cfg)].as_signed()
             m.d.sync += in_x.eq(Mux(op.x_sh, sh, mul))
-            if cfg.y_accumulators:
+            if self.y_sum:
                 m.d.sync += in_y.eq(Mux(op.y_en, sh, 0))
         else:
             m.d.sync += in_x.eq(mul)
 
         x, y = Signal(signed(cfg.pe_acc_bits)), Signal(signed(cfg.pe_acc_bits))
         for acc, term, out in ((x, in_x, self.out_x), (y, in_y, self.out_y)):
-            if acc is y and not (self.shift_modes and cfg.y_accumulators):
+            if acc is y and not self.y_sum:
                 m.d.comb += out.eq(0)
                 continue
             total = (acc + term)[:cfg.pe_acc_bits].as_signed()
