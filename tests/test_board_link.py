@@ -11,6 +11,7 @@ input codes (about a minute).
 from __future__ import annotations
 
 import importlib.util
+import re
 import struct
 from pathlib import Path
 
@@ -203,6 +204,9 @@ def test_the_ulx3s_top_uses_the_board_pins_and_constrains_the_pll_clock(tmp_path
     assert 'FREQUENCY PORT "clk25_0__io" 25000000' in lpf   # nextpnr derives the core clock through the PLL
     rtlil = (tmp_path / "top.il").read_text()
     assert "EHXPLLL" in rtlil and "CLKFB_DIV" in rtlil
+    # the synchronized reset reaches the flip-flops through a global buffer, not fabric routing
+    buffer = re.search(r"cell \\DCCA \\reset_buffer\n((?:\s+connect [^\n]*\n)+)", rtlil)
+    assert buffer and "connect \\CLKI \\reset_sync_rst" in buffer[1] and "connect \\CLKO \\rst\n" in buffer[1]
 
 
 def test_samhw_build_refuses_a_clock_the_pll_cannot_make_in_one_line(tmp_path):
