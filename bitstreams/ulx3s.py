@@ -129,16 +129,24 @@ def run_flow(design, folder: Path, options: list[str], log) -> dict:
             "critical_path": critical_path(pnr), "run": run}
 
 
-def build_board(config, out, clock_mhz: float = DEFAULT_CLOCK_MHZ, seed: int = 1, router: str = "router1",
-                placer: str = "heap", mem_words: int | None = None, baud: int | None = None, command: str = "",
-                log=lambda text: print(text, file=sys.stderr)) -> dict:
-    """Build (or reuse) the bitstream of ``config`` on the ULX3S-85F; returns the build record."""
-    from hw.board.ulx3s import BOARD, board_design
+def build_inputs(config, clock_mhz: float = DEFAULT_CLOCK_MHZ, seed: int = 1, router: str = "router1",
+                 placer: str = "heap", mem_words: int | None = None, baud: int | None = None):
+    """What a board build is a function of: (design, nextpnr options, tool versions, build key)."""
+    from hw.board.ulx3s import board_design
 
     design = board_design(config, clock_mhz, mem_words, baud)
     options = pnr_options(design.clock_hz / 1e6, router, placer, seed) + ["--speed", "6", "--lpf", f"{TOP}.lpf"]
     tools = tool_versions()
-    key = build_key(design.to_dict(), options, tools)
+    return design, options, tools, build_key(design.to_dict(), options, tools)
+
+
+def build_board(config, out, clock_mhz: float = DEFAULT_CLOCK_MHZ, seed: int = 1, router: str = "router1",
+                placer: str = "heap", mem_words: int | None = None, baud: int | None = None, command: str = "",
+                log=lambda text: print(text, file=sys.stderr)) -> dict:
+    """Build (or reuse) the bitstream of ``config`` on the ULX3S-85F; returns the build record."""
+    from hw.board.ulx3s import BOARD
+
+    design, options, tools, key = build_inputs(config, clock_mhz, seed, router, placer, mem_words, baud)
     out = Path(out)
     folder = out / f"{BOARD}-{key}"
     record_path = folder / "build.json"

@@ -8,13 +8,15 @@ docs/hw_sweep.png.
 
 Each point is ``samhw build --board ulx3s-85f`` of one core configuration (``bitstreams.ulx3s.build_board``,
 its build folder keyed by a digest of its inputs under --cache, so a point is built once and every later
-run of this script reuses it). Point names are ``w<bits>-<rows>x<cols>-<full|uniform>``: the w4-16x16
+run of this script reuses it, until the RTL, the options or the tools change its key). Point names are ``w<bits>-<rows>x<cols>-<full|uniform>``: the w4-16x16
 preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
 in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
 AGQ only). A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
 aims at 150 MHz, but against that target nextpnr's router did not finish even the 4 x 4 point), so its
-Fmax is the timing-driven placer's best against that target; the table states each point's clock. Any ``w<bits>-<R>x<C>-<variant>`` names a point; those
-outside the default grid appear in the report once built. A point that does not fit the device is
+Fmax is the timing-driven placer's best against that target; the table states each point's clock;
+``NAME@MHZ`` builds the same core against another PLL clock (the sweep's clock axis). Any
+``w<bits>-<R>x<C>-<variant>[@MHZ]`` names a point; those outside the default grid appear in the report
+once built. A point that does not fit the device is
 recorded as such. Never part of the test suite.
 """
 
@@ -44,16 +46,27 @@ def point_names() -> list[str]:
     return [f"w{w}-{s}-{v}" for s in SIZES for w in WIDTHS for v in VARIANTS]
 
 
+def point_clock(name: str, default_mhz: float) -> float:
+    """A point's PLL clock: ``NAME@MHZ`` builds the same core against another clock (the sweep's clock axis)."""
+    _, at, mhz = name.partition("@")
+    if not at:
+        return default_mhz
+    try:
+        return float(mhz)
+    except ValueError:
+        raise SystemExit(f"hw_sweep: a point's clock is NAME@MHZ, got '{name}'") from None
+
+
 def point_config(name: str):
     from hw.core.config import FORMATS, PRESETS
 
     try:
-        width, size, variant = name.split("-")
+        width, size, variant = name.partition("@")[0].split("-")
         bits = int(width[1:])
         rows, cols = (int(v) for v in size.split("x"))
         assert bits in (4, 8) and variant in VARIANTS
     except (ValueError, AssertionError):
-        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>, got '{name}'") from None
+        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>[@MHZ], got '{name}'") from None
     base = PRESETS["w4-16x16"]
     formats = FORMATS if variant == "full" else ("uniform", "agq")
     extra = {} if bits == 4 else {"pe_acc_bits": 48, "max_shift": 31}
@@ -62,7 +75,16 @@ def point_config(name: str):
 
 def point_command(name: str, clock_mhz: float, seed: int, router: str) -> str:
     extra = "" if router == "router1" else f" --router {router}"
-    return f"python scripts/hw_sweep.py --run --points {name} --clock-mhz {clock_mhz:g} --seed {seed}{extra}"
+    clock = "" if "@" in name else f" --clock-mhz {clock_mhz:g}"
+    return f"python scripts/hw_sweep.py --run --points {name}{clock} --seed {seed}{extra}"
+
+
+def current_key(name: str, clock_mhz: float, seed: int, router: str) -> str:
+    """The build key the point has with today's RTL and options: a cached point built from older RTL has
+    another key and is rebuilt."""
+    from bitstreams.ulx3s import build_inputs
+
+    return build_inputs(point_config(name), clock_mhz, seed, router)[3]
 
 
 def build_point(name: str, cache: Path, clock_mhz: float, seed: int, router: str = "router1") -> dict:
@@ -131,7 +153,10 @@ def report(points: dict, out: Path, command: str) -> None:
         "after routing against the PLL clock given in its row. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
         "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ. The external "
         "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
-        "(cached: a second run reuses the build).", "",
+        "(cached: a second run reuses the build). A row without numbers has no finished build: from 4 x 8 PEs up, "
+        "nextpnr places these designs but neither of its routers converged in the hours tried (measurements and "
+        "the congestion heatmap: docs/board.md, \"Routing: the reset on a global network, and where the congestion is\"). "
+        "`NAME@MHZ` rows are the same core against another PLL clock.", "",
         "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | "
         "yosys + nextpnr s | command |",
         "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
@@ -141,20 +166,25 @@ def report(points: dict, out: Path, command: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        for name, macs, lut, fmax in plotted:
-            marker = "o" if name.startswith("w4") else "s"
-            a.scatter(macs, lut, marker=marker)
-            a.annotate(name, (macs, lut), fontsize=7)
-            b.scatter(macs, fmax, marker=marker)
-            b.annotate(name, (macs, fmax), fontsize=7)
-        a.axhline(DEVICE["lut4"], color="grey", ls="--", lw=1)
-        a.set(xlabel="MACs per cycle", ylabel="LUT4", xscale="log", title="LUT4 (dashed: LFE5U-85F)")
-        b.set(xlabel="MACs per cycle", ylabel="post-route Fmax (MHz)", xscale="log", title="Fmax of the core clock")
+        # Bars per point rather than LUT4 against MACs: while only 4 x 4 points route, a size axis has one value.
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+        names = [name for name, *_ in plotted]
+        a.barh(names, [lut for _, _, lut, _ in plotted], color=["C0" if n.startswith("w4") else "C1" for n in names])
+        a.axvline(DEVICE["lut4"], color="grey", ls="--", lw=1)
+        a.invert_yaxis()
+        a.set(xlabel="LUT4", title="LUT4 per point (dashed: LFE5U-85F)")
+        pll = [points[name]["pll_mhz"] for name in names]
+        for name, clock, (_, _, _, fmax) in zip(names, pll, plotted):
+            b.scatter(clock, fmax, marker="o" if name.startswith("w4") else "s")
+            b.annotate(name, (clock, fmax), fontsize=7)
+        span = [min(pll) - 5, max(pll) + 5]
+        b.plot(span, span, color="grey", ls="--", lw=1)
+        b.set(xlabel="PLL clock, the router's target (MHz)", ylabel="post-route Fmax (MHz)",
+              title="Fmax against its target (dashed: met exactly)")
         fig.tight_layout()
         fig.savefig(out.with_suffix(".png"), dpi=120)
         plt.close(fig)
-        lines += [f"![LUT4 and Fmax against MACs per cycle]({out.with_suffix('.png').name})", ""]
+        lines += [f"![LUT4 per point, and Fmax against the PLL clock]({out.with_suffix('.png').name})", ""]
     write_atomic(out, "\n".join(lines))
 
 
@@ -172,15 +202,18 @@ def main(argv=None) -> int:
     cache = Path(args.cache)
     points = load_points(cache)
     names = args.points or point_names()
-    for name in names:
+    for name in names:     # a malformed name fails before any build
         point_config(name)
+        point_clock(name, args.clock_mhz)
     if args.run:
         for name in names:
-            have = points.get(name)
-            if have and have.get("command") == point_command(name, args.clock_mhz, args.seed, args.router):
+            have, clock_mhz = points.get(name), point_clock(name, args.clock_mhz)
+            if have and have.get("key") == current_key(name, clock_mhz, args.seed, args.router):
                 print(f"[{name}] cached", file=sys.stderr)
                 continue
-            points[name] = build_point(name, cache, args.clock_mhz, args.seed, args.router)
+            record = build_point(name, cache, clock_mhz, args.seed, args.router)
+            points = load_points(cache)      # another sweep may have saved points while this one built
+            points[name] = record
             save_points(cache, points)
     report(points, Path(args.report), ("python scripts/hw_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip())
     print(f"wrote {args.report} ({sum(1 for p in points.values() if 'failed' not in p)} measured points)")
