@@ -142,7 +142,7 @@ def report(points: dict, out: Path, command: str) -> None:
                     f"{r['ebr']} | {p['design']['mem_words']} | {c.get('fmax_mhz')} | "
                     f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | {p['run']['synth_s']:.0f} + {p['run']['pnr_s']:.0f} | "
                     f"`{p['command']}` |")
-        plotted.append((name, macs, r["lut4"], c.get("fmax_mhz") or 0.0))
+        plotted.append((name, r["lut4"], p["pll_mhz"], c.get("fmax_mhz") or 0.0))
     measured = len(plotted)
     lines = [
         "# Size and clock sweep of the board design on the ULX3S-85F", "",
@@ -169,15 +169,15 @@ def report(points: dict, out: Path, command: str) -> None:
         # Bars per point rather than LUT4 against MACs: while only 4 x 4 points route, a size axis has one value.
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
         names = [name for name, *_ in plotted]
-        a.barh(names, [lut for _, _, lut, _ in plotted], color=["C0" if n.startswith("w4") else "C1" for n in names])
+        a.barh(names, [lut for _, lut, _, _ in plotted], color=["C0" if n.startswith("w4") else "C1" for n in names])
         a.axvline(DEVICE["lut4"], color="grey", ls="--", lw=1)
         a.invert_yaxis()
         a.set(xlabel="LUT4", title="LUT4 per point (dashed: LFE5U-85F)")
-        pll = [points[name]["pll_mhz"] for name in names]
-        for name, clock, (_, _, _, fmax) in zip(names, pll, plotted):
+        for name, _, clock, fmax in plotted:
             b.scatter(clock, fmax, marker="o" if name.startswith("w4") else "s")
             b.annotate(name, (clock, fmax), fontsize=7)
-        span = [min(pll) - 5, max(pll) + 5]
+        clocks = [clock for _, _, clock, _ in plotted]
+        span = [min(clocks) - 5, max(clocks) + 5]
         b.plot(span, span, color="grey", ls="--", lw=1)
         b.set(xlabel="PLL clock, the router's target (MHz)", ylabel="post-route Fmax (MHz)",
               title="Fmax against its target (dashed: met exactly)")
