@@ -1,6 +1,7 @@
 """The generated results table says which thread count and which commit each row ran with (rows move
 with either)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -71,3 +72,17 @@ def test_results_script_records_the_checkout_commit():
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip()
     assert re.fullmatch(re.escape(head) + r"(\+dirty)?", code_commit())
+
+
+def _w4(recipe: str, commit: str, miou: float, seed: int = 0) -> dict:
+    return _record(recipe, weight_bits=4, act_bits=4, seed=seed, miou_gt=miou, code_commit=commit)
+
+
+def test_runs_measured_again_at_other_code_are_kept_beside_the_earlier_ones(tmp_path):
+    from sw.report.results import merge_records
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([_w4("saqsam", "base", 0.46)]))
+    merged = merge_records(path, [_w4("saqsam", "later", 0.47), _w4("saqsam", "base", 0.45)])
+    assert sorted((r["code_commit"], r["miou_gt"]) for r in merged) == [("base", 0.45), ("later", 0.47)]
+

@@ -15,7 +15,8 @@ from .runs import code_state, group_runs, mean_std, percent_spread, seed_list, s
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
-KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset", "seed")
+# A run measured again at the same code replaces the earlier one; runs of other code stay, as history.
+KEY_FIELDS = ("model", "recipe", "weight_bits", "act_bits", "dataset", "seed", "code_commit")
 RECIPE_ORDER = ["fp", "minmax", "percentile", "omse", "ptq4sam-s", "adaround", "brecq", "qdrop", "qdrop+big",
                 "qdrop+agq", "ptq4sam-l", "ahcptq-hluq", "ahcptq-cag", "ahcptq-cag-raw", "ahcptq-g1", "ahcptq-g2",
                 "ahcptq", "ahcptq-raw", "ahcptq-g8", "saqsam-star", "saqsam", "saqsam+hluq+cag"]
