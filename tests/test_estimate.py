@@ -221,6 +221,12 @@ def test_analysis_cache_round_trip_and_compile_refusal_growth(tmp_path):
     first = cached_analysis("t", wl.identity, SMALL, lambda: wl, None, tmp_path)
     again = cached_analysis("t", wl.identity, SMALL, lambda: pytest.fail("recomputed"), None, tmp_path)
     assert again.from_cache and again.results[0].cost == first.results[0].cost and again.results[0].count == 3
+    # another core's analysis under the same name leaves this one cached; a changed workload replaces it
+    other = dataclasses.replace(SMALL, out_words=128)
+    cached_analysis("t", wl.identity, other, lambda: wl, None, tmp_path)
+    assert cached_analysis("t", wl.identity, SMALL, lambda: pytest.fail("recomputed"), None, tmp_path).from_cache
+    cached_analysis("t", {"id": "w2"}, SMALL, lambda: wl, None, tmp_path)
+    assert len(list(tmp_path.glob("t_*.json"))) == 2
     tight = dataclasses.replace(SMALL, act_words=128)
     big = _call(_linear(4, c=300, o=8), None, {"input": (16, 300)})  # one tile needs 300 ACT words
     result = analyze(Workload("w", "m", [big], {}), tight).results[0]

@@ -127,12 +127,23 @@ def cached_analysis(name: str, identity: dict, config: CoreConfig, build_workloa
     result = analyze(build_workload(), config, mapping)
     if path is not None:
         for stale in Path(cache_dir).glob(f"{name}_*.json"):
-            stale.unlink()
+            # Only this core's older analyses: another core's stays valid for its own estimates, and
+            # dropping it would make the next estimate of that core recompute for minutes.
+            if _cached_config(stale) in (None, config.to_dict()):
+                stale.unlink()
         write_atomic(path, json.dumps({"name": result.name, "config": config.to_dict(), "identity": identity,
                                        "seconds": result.seconds, "notes": result.notes,
                                        "results": [r.to_json() for r in result.results]}, indent=0) + "\n")
         result.cache = _rel(path)
     return result
+
+
+def _cached_config(path: Path) -> dict | None:
+    """The core configuration a cached analysis was made for (None when the file cannot be read)."""
+    try:
+        return json.loads(path.read_text()).get("config")
+    except (OSError, ValueError):
+        return None
 
 
 def _rel(path: Path) -> str:
