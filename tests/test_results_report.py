@@ -86,3 +86,49 @@ def test_runs_measured_again_at_other_code_are_kept_beside_the_earlier_ones(tmp_
     merged = merge_records(path, [_w4("saqsam", "later", 0.47), _w4("saqsam", "base", 0.45)])
     assert sorted((r["code_commit"], r["miou_gt"]) for r in merged) == [("base", 0.45), ("later", 0.47)]
 
+
+
+def _commit(repo: Path, message: str) -> str:
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=repo, check=True)
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_a_commit_that_changes_only_one_recipes_settings_measures_as_the_table(tmp_path):
+    from sw.report.code_states import measures_as_table
+    from sw.report.runs import split_by_code
+
+    repo = tmp_path / "repo"
+    config = repo / "sw" / "quant" / "config.py"
+    config.parent.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    text = (ROOT / "sw" / "quant" / "config.py").read_text()
+    config.write_text(text)
+    (repo / "sw" / "model.py").write_text("x = 1\n")
+    state = _commit(repo, "table")
+    old = '"saqsam": {**_SAQSAM_STAR, "recon": "par", "recon_iters": 50'
+    assert old in text
+    config.write_text(text.replace(old, old.replace("50", "60")))
+    retuned = _commit(repo, "saqsam retuned")
+    (repo / "sw" / "model.py").write_text("x = 2\n")
+    other_code = _commit(repo, "model changed")
+    (repo / "sw" / "model.py").write_text("x = 1\n")
+    _commit(repo, "model back")  # the working tree: the table's code with saqsam's new settings
+
+    assert measures_as_table(state, retuned, "saqsam", "w4a4", repo) is True
+    assert measures_as_table(state, retuned, "ptq4sam-l", "w4a4", repo) is True
+    assert measures_as_table(state, state, "ptq4sam-l", "w4a4", repo) is True
+    assert measures_as_table(state, state, "saqsam", "w4a4", repo) is False  # older settings of saqsam
+    assert measures_as_table(state, other_code, "ptq4sam-l", "w4a4", repo) is False
+    assert measures_as_table(state, "0000000", "saqsam", "w4a4", repo) is None
+
+    def measures(s, commit, recipe, bits):
+        return measures_as_table(s, commit, recipe, bits, repo)
+
+    records = [_record("fp", code_commit=state), _w4("saqsam", state, 0.45), _w4("saqsam", retuned, 0.47),
+               _w4("ptq4sam-l", state, 0.40), _w4("ptq4sam-l", other_code, 0.41), _w4("ahcptq", "unknown", 0.4)]
+    current, older = split_by_code(records, measures)
+    assert [(r["recipe"], r["code_commit"]) for r in current] == [
+        ("fp", state), ("saqsam", retuned), ("ptq4sam-l", state)]
+    assert len(older) == 3

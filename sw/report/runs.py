@@ -3,6 +3,8 @@ runs of one row (one recipe and bit width under several calibration seeds), thei
 
 from __future__ import annotations
 
+from .code_states import measures_as_table
+
 
 def code_state(records: list[dict]) -> str | None:
     """The code the table stands for: the commit of the float row, which every table run measures again."""
@@ -10,12 +12,24 @@ def code_state(records: list[dict]) -> str | None:
     return fp[-1].get("code_commit") if fp else None
 
 
-def split_by_code(records: list[dict]) -> tuple[list[dict], list[dict]]:
+def split_by_code(records: list[dict], measures=measures_as_table) -> tuple[list[dict], list[dict]]:
     """(rows measured at the table's code state, older rows). Rows of older code are not comparable
     at the level of one or two points (one flipped activation code cascades), so they never share a
-    table with the current ones."""
+    table with the current ones. A row is current when ``measures`` (code_states.measures_as_table)
+    says its commit measures as the table's with today's settings of its recipe; where git cannot
+    tell (a commit it does not have), only rows at the table's own commit are."""
     state = code_state(records)
-    current = [r for r in records if state is not None and r.get("code_commit") == state]
+    if state is None:
+        return [], list(records)
+
+    def is_current(r: dict) -> bool:
+        commit = r.get("code_commit")
+        if r["recipe"] == "fp":
+            return commit == state
+        verdict = measures(state, commit, r["recipe"], f"w{r['weight_bits']}a{r['act_bits']}")
+        return commit == state if verdict is None else verdict
+
+    current = [r for r in records if is_current(r)]
     return current, [r for r in records if r not in current]
 
 
