@@ -609,7 +609,7 @@ def _cmd_verify(args, progress: bool) -> int:
 
 
 def _cmd_recipes(args, progress: bool) -> int:
-    from .quant.config import default_settings, recipe_settings
+    from .quant.config import BITS_SETTINGS, default_settings, recipe_settings
 
     def settings(values: dict) -> str:
         return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
@@ -619,6 +619,9 @@ def _cmd_recipes(args, progress: bool) -> int:
     width = max(map(len, RECIPES))
     for recipe in RECIPES:
         print(f"{recipe:<{width}}  {settings(recipe_settings(recipe))}")
+        for (name, bits), values in BITS_SETTINGS.items():
+            if name == recipe:
+                print(f"{'':<{width}}  at {bits}: {settings(values)}")
     return 0
 
 

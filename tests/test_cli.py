@@ -145,11 +145,15 @@ def test_no_progress_before_or_after_the_subcommand(monkeypatch, argv, progress)
 
 
 def test_recipes_lists_settings_generated_from_the_configs(monkeypatch, capsys):
-    from sw.quant.config import RECIPES
+    from sw.quant.config import BITS_SETTINGS, RECIPES
 
     monkeypatch.setitem(RECIPES, "test-only", {"act_observer": "minmax", "weight_observer": "mse", "recon_iters": 7})
+    monkeypatch.setitem(BITS_SETTINGS, ("test-only", "w4a4"), {"recon_iters": 9})
     assert main(["recipes"]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    out = capsys.readouterr().out.splitlines()
+    assert out[out.index(next(line for line in out if line.startswith("test-only"))) + 1].split() == [
+        "at", "w4a4:", "recon_iters=9"]
+    lines = {line.split()[0]: line for line in out}
     assert "recon_iters=50" in lines["saqsam"] and "scale_lr=0.002" in lines["saqsam"]
     assert "recon" not in lines["minmax"]
     assert lines["test-only"].split()[1:] == ["act_observer=minmax", "weight_observer=mse", "recon_iters=7"]

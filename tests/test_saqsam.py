@@ -129,6 +129,14 @@ def test_saqsam_config_rejects_bad_settings():
     assert make_config("saqsam-star", "w6a6").recon == "none"
 
 
+def test_combined_recipe_takes_its_longer_par_at_w4a4_only_and_overrides_win():
+    w4, w6 = make_config("saqsam+hluq+cag", "w4a4"), make_config("saqsam+hluq+cag", "w6a6")
+    assert (w4.recon_iters, w6.recon_iters) == (70, 50)
+    assert w4.recon_iters * w4.scale_lr == pytest.approx(w6.recon_iters * w6.scale_lr)
+    assert make_config("saqsam", "w4a4").recon_iters == 50
+    assert make_config("saqsam+hluq+cag", "w4a4", recon_iters=4).recon_iters == 4
+
+
 # A coarse OMSE grid keeps the tiny-model calibrations fast; PCC and PAR run as in the recipe.
 FAST = dict(mse_grid=10)
 
