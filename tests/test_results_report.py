@@ -58,6 +58,7 @@ def test_comparison_reads_only_differences_larger_than_the_seed_spread():
     assert not reads(a, single, "miou_gt")[2]  # a single run has no spread to read against
     text = render_comparison([_record("fp", code_commit="c"), *a, *b, *c])
     assert "saqsam − ahcptq | +5.0 vs 2.0: **reads**" in text
+    assert "Code state `c`; float LiteMedSAM mIoU GT 50.0, AP 25.0." in text
     assert "ahcptq − ptq4sam-l | +0.0 vs 2.5: within spread" in text
 
 
@@ -85,7 +86,6 @@ def test_runs_measured_again_at_other_code_are_kept_beside_the_earlier_ones(tmp_
     path.write_text(json.dumps([_w4("saqsam", "base", 0.46)]))
     merged = merge_records(path, [_w4("saqsam", "later", 0.47), _w4("saqsam", "base", 0.45)])
     assert sorted((r["code_commit"], r["miou_gt"]) for r in merged) == [("base", 0.45), ("later", 0.47)]
-
 
 
 def _commit(repo: Path, message: str) -> str:

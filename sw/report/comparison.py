@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from .runs import code_state, group_runs, mean_std, percent, percent_spread, seed_list, split_by_code
+from .runs import code_state, group_runs, mean_std, percent, percent_spread, retuned_commits, seed_list, split_by_code
 
 METRICS = (("miou_gt", "mIoU GT"), ("ap", "AP"), ("miou_fp", "mIoU FP"))
 # What each recipe is, for readers who do not know the names (sw/quant/config.py has the settings).
@@ -47,10 +47,10 @@ def render_comparison(records: list[dict]) -> str:
              ""]
     if fp is None:
         return "\n".join(lines + ["No float row at the current code state yet.", ""])
-    retuned = sorted({r["code_commit"] for r in current} - {code_state(records)})
+    retuned = retuned_commits(current, code_state(records))
     lines += [f"Code state `{code_state(records)}`"
               + (f" (rows at {', '.join(f'`{c}`' for c in retuned)}: their recipe's settings changed on top of it, "
-                 f"nothing else; see results.md)" if retuned else "") + "; float LiteMedSAM mIoU GT {percent(fp['miou_gt'])}, AP {percent(fp['ap'])}.", ""]
+                 f"nothing else; see results.md)" if retuned else "") + f"; float LiteMedSAM mIoU GT {percent(fp['miou_gt'])}, AP {percent(fp['ap'])}.", ""]
     groups = [g for g in group_runs(current) if g[0]["recipe"] != "fp"]
     for bits in sorted({g[0]["weight_bits"] for g in groups}, reverse=True):
         rows = sorted((g for g in groups if g[0]["weight_bits"] == bits), key=lambda g: -mean_std(g, "miou_gt")[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atomic_file import write_atomic
 from .comparison import render_comparison
-from .runs import code_state, group_runs, mean_std, percent_spread, seed_list, split_by_code
+from .runs import code_state, group_runs, mean_std, percent_spread, retuned_commits, seed_list, split_by_code
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_JSON = ROOT / "docs" / "results.json"
@@ -105,7 +105,7 @@ def render_markdown(records: list[dict]) -> str:
     if state is None:
         lines += ["No float row yet: no code state to tabulate.", ""]
     else:
-        retuned = sorted({r["code_commit"] for r in current} - {state})
+        retuned = retuned_commits(current, state)
         lines += [f"Every row below was measured at one code state, commit `{state}` (the float row's)"
                   + (f", rows at {', '.join(f'`{c}`' for c in retuned)} with their recipe's settings changed on top of "
                      f"it and nothing else that moves numbers (`git diff` touches only `sw/quant/config.py`; "

@@ -12,6 +12,11 @@ def code_state(records: list[dict]) -> str | None:
     return fp[-1].get("code_commit") if fp else None
 
 
+def retuned_commits(current: list[dict], state: str) -> list[str]:
+    """The commits of current rows other than the table's own: its code with a recipe's settings changed."""
+    return sorted({r["code_commit"] for r in current} - {state})
+
+
 def split_by_code(records: list[dict], measures=measures_as_table) -> tuple[list[dict], list[dict]]:
     """(rows measured at the table's code state, older rows). Rows of older code are not comparable
     at the level of one or two points (one flipped activation code cascades), so they never share a
