@@ -8,10 +8,13 @@ docs/hw_sweep.png.
 
 Each point is ``samhw build --board ulx3s-85f`` of one core configuration (``bitstreams.ulx3s.build_board``,
 its build folder keyed by a digest of its inputs under --cache, so a point is built once and every later
-run of this script reuses it, until the RTL, the options or the tools change its key). Point names are ``w<bits>-<rows>x<cols>-<full|uniform>``: the w4-16x16
+run of this script reuses it, until the RTL, the options or the tools change its key); the measured records
+go to docs/hw_sweep.json (committed), from which the report is regenerated on any checkout. Point names are
+``w<bits>-<rows>x<cols>-<full|uniform>[-lutram][-xonly][-mem<N>]``: the w4-16x16
 preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
 in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
-AGQ only). A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
+AGQ only); ``-lutram`` puts the lanes' memories in LUT RAM (``CoreConfig.lane_ram``), ``-xonly`` leaves
+out the PEs' Y accumulators, ``-mem<N>`` gives the external memory N words. A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
 aims at 150 MHz, but against that target nextpnr's router did not finish even the 4 x 4 point), so its
 Fmax is the timing-driven placer's best against that target; the table states each point's clock;
 ``NAME@MHZ`` builds the same core against another PLL clock (the sweep's clock axis). Any
@@ -57,20 +60,41 @@ def point_clock(name: str, default_mhz: float) -> float:
         raise SystemExit(f"hw_sweep: a point's clock is NAME@MHZ, got '{name}'") from None
 
 
+MODIFIERS = ("lutram", "xonly")   # lane memories in LUT RAM; PEs without Y (CoreConfig.lane_ram, y_accumulators)
+
+
+def _parse(name: str):
+    """(bits, rows, cols, variant, modifiers, memory words or None) of ``w<bits>-<R>x<C>-<variant>[-MOD...][-mem<N>][@MHZ]``."""
+    try:
+        width, size, variant, *mods = name.partition("@")[0].split("-")
+        bits = int(width[1:])
+        rows, cols = (int(v) for v in size.split("x"))
+        mem = [int(m[3:]) for m in mods if m.startswith("mem")]
+        flags = [m for m in mods if not m.startswith("mem")]
+        assert bits in (4, 8) and variant in VARIANTS and set(flags) <= set(MODIFIERS) and len(mem) <= 1
+        return bits, rows, cols, variant, flags, (mem[0] if mem else None)
+    except (ValueError, AssertionError):
+        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>[-lutram][-xonly][-mem<N>][@MHZ], "
+                         f"got '{name}'") from None
+
+
 def point_config(name: str):
     from hw.core.config import FORMATS, PRESETS
 
-    try:
-        width, size, variant = name.partition("@")[0].split("-")
-        bits = int(width[1:])
-        rows, cols = (int(v) for v in size.split("x"))
-        assert bits in (4, 8) and variant in VARIANTS
-    except (ValueError, AssertionError):
-        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>[@MHZ], got '{name}'") from None
+    bits, rows, cols, variant, flags, _ = _parse(name)
     base = PRESETS["w4-16x16"]
     formats = FORMATS if variant == "full" else ("uniform", "agq")
     extra = {} if bits == 4 else {"pe_acc_bits": 48, "max_shift": 31}
+    if "lutram" in flags:
+        extra["lane_ram"] = "lut"
+    if "xonly" in flags:
+        extra["y_accumulators"] = False
     return dataclasses.replace(base, rows=rows, cols=cols, act_bits=bits, weight_bits=bits, formats=formats, **extra)
+
+
+def point_mem_words(name: str) -> int | None:
+    """The external memory's words a point asks for (``-mem<N>``); None: all the block RAM the core leaves."""
+    return _parse(name)[5]
 
 
 def point_command(name: str, clock_mhz: float, seed: int, router: str) -> str:
@@ -84,7 +108,7 @@ def current_key(name: str, clock_mhz: float, seed: int, router: str) -> str:
     another key and is rebuilt."""
     from bitstreams.ulx3s import build_inputs
 
-    return build_inputs(point_config(name), clock_mhz, seed, router)[3]
+    return build_inputs(point_config(name), clock_mhz, seed, router, mem_words=point_mem_words(name))[3]
 
 
 def build_point(name: str, cache: Path, clock_mhz: float, seed: int, router: str = "router1") -> dict:
@@ -94,7 +118,7 @@ def build_point(name: str, cache: Path, clock_mhz: float, seed: int, router: str
     command = point_command(name, clock_mhz, seed, router)
     start = time.monotonic()
     try:
-        record = build_board(config, cache, clock_mhz, seed, router=router, command=command,
+        record = build_board(config, cache, clock_mhz, seed, router=router, mem_words=point_mem_words(name), command=command,
                              log=lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
     except subprocess.CalledProcessError as exc:   # nextpnr refuses a design that does not fit
         record = {"failed": f"{Path(exc.cmd[0]).name} exited with {exc.returncode} (the design does not fit "
@@ -105,17 +129,11 @@ def build_point(name: str, cache: Path, clock_mhz: float, seed: int, router: str
     return record
 
 
-def _points_file(cache: Path) -> Path:
-    return cache / "points.json"
-
-
-def load_points(cache: Path) -> dict:
-    path = _points_file(cache)
+def load_points(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def save_points(cache: Path, points: dict) -> None:
-    path = _points_file(cache)
+def save_points(path: Path, points: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(points, indent=1, sort_keys=True) + "\n")
@@ -155,7 +173,8 @@ def report(points: dict, out: Path, command: str) -> None:
         "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
         "(cached: a second run reuses the build). A row without numbers has no finished build: from 4 x 8 PEs up, "
         "nextpnr places these designs but neither of its routers converged in the hours tried (measurements and "
-        "the congestion heatmap: docs/board.md, \"Routing: the reset on a global network, and where the congestion is\"). "
+        "the congestion: docs/board.md, \"Routing: the reset on a global network, and where the congestion is\" and "
+        "\"The lanes' multipliers are the hotspot\"). "
         "`NAME@MHZ` rows are the same core against another PLL clock.", "",
         "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | "
         "yosys + nextpnr s | command |",
@@ -198,9 +217,12 @@ def main(argv=None) -> int:
     # router1 is the default: on the 4 x 4 point router2's overuse rose again after 20 iterations
     parser.add_argument("--router", default="router1", choices=("router1", "router2"), help="nextpnr router")
     parser.add_argument("--report", default=str(ROOT / "docs" / "hw_sweep.md"))
+    # The measured records are kept beside the report (committed): build folders are large and not kept.
+    parser.add_argument("--points-file", default=str(ROOT / "docs" / "hw_sweep.json"),
+                        help="the measured points' build records (default docs/hw_sweep.json)")
     args = parser.parse_args(argv)
-    cache = Path(args.cache)
-    points = load_points(cache)
+    cache, points_file = Path(args.cache), Path(args.points_file)
+    points = load_points(points_file)
     names = args.points or point_names()
     for name in names:     # a malformed name fails before any build
         point_config(name)
@@ -212,9 +234,9 @@ def main(argv=None) -> int:
                 print(f"[{name}] cached", file=sys.stderr)
                 continue
             record = build_point(name, cache, clock_mhz, args.seed, args.router)
-            points = load_points(cache)      # another sweep may have saved points while this one built
+            points = load_points(points_file)      # another sweep may have saved points while this one built
             points[name] = record
-            save_points(cache, points)
+            save_points(points_file, points)
     report(points, Path(args.report), ("python scripts/hw_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip())
     print(f"wrote {args.report} ({sum(1 for p in points.values() if 'failed' not in p)} measured points)")
     return 0

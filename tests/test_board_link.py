@@ -209,6 +209,30 @@ def test_the_ulx3s_top_uses_the_board_pins_and_constrains_the_pll_clock(tmp_path
     assert buffer and "connect \\CLKI \\reset_sync_rst" in buffer[1] and "connect \\CLKO \\rst\n" in buffer[1]
 
 
+def test_lane_memories_go_to_lut_ram_on_request_and_free_their_block_rams():
+    import dataclasses
+
+    from amaranth.back import rtlil
+
+    from hw.core.config import PRESETS, CoreConfig, CoreConfigError
+    from hw.core.lane import Lane
+    from hw.board.ulx3s import core_ebr_estimate
+
+    block = PRESETS["w4-16x16"]
+    lut = dataclasses.replace(block, lane_ram="lut")
+    assert "lane_ram" not in block.to_dict() and lut.to_dict()["lane_ram"] == "lut"   # old digests stay
+    assert CoreConfig.from_dict(lut.to_dict()) == lut and lut.digest != block.digest
+    styles = {}
+    for cfg in (block, lut):
+        text = rtlil.convert(Lane(cfg))
+        styles[cfg.lane_ram] = re.findall(r'attribute \\ram_style "(\w+)"', text)
+    assert styles == {"block": ["block"] * 3, "lut": ["distributed"] * 3}
+    # 16 lanes x (2 blocks of 64-bit X, Y sums + 2 x 2 blocks of 48-bit accumulators)
+    assert core_ebr_estimate(block) - core_ebr_estimate(lut) == 16 * 6
+    with pytest.raises(CoreConfigError, match="lane_ram must be one of"):
+        dataclasses.replace(block, lane_ram="distributed")
+
+
 def test_samhw_build_refuses_a_clock_the_pll_cannot_make_in_one_line(tmp_path):
     import subprocess
     import sys

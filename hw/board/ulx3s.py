@@ -39,11 +39,14 @@ def ebr_blocks(width: int, depth: int) -> int:
 def core_ebr_estimate(config: CoreConfig) -> int:
     """Block RAMs of the core's buffers: ACT in two banks, WGT, OUT, PARAM in constant-slot banks, the
     three instruction RAMs, and each column lane's row memories (``hw/core/lane.py``: the PE sums and two
-    48-bit accumulators, ``rows`` deep), which the w4-16x16 preset spends 96 blocks on."""
+    48-bit accumulators, ``rows`` deep), which the w4-16x16 preset spends 96 blocks on; none when the
+    lanes keep them in LUT RAM (``lane_ram = "lut"``)."""
     bus = config.bus_bits
     slots = config.slots_per_param_word
     sum_bits = (2 if {"hluq", "agq"} & set(config.formats) else 1) * config.pe_acc_bits
-    lane = ebr_blocks(sum_bits, config.rows) + 2 * ebr_blocks(LANE_ACC_BITS, config.rows)
+    lane = 0
+    if config.lane_ram == "block":
+        lane = ebr_blocks(sum_bits, config.rows) + 2 * ebr_blocks(LANE_ACC_BITS, config.rows)
     return (2 * ebr_blocks(bus, config.act_words // 2) + ebr_blocks(bus, config.wgt_words)
             + ebr_blocks(bus, config.out_words) + slots * ebr_blocks(SLOT_BITS, config.param_words)
             + 3 * ebr_blocks(PROG_WORD_BITS, config.prog_words) + config.cols * lane)

@@ -17,7 +17,8 @@ LANE_ACC_BITS = 48    # a lane's combined accumulator: the contract's |acc| < 2^
 PROG_WORD_BITS = 128  # one instruction
 SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (8, 16, 32)
-LATER_FIELDS = {"y_accumulators": True}   # fields added later, with the default that keeps old digests
+LANE_RAMS = ("block", "lut")
+LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block"}   # fields added later, with the default that keeps old digests
 
 
 class CoreConfigError(ValueError):
@@ -44,6 +45,11 @@ class CoreConfig:
     # Y takes one (docs/core.md "Cores without Y"): longer GEMMs, but a PE a fifth smaller in LUTs and
     # nearly half in flip-flops, which is what a 256-PE array on the LFE5U-85F needs.
     y_accumulators: bool = True
+    # Where the lanes' three rows-deep memories live: "block" spends 5 or 6 DP16KD per lane on a few
+    # dozen words; "lut" puts them in LUT RAM next to the lane's logic, so the lanes' wide sums and
+    # accumulators stop crossing the die to a block-RAM row (one of the hotspots of the larger cores'
+    # placement, docs/board.md). Behaviour, cycles and the RTL's simulation are the same either way.
+    lane_ram: str = "block"
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -59,6 +65,8 @@ class CoreConfig:
                 problems.append(f"bus_bits {self.bus_bits} is not a multiple of the {name} ({width} bits)")
         if self.bus_bits % SLOT_BITS:
             problems.append(f"bus_bits {self.bus_bits} is not a multiple of a {SLOT_BITS}-bit constant slot")
+        if self.lane_ram not in LANE_RAMS:
+            problems.append(f"lane_ram must be one of {LANE_RAMS}, got {self.lane_ram!r}")
         unknown = sorted(set(self.formats) - set(FORMATS))
         if unknown or "uniform" not in self.formats:
             problems.append(f"formats must include 'uniform' and come from {FORMATS}, got {self.formats}")

@@ -3,8 +3,9 @@
 lanes share the requantization tail that follows the product (shift, round, clamp).
 
 The column's OR-tree delivers the R rows of a finished segment one per cycle; they are written to a
-small memory (X and Y sums by row) that the lane reads by row. Its memories are block RAM with
-synchronous reads, the accumulators in two copies (one read for the accumulate, one for the output).
+small memory (X and Y sums by row) that the lane reads by row. Its memories are block RAM (or LUT RAM:
+``CoreConfig.lane_ram``) with synchronous reads, the accumulators in two copies (one read for the
+accumulate, one for the output).
 Pipeline of one lane, for a row operation issued in cycle q (the sequencer drives every stage):
 
     q           the row's sums and accumulator are read (block RAM, synchronous)
@@ -156,11 +157,12 @@ class Lane(wiring.Component):
         rows, acc_bits = cfg.rows, cfg.pe_acc_bits
         m.submodules.multiplier = mul = self.multiplier
         both = self.params.has_y_sums
-        # Block RAM: 16-deep memories in LUT RAM would cost 6 LUT4 sites per 4 bits on ECP5.
-        block = {"ram_style": "block"}
-        m.submodules.sums = sums = Memory(shape=(2 if both else 1) * acc_bits, depth=rows, init=[], attrs=block)
-        m.submodules.acc_update = acc_u = Memory(shape=signed(LANE_ACC_BITS), depth=rows, init=[], attrs=block)
-        m.submodules.acc_output = acc_o = Memory(shape=signed(LANE_ACC_BITS), depth=rows, init=[], attrs=block)
+        # Block RAM by default: rows-deep memories in LUT RAM cost 6 LUT4 sites per 4 bits on ECP5, but
+        # keep the lane's nets local (CoreConfig.lane_ram).
+        style = {"ram_style": "block" if cfg.lane_ram == "block" else "distributed"}
+        m.submodules.sums = sums = Memory(shape=(2 if both else 1) * acc_bits, depth=rows, init=[], attrs=style)
+        m.submodules.acc_update = acc_u = Memory(shape=signed(LANE_ACC_BITS), depth=rows, init=[], attrs=style)
+        m.submodules.acc_output = acc_o = Memory(shape=signed(LANE_ACC_BITS), depth=rows, init=[], attrs=style)
         sum_w, sum_r = sums.write_port(), sums.read_port()
         m.d.comb += [sum_w.addr.eq(self.col_row), sum_w.data.eq(self.col_x if not both else
                                                                self.col_x.as_unsigned() | self.col_y.as_unsigned() << acc_bits),
