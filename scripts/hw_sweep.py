@@ -10,10 +10,10 @@ Each point is ``samhw build --board ulx3s-85f`` of one core configuration (``bit
 its build folder keyed by a digest of its inputs under --cache, so a point is built once and every later
 run of this script reuses it, until the RTL, the options or the tools change its key); the measured records
 go to docs/hw_sweep.json (committed), from which the report is regenerated on any checkout. Point names are
-``w<bits>-<rows>x<cols>-<full|uniform>[-lutram][-xonly][-mem<N>]``: the w4-16x16
+``w<bits>-<rows>x<cols>-<full|uniform|noshift>[-lutram][-xonly][-mem<N>]``: the w4-16x16
 preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
 in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
-AGQ only); ``-lutram`` puts the lanes' memories in LUT RAM (``CoreConfig.lane_ram``), ``-xonly`` leaves
+AGQ only), ``noshift`` uniform and CAG only (no shift-mode format, so the PEs have no shift terms); ``-lutram`` puts the lanes' memories in LUT RAM (``CoreConfig.lane_ram``), ``-xonly`` leaves
 out the PEs' Y accumulators, ``-mem<N>`` gives the external memory N words. A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
 aims at 150 MHz, but against that target nextpnr's router did not finish even the 4 x 4 point), so its
 Fmax is the timing-driven placer's best against that target; the table states each point's clock;
@@ -40,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 SIZES = ("4x4", "8x8", "8x16", "16x16")
 WIDTHS = (4, 8)
 VARIANTS = ("full", "uniform")
+# formats of each variant; "noshift" (uniform and CAG only) has no shift-mode formats, so its PEs have
+# no shift terms: the smallest PE, for the largest arrays (not in the default grid)
+VARIANT_FORMATS = {"full": None, "uniform": ("uniform", "agq"), "noshift": ("uniform", "cag")}
 # The issue aims at 150 MHz, but against a 150 MHz target router1 did not converge on the 4 x 4 point
 # (overused wires rising again after 13 minutes): every path is critical there, about 60 MHz is reached.
 DEFAULT_CLOCK_MHZ = 50.0
@@ -71,10 +74,10 @@ def _parse(name: str):
         rows, cols = (int(v) for v in size.split("x"))
         mem = [int(m[3:]) for m in mods if m.startswith("mem")]
         flags = [m for m in mods if not m.startswith("mem")]
-        assert bits in (4, 8) and variant in VARIANTS and set(flags) <= set(MODIFIERS) and len(mem) <= 1
+        assert bits in (4, 8) and variant in VARIANT_FORMATS and set(flags) <= set(MODIFIERS) and len(mem) <= 1
         return bits, rows, cols, variant, flags, (mem[0] if mem else None)
     except (ValueError, AssertionError):
-        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform>[-lutram][-xonly][-mem<N>][@MHZ], "
+        raise SystemExit(f"hw_sweep: a point is w<4|8>-<R>x<C>-<full|uniform|noshift>[-lutram][-xonly][-mem<N>][@MHZ], "
                          f"got '{name}'") from None
 
 
@@ -83,7 +86,7 @@ def point_config(name: str):
 
     bits, rows, cols, variant, flags, _ = _parse(name)
     base = PRESETS["w4-16x16"]
-    formats = FORMATS if variant == "full" else ("uniform", "agq")
+    formats = VARIANT_FORMATS[variant] or FORMATS
     extra = {} if bits == 4 else {"pe_acc_bits": 48, "max_shift": 31}
     if "lutram" in flags:
         extra["lane_ram"] = "lut"
@@ -160,7 +163,7 @@ def report(points: dict, out: Path, command: str) -> None:
                     f"{r['ebr']} | {p['design']['mem_words']} | {c.get('fmax_mhz')} | "
                     f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | {p['run']['synth_s']:.0f} + {p['run']['pnr_s']:.0f} | "
                     f"`{p['command']}` |")
-        plotted.append((name, r["lut4"], p["pll_mhz"], c.get("fmax_mhz") or 0.0))
+        plotted.append((f"{name} ({macs} MACs)", r["lut4"], p["pll_mhz"], c.get("fmax_mhz") or 0.0))
     measured = len(plotted)
     lines = [
         "# Size and clock sweep of the board design on the ULX3S-85F", "",
@@ -171,10 +174,11 @@ def report(points: dict, out: Path, command: str) -> None:
         "after routing against the PLL clock given in its row. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
         "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ. The external "
         "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
-        "(cached: a second run reuses the build). A row without numbers has no finished build: from 4 x 8 PEs up, "
-        "nextpnr places these designs but neither of its routers converged in the hours tried (measurements and "
-        "the congestion: docs/board.md, \"Routing: the reset on a global network, and where the congestion is\" and "
-        "\"The lanes' multipliers are the hotspot\"). "
+        "(cached: a second run reuses the build). A row without numbers has no finished build: the grid's cores from "
+        "4 x 8 PEs up place, but neither of nextpnr's routers converged on them in the hours tried, since their lanes "
+        "(one per column, each with six hard multipliers) congest the DSP row; a 256-PE core with 4 columns, "
+        "so 4 lanes, and its lanes' memories in LUT RAM routes (measurements and the congestion: docs/board.md, "
+        "\"The lanes' multipliers are the hotspot\" and \"256 MACs per cycle on the board\"). "
         "`NAME@MHZ` rows are the same core against another PLL clock.", "",
         "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | "
         "yosys + nextpnr s | command |",
@@ -186,7 +190,7 @@ def report(points: dict, out: Path, command: str) -> None:
         import matplotlib.pyplot as plt
 
         # Bars per point rather than LUT4 against MACs: while only 4 x 4 points route, a size axis has one value.
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.5))
         names = [name for name, *_ in plotted]
         a.barh(names, [lut for _, lut, _, _ in plotted], color=["C0" if n.startswith("w4") else "C1" for n in names])
         a.axvline(DEVICE["lut4"], color="grey", ls="--", lw=1)
@@ -194,7 +198,7 @@ def report(points: dict, out: Path, command: str) -> None:
         a.set(xlabel="LUT4", title="LUT4 per point (dashed: LFE5U-85F)")
         for name, _, clock, fmax in plotted:
             b.scatter(clock, fmax, marker="o" if name.startswith("w4") else "s")
-            b.annotate(name, (clock, fmax), fontsize=7)
+            b.annotate(name.split(" ")[0], (clock, fmax), fontsize=6, rotation=20)
         clocks = [clock for _, _, clock, _ in plotted]
         span = [min(clocks) - 5, max(clocks) + 5]
         b.plot(span, span, color="grey", ls="--", lw=1)
