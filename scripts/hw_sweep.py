@@ -10,17 +10,17 @@ Each point is ``samhw build --board ulx3s-85f`` of one core configuration (``bit
 its build folder keyed by a digest of its inputs under --cache, so a point is built once and every later
 run of this script reuses it, until the RTL, the options or the tools change its key); the measured records
 go to docs/hw_sweep.json (committed), from which the report is regenerated on any checkout. Point names are
-``w<bits>-<rows>x<cols>-<full|uniform|noshift>[-lutram][-xonly][-mem<N>]``: the w4-16x16
-preset's buffers and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as
-in the w8-16x16 preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and
-AGQ only), ``noshift`` uniform and CAG only (no shift-mode format, so the PEs have no shift terms); ``-lutram`` puts the lanes' memories in LUT RAM (``CoreConfig.lane_ram``), ``-xonly`` leaves
-out the PEs' Y accumulators, ``-mem<N>`` gives the external memory N words. A point is placed and routed against the PLL clock of --clock-mhz (default 50 MHz: the issue
-aims at 150 MHz, but against that target nextpnr's router did not finish even the 4 x 4 point), so its
-Fmax is the timing-driven placer's best against that target; the table states each point's clock;
-``NAME@MHZ`` builds the same core against another PLL clock (the sweep's clock axis). Any
-``w<bits>-<R>x<C>-<variant>[@MHZ]`` names a point; those outside the default grid appear in the report
-once built. A point that does not fit the device is
-recorded as such. Never part of the test suite.
+``w<bits>-<rows>x<cols>-<full|uniform|noshift>[-lutram][-xonly][-mem<N>]``: the w4-16x16 preset's buffers
+and accumulators (W8 points: 8-bit codes, 48-bit PE accumulators and shifts up to 31 as in the w8-16x16
+preset), ``full`` with every input format, ``uniform`` without CAG and HLUQ (uniform and AGQ only),
+``noshift`` uniform and CAG only (no shift-mode format, so the PEs have no shift terms); ``-lutram`` puts
+the lanes' memories in LUT RAM (``CoreConfig.lane_ram``), ``-xonly`` leaves out the PEs' Y accumulators,
+``-mem<N>`` gives the external memory N words. A point is placed and routed against the PLL clock of
+--clock-mhz (default 50 MHz: the issue aims at 150 MHz, but against that target nextpnr's router did not
+finish even the 4 x 4 point), so its Fmax is the timing-driven placer's best against that target; the
+table states each point's clock; ``NAME@MHZ`` builds the same core against another PLL clock (the sweep's
+clock axis). Any such name is a point; those outside the default grid appear in the report once built.
+A point that does not fit the device is recorded as such. Never part of the test suite.
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ def report(points: dict, out: Path, command: str) -> None:
         "the PLL) placed and routed by `samhw build --board ulx3s-85f` (bitstreams/ulx3s.py) with one seed; "
         "resources from yosys `stat` after `synth_ecp5` (LUT4 counts 2 per CCU2C carry cell), Fmax of the core clock "
         "after routing against the PLL clock given in its row. Core: the w4-16x16 preset's buffers; W8 points with 8-bit codes and 48-bit PE accumulators; "
-        "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ. The external "
+        "`full` has every input format (uniform, CAG, HLUQ, AGQ), `uniform` leaves out CAG and HLUQ, `noshift` has "
+        "uniform and CAG only; `-lutram`: the lanes' memories in LUT RAM, `-xonly`: PEs without Y, `-mem<N>`: N "
+        "words of external memory. Otherwise the external "
         "memory takes the block RAM the core leaves (its words in the table). Each row's last column rebuilds it "
         "(cached: a second run reuses the build). A row without numbers has no finished build: the grid's cores from "
         "4 x 8 PEs up place, but neither of nextpnr's routers converged on them in the hours tried, since their lanes "
@@ -189,7 +191,7 @@ def report(points: dict, out: Path, command: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        # Bars per point rather than LUT4 against MACs: while only 4 x 4 points route, a size axis has one value.
+        # Bars per point rather than LUT4 against MACs: few sizes route, so a size axis would say little.
         fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.5))
         names = [name for name, *_ in plotted]
         a.barh(names, [lut for _, lut, _, _ in plotted], color=["C0" if n.startswith("w4") else "C1" for n in names])
