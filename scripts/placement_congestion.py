@@ -40,7 +40,7 @@ def place(point: str, folder: Path, seed: int) -> Path:
     if placed.is_file():
         return placed
     folder.mkdir(parents=True, exist_ok=True)
-    design, options, _, _ = build_inputs(hw_sweep.point_config(point), hw_sweep.point_clock(point, 50.0), seed,
+    design, options, _, _ = build_inputs(hw_sweep.point_config(point), hw_sweep.point_clock(point, hw_sweep.DEFAULT_CLOCK_MHZ), seed,
                                          mem_words=hw_sweep.point_mem_words(point))
     prepare(design, folder)
     start = time.monotonic()
