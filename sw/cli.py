@@ -241,9 +241,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="measured inputs and cached analyses (default docs/estimate_inputs)")
     p.add_argument("--int8-bundle", default="runs/bundle_minmax_w8a8",
                    help="W8A8 uniform bundle of the same model: the INT8 and FP32 baselines' workload")
-    p.add_argument("--clock-mhz", type=float, help="the core's clock (default: the board build's post-route Fmax "
-                                                   "if build/<board>/synthesis.json exists, else the flow's target, "
-                                                   "stated as an assumption)")
+    p.add_argument("--clock-mhz", type=float, help="the core's clock (default: the post-route Fmax of a committed "
+                                                   "bitstream of this core, bitstreams/<board>-*/build.json, else "
+                                                   "the flow's target, stated as an assumption)")
     p.add_argument("--fpga-static-mw", type=float, help="FPGA static power (default 0: no public figure)")
     p.add_argument("--cpu-watts", type=float, help="power of the CPU baseline and host steps (default: assumed)")
     p.add_argument("--recompute", action="store_true", help="recompute cached baseline analyses")

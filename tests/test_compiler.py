@@ -17,6 +17,7 @@ from hw.compiler import CompileError, build_program, compile_layer
 from hw.compiler.invocation import InvocationSpec
 from hw.compiler.store import ProgramError, load_program, write_program
 from hw.core.config import PRESETS, CoreConfig
+from hw.core.isa import Buffer, Opcode
 from sim.random_layers import (EXTREMES, attention_layer, conv_layer, linear_layer, random_codes,
                                softmax_layer, with_field, with_fitted_shift)
 from sw.bundle import AgqCodes
@@ -98,6 +99,26 @@ def test_small_buffers_split_jobs_and_runs():
     inv = program.invocations[0]
     assert len(inv.parts) > 1 and inv.gemms > 10
     assert all(len(getattr(p, u)) <= TINY.prog_words for p in inv.parts for u in ("load", "compute", "store"))
+
+
+def test_rows_load_once_when_every_columns_weights_stay_loaded():
+    """The OUT half holds 2 of the 10 column blocks for a chunk of 32 rows, but every column's weights and
+    constants fit their halves: they stay loaded while each row chunk meets all 5 column chunks, so the
+    rows are read from memory once (not 5 times), and the results still equal sw/ref."""
+    config = CoreConfig(rows=4, cols=4, act_words=512, wgt_words=256, out_words=128, param_words=128, prog_words=128)
+    rng = np.random.default_rng(11)
+    layer = linear_layer(rng, "cag", 72, 40)
+    x = codes(rng, (3, 37, 72))
+    layer = with_fitted_shift(layer, linear_accumulator(layer, x))
+    program = compile_layer(config, layer, None, {"input": x.shape})
+    inv = program.invocations[0]
+    loads = {b: sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("load")
+                    if i.opcode == Opcode.LOAD and i.buffer == b) for b in (Buffer.ACT, Buffer.WGT)}
+    rows_padded = 128                                          # 3 x 37 rows, in chunks of 32
+    assert loads[Buffer.ACT] == 72 * rows_padded // config.codes_per_act_word
+    assert loads[Buffer.WGT] == 10 * 72 // config.vectors_per_wgt_word   # every column block once
+    assert inv.gemms == 4 * 5
+    assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_linear(layer, x))
 
 
 # ---- refusals -------------------------------------------------------------------------------------

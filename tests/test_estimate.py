@@ -24,7 +24,7 @@ from sw.estimate.costs import CallCost, call_cost, macs_of
 from sw.estimate.crosscheck import parse_cosim_report
 from sw.estimate.designs import Design, core_blocks, fp32_blocks, scaled_array
 from sw.estimate.energy import dynamic_pj, static_pj
-from sw.estimate.fp32 import Fp32Mapping, fp32_array, fp32_model_config, lanes_by_resources
+from sw.estimate.fp32 import FITTING_SHRINK, Fp32Mapping, fp32_array, fp32_model_config, lanes_by_resources
 from sw.estimate.perf import call_time
 from sw.estimate.resources import load_resources
 from sw.estimate.sources import PUBLISHED, coefficients
@@ -57,6 +57,11 @@ def test_call_cost_is_the_cycle_model_and_the_programs_transfers():
     assert cost.macs == macs_of(call.spec, layer) == 60 * 40 * 24 == inv.macs
     assert cost.terms >= cost.macs / SMALL.pes          # padding only adds terms
     assert cost.lane_cycles > 0 and cost.out_words > 0
+    # 60 rows of 24 outputs; each row of 4 columns gets a 256-bit word of its own, so the dense bytes are
+    # a fraction of the stored ones
+    out = inv.outputs["output"]
+    assert cost.out_elements == 2 * 30 * 24 and cost.out_bits == out.bits
+    assert cost.dense_store_bytes == 2 * 30 * 24 * out.bits / 8 < cost.write_bytes
 
 
 def test_macs_of_conv_and_attention():
@@ -84,13 +89,18 @@ def test_fp32_mapping_scales_only_the_transfers():
             if a.opcode not in (Opcode.LOAD, Opcode.STORE):
                 assert a == b
                 continue
-            factor = (4 if a.buffer in (Buffer.ACT, Buffer.WGT) else 1) if unit == "load" else 32 // out_bits
+            # a row of 4 float32 fills 128 of a word's 256 bits, as the 8-bit program's row of 4 codes fills 32
+            factor = (4 if a.buffer in (Buffer.ACT, Buffer.WGT) else 1) if unit == "load" else 1
             assert b.rows * b.row_words == factor * a.rows * a.row_words
             assert (b.buffer, b.ext_addr, b.buf_addr) == (a.buffer, a.ext_addr, a.buf_addr)
+    wide = Fp32Mapping(fp32_model_config(SMALL, 4, 16), {}, 4, 16)   # 16 float32: 2 words; 16 codes: 1
+    assert [wide.store_factor(e) for e in (8, 16, 32)] == [2, 2, 1]
+    assert [mapping.store_factor(e) for e in (8, 16, 32)] == [1, 1, 1]
     native = call_cost(config, _call(layer, None, {"input": (50, 40)}))
     fp = call_cost(config, _call(layer, None, {"input": (50, 40)}), mapping)
     assert fp.macs == native.macs and fp.terms == native.terms
     assert fp.read_bytes > native.read_bytes and fp.cycles >= native.cycles
+    assert fp.out_elements == native.out_elements == 50 * 24 and fp.out_bits == 32
 
 
 def test_fp32_array_and_lane_bound():
@@ -262,12 +272,15 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
          "out_words": 10, "blocks": blocks}]}))
     act = CoreActivity.load(path)
     res = {"array": {"lut": 1000, "ff": 800}, "lanes": {"lut": 100, "ff": 80}, "core": {"lut": 300, "ff": 200}}
-    fp_config = fp32_model_config(SMALL, 2, 4)
+    def fp32(key, label, shrink):
+        config = fp32_model_config(SMALL, 2, 4, shrink)
+        return Design(key, label, config, 90.0, "test", res, 24, None,
+                      ["8 FP32 lanes", "per lane", f"buffers of {config.act_words} ACT words"],
+                      LaneActivity("l", {}, (0.2, 0.3)), act, Fp32Mapping(config, {"lanes": 8}, 2, 4), True, 8)
+
     designs = {"subject": Design("subject", "small core", SMALL, 100.0, "test", res, 6, 4, activity=act),
                "int8": Design("int8", "int8 core", SMALL, 100.0, "test", res, 6, 4, activity=act),
-               "fp32": Design("fp32", "fp32 2x4", fp_config, 90.0, "test", res, 24, None,
-                              ["8 FP32 lanes"], LaneActivity("l", {}, (0.2, 0.3)), act,
-                              Fp32Mapping(fp_config, {"lanes": 8}, 2, 4), True, 8)}
+               "fp32": fp32("fp32", "fp32 2x4", FITTING_SHRINK), "fp32_roomy": fp32("fp32_roomy", "fp32 roomy", 1)}
     designs["fp32_small"] = designs["fp32"]
     board = BOARDS["ulx3s-85f"]
     coeff = coefficients()
@@ -284,7 +297,43 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
     assert r["energy_ratio"] == pytest.approx(s["fp32"]["image_box"]["energy_j"] / s["subject"]["image_box"]["energy_j"])
     assert result["models"]["litemedsam"]["ratios"]["int8"]["image_box"]["speedup"] == pytest.approx(1.0)
     assert "moonshot" in result["models"]["litemedsam"]
+    # an assumed clock is retimed at the Fmax of the largest committed board build (slower: never a higher ratio)
+    from sw.estimate.boards import largest_build
+    from sw.estimate.estimate import _measured_clock_bracket
+    assumed = dataclasses.replace(designs["subject"], clock_mhz=500.0, clock_source="assumed: test")
+    _measured_clock_bracket("ulx3s-85f", assumed, {"litemedsam": runs}, board, c, result)
+    bracket, largest = result["models"]["litemedsam"]["measured_clock"], largest_build("ulx3s-85f")
+    assert bracket["fmax_mhz"] == largest["fmax_mhz"] < 100.0 and bracket["speedup"] <= r["speedup"]
+    slower = _run(dataclasses.replace(designs["subject"], clock_mhz=largest["fmax_mhz"]), runs["subject"].analysis,
+                  board, c)
+    both = lambda run: sum(run.totals[p]["seconds"] for p in ("encoder", "decoder"))
+    assert bracket["speedup"] == pytest.approx(both(runs["fp32"]) / both(slower))
     paths = write_report(result, tmp_path / "out")
     assert all(p.is_file() for p in paths) and len(paths) == 5
     text = paths[0].read_text()
     assert "fp32 2x4" in text and "Generated by `samhw estimate b`" in text
+    assert f"at {largest['fmax_mhz']:g} MHz, the post-route Fmax of the largest core built" in text
+    assert "Its buffers of 64 ACT words" in text and "fp32 roomy keeps the INT8 core's depths" in text
+    # a quarter of the buffers can only reload more
+    assert s["fp32_roomy"]["image_box"]["bytes"] <= s["fp32"]["image_box"]["bytes"]
+
+
+def test_core_clock_is_the_cores_own_board_build_else_a_stated_assumption(tmp_path):
+    from sw.estimate.boards import core_clock, flow_target_mhz
+
+    def build(name, digest, rows, cols, fmax, complete=True):
+        folder = tmp_path / "bitstreams" / f"ulx3s-85f-{name}"
+        folder.mkdir(parents=True)
+        (folder / "build.json").write_text(json.dumps({
+            "complete": complete, "clock": {"fmax_mhz": fmax},
+            "design": {"core_digest": digest, "core": {"rows": rows, "cols": cols}}}))
+
+    build("small", "aaaa", 4, 4, 59.2)
+    build("big", "bbbb", 64, 4, 57.5)
+    build("broken", "cccc", 128, 8, 10.0, complete=False)
+    mhz, source = core_clock("ulx3s-85f", None, "bbbb", tmp_path)
+    assert mhz == 57.5 and "bitstreams/ulx3s-85f-big/build.json" in source
+    mhz, source = core_clock("ulx3s-85f", None, "dddd", tmp_path)
+    assert mhz == flow_target_mhz() and source.startswith("assumed")
+    assert "64x4 PEs, reaches 57.5 MHz" in source and "broken" not in source
+    assert core_clock("ulx3s-85f", 42.0, "bbbb", tmp_path) == (42.0, "given with --clock-mhz")

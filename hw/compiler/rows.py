@@ -99,6 +99,10 @@ def plan_rows(config: CoreConfig, spec: RowsSpec, slots: int) -> Plan:
                            "PARAM": (-(-ks // spw), cap.slots // spw),
                            "OUT": (quantum * wpr, cap.out_words)})
     act_c = nr if not whole_items else m_pad
+    # When the OUT buffer splits the columns into chunks but every column's weights and constants fit
+    # their halves at once, those stay loaded and each row chunk meets every column chunk before the
+    # next is loaded: the rows are read from memory once, not once per column chunk.
+    resident = not per_item_wgt and nob < n_ob and wgt_ok(1, n_ob) and slots_ok(n_ob)
     desc_for = {}
 
     def descriptor(nob_job: int):
@@ -113,25 +117,36 @@ def plan_rows(config: CoreConfig, spec: RowsSpec, slots: int) -> Plan:
     col_words = j_pad // vw
     jobs = []
     item_chunks, ob_chunks, row_chunks = chunks(items, nb), chunks(n_ob, nob), chunks(m_pad, nr)
-    order = ([(b, o, r) for b in item_chunks for o in ob_chunks for r in row_chunks] if per_item_wgt else
-             [(b, o, r) for o in ob_chunks for b in item_chunks for r in row_chunks])
+    if per_item_wgt:
+        order = [(b, o, r) for b in item_chunks for o in ob_chunks for r in row_chunks]
+    elif resident:
+        order = [(b, o, r) for b in item_chunks for r in row_chunks for o in ob_chunks]
+    else:
+        order = [(b, o, r) for o in ob_chunks for b in item_chunks for r in row_chunks]
     for (b0, nbj), (o0, nobj), (r0, nrj) in order:
         if whole_items:
             act_copies = contiguous("rows", b0 * item_words, nbj * item_words)
         else:
             act_copies = [Copy("rows", b0 * item_words + r0 // P, j, nrj // P, m_pad // P, nr // P)]
         fills = [Fill("act", ("act", b0, r0), tuple(act_copies))]
+        wgt_offset = col_offset = 0
         if per_item_wgt:
             fills.append(Fill("wgt", ("wgt", b0, o0), tuple(contiguous("columns", (b0 * n_ob + o0) * col_words,
                                                                          nbj * nobj * col_words))))
+        elif resident:
+            fills.append(Fill("wgt", ("wgt",), tuple(contiguous("weights", 0, n_ob * col_words))))
+            wgt_offset = o0 * j_pad
         else:
             fills.append(Fill("wgt", ("wgt", o0), tuple(contiguous("weights", o0 * col_words, nobj * col_words))))
         if spec.shared_slots:
             fills.append(Fill("slots", ("slots",), tuple(contiguous("slots", 0, ks // spw))))
+        elif resident:
+            fills.append(Fill("slots", ("slots",), tuple(contiguous("slots", 0, n_ob * ks // spw))))
+            col_offset = o0 * ks
         else:
             fills.append(Fill("slots", ("slots", o0), tuple(contiguous("slots", o0 * ks // spw, nobj * ks // spw))))
         store = Copy("out", ((b0 * m_pad + r0) * n_ob + o0) * wpr, nbj * nrj, nobj * wpr, n_ob * wpr, nobj * wpr)
-        jobs.append(Job(tuple(fills), descriptor(nobj), 0, 0, 0, nbj, nrj // R, (store,)))
+        jobs.append(Job(tuple(fills), descriptor(nobj), 0, wgt_offset, col_offset, nbj, nrj // R, (store,)))
 
     static = {"slots": pack_entries(slot_blocks(spec.slots, ks, K, spec.shared_slots), config.bus_bits)}
     if not per_item_wgt:

@@ -36,21 +36,52 @@ def flow_target_mhz() -> float:
     return float(parser.get_default("freq"))
 
 
-def board_report(board: str) -> Path:
-    return ROOT / "build" / board / "synthesis.json"
+def board_builds(board: str, root: Path = ROOT) -> list[tuple[Path, dict]]:
+    """The committed bitstreams' build records for ``board`` (bitstreams/<board>-*/build.json)."""
+    out = []
+    for path in sorted((root / "bitstreams").glob(f"{board}-*/build.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("complete") and record.get("clock", {}).get("fmax_mhz"):
+            out.append((path, record))
+    return out
 
 
-def core_clock(board: str, given: float | None, report: Path | None = None) -> tuple[float, str]:
-    """(MHz, where it comes from): --clock-mhz, else the board build's post-route Fmax, else the flow's
-    target frequency as a stated assumption."""
+def core_clock(board: str, given: float | None, digest: str | None = None,
+               root: Path = ROOT) -> tuple[float, str]:
+    """(MHz, where it comes from): --clock-mhz, else the post-route Fmax of a committed bitstream of this
+    core (by config digest), else the flow's target frequency as a stated assumption, next to the Fmax of
+    the largest core that was built for the board."""
     if given is not None:
         return float(given), "given with --clock-mhz"
-    report = report or board_report(board)
-    if report.is_file():
-        data = json.loads(report.read_text())
-        if data.get("fmax_mhz"):
-            return float(data["fmax_mhz"]), f"post-route Fmax of the board build ({report.relative_to(ROOT)})"
+    builds = board_builds(board, root)
+    for path, record in builds:
+        if digest is not None and record.get("design", {}).get("core_digest") == digest:
+            return float(record["clock"]["fmax_mhz"]), f"post-route Fmax of this core's board build ({path.relative_to(root)})"
     target = flow_target_mhz()
-    return target, (f"assumed: the {target:g} MHz target of the project's ECP5 flow (bitstreams/ecp5_smoke.py "
-                    f"--freq); no board build report ({report.relative_to(ROOT) if report.is_relative_to(ROOT) else report}) "
-                    "exists yet, so no post-route Fmax of this core is known")
+    text = (f"assumed: the {target:g} MHz target of the project's ECP5 flow (bitstreams/ecp5_smoke.py --freq); no "
+            f"{board} bitstream of this core exists")
+    largest = largest_build(board, root)
+    if largest:
+        text += (f" (the largest core built for it, {largest['pes_label']} PEs, reaches {largest['fmax_mhz']:g} MHz "
+                 f"post-route: {largest['path']}; docs/board.md: cores with 8 or more PE columns have not routed on "
+                 "the LFE5U-85F)")
+    return target, text
+
+
+def largest_build(board: str, root: Path = ROOT) -> dict | None:
+    """The committed bitstream with the most PEs for ``board``: its array, post-route Fmax and record path."""
+    builds = board_builds(board, root)
+    if not builds:
+        return None
+
+    def pes(item):
+        core = item[1]["design"]["core"]
+        return core["rows"] * core["cols"]
+
+    path, record = max(builds, key=pes)
+    core = record["design"]["core"]
+    return {"pes_label": f"{core['rows']}x{core['cols']}", "pes": core["rows"] * core["cols"],
+            "fmax_mhz": float(record["clock"]["fmax_mhz"]), "path": str(path.relative_to(root))}

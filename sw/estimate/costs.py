@@ -42,6 +42,13 @@ class CallCost:
     load_beats: dict          # bus words read from external memory, by buffer (act, wgt, param)
     store_beats: int          # bus words written to external memory
     bus_bytes: int            # bytes per beat
+    out_elements: int = 0     # output elements of the layer (no padding)
+    out_bits: int = 0         # their width in memory (the narrowest output region's; 32 on the FP32 design)
+
+    @property
+    def dense_store_bytes(self) -> float:
+        """What the stores would move with every output element packed, no row padded to a word."""
+        return self.out_elements * self.out_bits / 8
 
     @property
     def read_bytes(self) -> int:
@@ -107,6 +114,7 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
     inv = program.invocations[0]
     memory = program.memory()
     out_bits = min(region.bits for region in inv.outputs.values())
+    out_elements = sum(math.prod(region.shape) for region in inv.outputs.values())
     cycles = terms = 0
     loads = {"act": 0, "wgt": 0, "param": 0}
     stores = 0
@@ -122,4 +130,5 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
         stores += sum(i.rows * i.row_words for i in streams.decoded("store") if i.opcode == Opcode.STORE)
     return CallCost(macs=macs_of(spec, layer), cycles=cycles, parts=len(inv.parts), gemms=inv.gemms, tiles=tiles,
                     terms=terms, lane_cycles=lane, out_rows=rows, out_words=words, load_beats=loads,
-                    store_beats=stores, bus_bytes=config.bus_bytes)
+                    store_beats=stores, bus_bytes=config.bus_bytes, out_elements=out_elements,
+                    out_bits=out_bits if mapping is None else mapping.stored_bits)

@@ -7,6 +7,7 @@ inputs come from ``measure.py``'s files).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sw.models.sam_vit_config import VARIANTS
 from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
-from .boards import BOARDS, core_clock
+from .boards import BOARDS, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
@@ -28,7 +29,10 @@ from .resources import ROOT, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .sources import coefficients
+from .summary import BASELINES, image_box
 from .workload import bundle_workload
+
+EBR_BITS = 18 * 1024   # one DP16KD: 1,024 x 18 bits
 
 INT8_CORE = "w8-16x16"
 PARTS = ("encoder", "decoder")
@@ -88,7 +92,7 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
     notes = []
     files = inp["files"]
     subject_cfg = inp["core"]
-    clock, clock_source = core_clock(opts.board, opts.clock_mhz)
+    clock, clock_source = core_clock(opts.board, opts.clock_mhz, inp["core"].digest)
     need = lambda role: resources.get(role) or (_ for _ in ()).throw(
         SamhwError(f"synthesis summary '{role}' not found (build/ or {files['resources']}); run the synthesis "
                    "scripts, then --measure"))
@@ -113,32 +117,44 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
     fp32_clock = lane_array["fmax_mhz"]
     designs = {"subject": subject, "int8": int8}
     rows, cols = fp32_map.fp32_array(bound["lanes"])
-    variants = [("fp32", rows, cols)]
     small = (rows // 2, cols) if rows >= cols else (rows, cols // 2)
-    variants.append(("fp32_small", *small))
-    for key, r, c in variants:
-        config = fp32_map.fp32_model_config(int8_cfg, r, c)
+    fitting = fp32_map.FITTING_SHRINK
+    variants = [("fp32", rows, cols, fitting, ""), ("fp32_small", *small, fitting, ""),
+                ("fp32_roomy", rows, cols, 1, f", {fitting}x buffers")]
+    for key, r, c, shrink, suffix in variants:
+        config = fp32_map.fp32_model_config(int8_cfg, r, c, shrink)
         mapping = fp32_map.Fp32Mapping(config, bound, r, c)
         blocks = fp32_blocks(w4, lane_array, 16, r * c)
         over = "exceeds" if r * c > bound["lanes"] else "fits within"
         designs[key] = Design(
-            key, f"FP32 {r}x{c} ({r * c} lanes)", config, fp32_clock,
+            key, f"FP32 {r}x{c} ({r * c} lanes{suffix})", config, fp32_clock,
             f"measured: routed Fmax of the FP32 4x4 lane array ({resources.sources['fp32_4x4']})", blocks,
             r * c * 3, None,
             [f"{r * c} FP32 lanes ({over} the iso-resource bound of {bound['lanes']} lanes: {bound['by_lut']} by LUT4 "
              f"= ({need('w4_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes) / "
              f"{lut_per_lane:.0f} per lane, {bound['by_dsp']} by MULT18X18D = {inp['device']['dsp']} / 3)",
              f"per lane: the 4x4 lane array's LUT4 and FF / 16 ({resources.sources['fp32_4x4']}); the rest of the "
-             f"design: the {opts.core} core's control, buffers and DMA"],
+             f"design: the {opts.core} core's control, buffers and DMA",
+             _fp32_buffer_note(config, inp["device"])],
             act_fp32, act_subject, mapping, True, r * c)
     return designs, notes
+
+
+def _fp32_buffer_note(config, device: dict) -> str:
+    floats = config.bus_bits // fp32_map.MODEL_CODE_BITS
+    words = (config.act_words, config.wgt_words, config.out_words)
+    mbit = sum(words) * floats * fp32_map.FP32_BITS / 1e6
+    device_mbit = device["ebr"] * EBR_BITS / 1e6
+    fits = "fits in" if mbit <= device_mbit else "exceeds"
+    return (f"ACT / WGT / OUT buffers of {' / '.join(map(str, words))} words of {floats} float32: {mbit:.2f} Mbit, "
+            f"which {fits} the {device['part']}'s {device['ebr']} block RAMs ({device_mbit:.2f} Mbit)")
 
 
 def _run(design: Design, analysis: Analysis, board, coeff: dict) -> DesignRun:
     run = DesignRun(design, analysis)
     zero = lambda: {"seconds": 0.0, "core_s": 0.0, "memory_s": 0.0, "cycles": 0, "macs": 0, "bytes": 0,
                     "terms": 0, "memory_bound_s": 0.0, **{k: 0.0 for k in ENERGY_PARTS},
-                    **{f"bytes_{k}": 0 for k in TRAFFIC}}
+                    **{f"bytes_{k}": 0 for k in TRAFFIC}, "bytes_store_dense": 0.0, "out_elements": 0}
     run.totals = {p: zero() for p in PARTS}
     for r in analysis.results:
         t = call_time(r.cost, design.clock_mhz, board.memory_bytes_per_s)
@@ -160,6 +176,8 @@ def _run(design: Design, analysis: Analysis, board, coeff: dict) -> DesignRun:
         for k in ("act", "wgt", "param"):
             tot[f"bytes_{k}"] += r.cost.load_beats[k] * r.cost.bus_bytes * r.count
         tot["bytes_store"] += r.cost.write_bytes * r.count
+        tot["bytes_store_dense"] += r.cost.dense_store_bytes * r.count
+        tot["out_elements"] += r.cost.out_elements * r.count
     for tot in run.totals.values():
         tot["energy_pj"] = sum(tot[k] for k in ENERGY_PARTS)
     return run
@@ -213,7 +231,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
         + (f"from {Path(a.cache).name}" if a.from_cache else f"timed in {a.seconds:.1f} s"))
     if int8_identity is None:
         raise SamhwError(f"{int8_path}: INT8 bundle not found (--int8-bundle)")
-    for key in ("int8", "fp32", "fp32_small"):
+    for key in BASELINES:
         d = designs[key]
         analyses[key] = cached_analysis(f"litemedsam_{key}", int8_identity, d.config, int8_workload, d.mapping, cache,
                                         read)
@@ -222,7 +240,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
     models["litemedsam"] = {k: _run(designs[k], a, board, coeff) for k, a in analyses.items()}
     if opts.vit:
         vit = {}
-        for key in ("subject", "int8", "fp32", "fp32_small"):
+        for key in ("subject", *BASELINES):
             d = designs[key]
             ident = {"shapes": repr(VARIANTS[SAM_VIT_B]), "code": vit_source_digest(),
                      "template": subject_workload.identity if key == "subject" else int8_identity}
@@ -239,6 +257,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
         workloads[int8_path.resolve()] = int8_workload
     checks = _crosschecks(workloads, log)
     result = _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes)
+    _measured_clock_bracket(opts.board, designs["subject"], models, board, coeff, result)
     result["wall_s"] = time.perf_counter() - start
     return result
 
@@ -275,6 +294,20 @@ def _crosschecks(workloads: dict, log) -> list:
         log(f"cross-check {path.name} ({report['preset']}): {sum(r['equal'] for r in rows)}/{len(rows)} layers' "
             "cycles equal the RTL's")
     return out
+
+
+def _measured_clock_bracket(board_name: str, subject: Design, models: dict, board, coeff: dict, result: dict) -> None:
+    """When the subject's clock is assumed, its ratios against the FP32 array again at the post-route Fmax of
+    the largest core built for the board: what the assumption is worth."""
+    largest = largest_build(board_name)
+    if not subject.clock_source.startswith("assumed") or largest is None:
+        return
+    slower = dataclasses.replace(subject, clock_mhz=largest["fmax_mhz"])
+    for model, runs in models.items():
+        s, b = image_box(_run(slower, runs["subject"].analysis, board, coeff)), image_box(runs["fp32"])
+        result["models"][model]["measured_clock"] = {
+            **largest, "speedup": b["seconds"] / s["seconds"], "energy_ratio": b["energy_pj"] / s["energy_pj"],
+            "against": runs["fp32"].design.label}
 
 
 def _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:

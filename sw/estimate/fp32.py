@@ -9,16 +9,22 @@ How the FP32 accelerator is mapped onto the cycle model, and what that leaves ou
 * Workload: the W8A8 uniform bundle's invocations (one uniform MAC segment per GEMM, as an FP32 dot
   product needs; no CAG groups, HLUQ or AGQ passes), compiled for a configuration with 8-bit codes in
   which every code stands for one float32.
-* Buffers: the modelled configuration keeps the INT8 core's buffer depths in words, so it holds as many
-  float32 operands as the INT8 core holds 8-bit codes: 4x that core's block RAM bits, more than the
-  LFE5U-85F has. With a quarter of the words (the same bits) the compiler's smallest job of some layers
-  does not fit (e.g. LiteMedSAM's neck.2, one output row over 256 channels x 3 x 3), so the baseline is
-  given the larger buffers and reloads less than a real FP32 design would (``fp32_model_config``).
+* Buffers: each word of the modelled configuration stands for ``bus_bits / 8`` float32, 4x the bits of
+  the INT8 core's word. ``FITTING_SHRINK`` divides the INT8 core's depths by 4, so the FP32 buffers take
+  the INT8 core's block RAM bits, which the LFE5U-85F has (twice the W4 core's buffer bits); the few
+  layers whose smallest job does not fit them (e.g. LiteMedSAM's neck.2, one output row over 256
+  channels x 3 x 3) are timed with their buffers grown (``analyze.MAX_GROWTH``) and listed. Keeping the
+  INT8 core's depths instead (``shrink=1``) gives buffers of 4x those bits, more than the device has: a
+  baseline that reloads less than any FP32 design on this FPGA could, reported beside it as a bracket.
 * External memory: every operand and result is 4 bytes, so each LOAD of activations or weights moves
-  4x the words the 8-bit program moves and each STORE 32 / e x (e = the 8-bit program's element width);
+  4x the words the 8-bit program moves (its codes are dense, ``bus_bits / 8`` to a word). A STORE
+  moves row vectors, and the core writes each row vector of ``cols`` elements into whole words of its
+  own (``CoreConfig.out_words_per_row``): a row of ``cols`` float32 takes ``ceil(cols * 32 /
+  bus_bits)`` words where the 8-bit program's row of e-bit elements takes ``ceil(cols * e /
+  bus_bits)``, and the STORE is scaled by that ratio (1 for 8 columns on a 256-bit bus, whatever e:
+  eight float32 fill the word that eight codes leave three-quarters empty).
   ``Fp32Mapping.physical_streams`` rescales the transfers before the cycle model times them, so the
-  bus (``bus_bits`` per cycle) carries what the FP32 design would move. W4 codes are a quarter of that
-  again: 8x the bytes of the W4 core.
+  bus (``bus_bits`` per cycle) carries what the FP32 design would move.
 * Lanes: an FP32 lane accumulates in its own adder (latency ``LANE_LATENCY``), taking one product per
   cycle while ``INTERLEAVE`` sums are in flight: each lane holds ``INTERLEAVE`` tiles' outputs round
   robin (``hw.fp32.mac_lane_cycles``). The integer core's lanes (combine, requantize) have no FP32
@@ -36,6 +42,7 @@ from hw.core.streams import Streams
 
 FP32_BITS = 32
 MODEL_CODE_BITS = 8
+FITTING_SHRINK = FP32_BITS // MODEL_CODE_BITS   # float32 buffers in the INT8 core's block RAM bits
 ROW_WORDS_MAX = (1 << 12) - 1   # isa.Transfer.row_words
 ROWS_MAX = (1 << 16) - 1        # isa.Transfer.rows
 
@@ -84,15 +91,25 @@ class Fp32Mapping:
     rows: int
     cols: int
 
+    stored_bits = FP32_BITS     # every result leaves the array as a float32
+
     @property
     def lanes(self) -> int:
         return self.rows * self.cols
 
+    def store_factor(self, out_bits: int) -> int:
+        """Words an FP32 row vector takes per word the 8-bit program's row of ``out_bits`` elements takes."""
+        fp32_words = self.config.out_words_per_row(FP32_BITS)
+        program_words = self.config.out_words_per_row(out_bits)
+        if fp32_words % program_words:
+            raise ValueError(f"an FP32 row of {fp32_words} words is not a multiple of {program_words} words")
+        return fp32_words // program_words
+
     def physical_streams(self, streams: Streams, out_bits: int) -> Streams:
-        """The transfers of the FP32 design: activation and weight loads 4x, stores 32 / out_bits x
+        """The transfers of the FP32 design: activation and weight loads 4x, stores ``store_factor`` x
         (descriptor and constant loads unchanged: the timing reads the descriptors from PARAM)."""
         load_factor = FP32_BITS // MODEL_CODE_BITS
-        store_factor = max(1, FP32_BITS // out_bits)
+        store_factor = self.store_factor(out_bits)
 
         def convert(unit: str, factor_of) -> tuple:
             out = []

@@ -6,9 +6,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from .activity import class_of
+from .summary import BASELINES
 
 MODELS = {"litemedsam": "LiteMedSAM", "sam_vit_b": "SAM ViT-B (shapes)"}
-ORDER = ("subject", "int8", "fp32_small", "fp32")
+ORDER = ("subject", "int8", "fp32_small", "fp32", "fp32_roomy")
 
 
 def _plt():
@@ -92,7 +93,7 @@ def ratio_plot(result: dict, path: Path) -> None:
     for ax, model in zip(axes[0], models):
         ratios = result["models"][model]["ratios"]
         names, speed, energy = [], [], []
-        for key in ("fp32", "fp32_small", "int8"):
+        for key in BASELINES:
             if key in ratios:
                 names.append(result["designs"][key]["label"])
                 speed.append(ratios[key]["image_box"]["speedup"])

@@ -8,17 +8,17 @@ from .resources import rel
 from .sources import PUBLISHED
 
 MOONSHOT = 10.0
-BASELINES = ("fp32", "fp32_small", "int8")
+BASELINES = ("fp32", "fp32_small", "fp32_roomy", "int8")   # "fp32" is the moonshot's baseline
 
 
 
-def _image_box(run) -> dict:
+def image_box(run) -> dict:
     e, d = run.totals["encoder"], run.totals["decoder"]
     return {k: e[k] + d[k] for k in e}
 
 
 def _design_summary(run, host: dict | None, cpu_watts: float) -> dict:
-    e, d, both = run.totals["encoder"], run.totals["decoder"], _image_box(run)
+    e, d, both = run.totals["encoder"], run.totals["decoder"], image_box(run)
     out = {"label": run.design.label, "clock_mhz": run.design.clock_mhz, "pes": run.design.config.pes,
            "analysis_cache": run.analysis.cache, "analysis_from_cache": run.analysis.from_cache,
            "refusals": [{"key": r["key"], "refusal": r["refusal"], "grown": r["grown"]} for r in run.rows if r["refusal"]]}
@@ -47,7 +47,7 @@ def _ratio(a, b):
 
 def _limits(subject, base) -> dict:
     """Factors of the speed-up against one baseline (one image and one box, accelerator only)."""
-    s, b = _image_box(subject), _image_box(base)
+    s, b = image_box(subject), image_box(base)
     sd, bd = subject.design, base.design
     pe = sd.config.pes / bd.config.pes
     clock = sd.clock_mhz / bd.clock_mhz
@@ -62,13 +62,30 @@ def _limits(subject, base) -> dict:
     top_b = max(parts_b, key=parts_b.get)
     traffic = {k: {"subject": s[f"bytes_{k}"], "baseline": b[f"bytes_{k}"],
                    "ratio": _ratio(b[f"bytes_{k}"], s[f"bytes_{k}"])} for k in ("act", "wgt", "param", "store")}
-    return {"traffic": traffic, "pe_ratio": pe, "clock_ratio": clock, "utilization_ratio": util,
+    # Upper bounds on the bytes ratio, the speed-up's limit while the subject is memory-bound: the same
+    # loads with the outputs packed densely at their widths, then with every output a code of the subject's
+    # activation width (what on-chip host steps would store); the baseline as it is.
+    loads = s["bytes"] - s["bytes_store"]
+    code_bits = sd.config.act_bits
+    bounds = {"dense_outputs": _ratio(b["bytes"], loads + s["bytes_store_dense"]),
+              "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
+              "code_bits": code_bits,
+              "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None}
+    return {"traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock, "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
             "subject_memory_bound_share": mem_share,
             "baseline_memory_bound_share": b["memory_bound_s"] / b["seconds"] if b["seconds"] else 0.0,
             "energy_top_subject": top_s, "energy_top_subject_share": parts_s[top_s] / s["energy_pj"],
             "energy_top_baseline": top_b, "energy_top_baseline_share": parts_b[top_b] / b["energy_pj"],
             "energy_ratio_by_part": {k: _ratio(parts_b[k], parts_s[k]) for k in parts_s}}
+
+
+def _bounds_text(bounds: dict) -> str:
+    return (f"the bytes ratio would be {bounds['dense_outputs']:.2f}x with every output row packed densely (the "
+            f"core writes each row of its columns into whole bus words: the outputs' elements fill "
+            f"{bounds['dense_store_share']:.0%} of the words it stores) and {bounds['code_outputs']:.2f}x with every "
+            f"output a {bounds['code_bits']}-bit code (what moving the host steps on chip would store), the loads "
+            "unchanged: beyond that only on-chip reuse across layers cuts the bytes")
 
 
 def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) -> str:
@@ -85,7 +102,7 @@ def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) 
                        "not the "
                        f"compute ratio ({lim['speedup_core_memory']:.2f}x with the core's own memory = "
                        f"{lim['pe_ratio']:.2f}x PEs x {lim['clock_ratio']:.2f}x clock x "
-                       f"{lim['utilization_ratio']:.2f}x utilization)")
+                       f"{lim['utilization_ratio']:.2f}x utilization); {_bounds_text(lim['bytes_bounds'])}")
     else:
         speed_limit = (f"the speed-up is the compute ratio: {lim['pe_ratio']:.2f}x PEs x {lim['clock_ratio']:.2f}x "
                        f"clock x {lim['utilization_ratio']:.2f}x utilization = {lim['speedup_core_memory']:.2f}x "
@@ -133,7 +150,7 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
             b = runs[base]
             ratio = {}
             for unit, get in (("image", lambda r: r.totals["encoder"]), ("box", lambda r: r.totals["decoder"]),
-                              ("image_box", _image_box)):
+                              ("image_box", image_box)):
                 ts, tb = get(s), get(b)
                 ratio[unit] = {"speedup": _ratio(tb["seconds"], ts["seconds"]),
                                "speedup_cycle_model_memory": _ratio(tb["core_s"], ts["core_s"]),
