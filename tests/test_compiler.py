@@ -121,6 +121,24 @@ def test_rows_load_once_when_every_columns_weights_stay_loaded():
     assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_linear(layer, x))
 
 
+def test_a_depthwise_conv_trades_channels_per_job_for_taller_bands():
+    """A 3x3 depthwise conv whose OUT half holds 2 output rows of one channel block or 1 row of two: a
+    band of 2 output rows reads 4 input rows (2 per output row), a band of 1 reads 3, and depthwise
+    channels share nothing, so the planner takes one channel block and bands of 2: 512 ACT words, not
+    the 768 of the widest job. The results still equal sw/ref."""
+    config = CoreConfig(rows=4, cols=4, act_words=64, wgt_words=64, out_words=64, param_words=64, prog_words=256)
+    rng = np.random.default_rng(12)
+    layer = conv_layer(rng, 16, 16, 3, stride=1, padding=1, groups=16)
+    x = codes(rng, (1, 16, 16, 16))
+    layer = with_fitted_shift(layer, conv_accumulator(layer, x).transpose(0, 2, 3, 1))
+    program = compile_layer(config, layer, None, {"input": x.shape})
+    inv = program.invocations[0]
+    act_words = sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("load")
+                    if i.opcode == Opcode.LOAD and i.buffer == Buffer.ACT)
+    assert act_words == 16 * (16 // 2) * 4            # channels x bands x input rows per band, a word each
+    assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_conv(layer, x))
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 
 def refusal(config, layer, op, shapes) -> str:

@@ -124,8 +124,18 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
         phase_len = round_up(phase_min, P // math.gcd(P, s))
         plane = hp * s * phase_len
         row_len = s * phase_len
-        nob = largest(n_ob, lambda v: common_ok(v, 1) and channels(v) * rows_in(1) * row_len <= cap.act_codes)
-        ny = largest(ho, lambda v: common_ok(nob, v) and channels(nob) * rows_in(v) * row_len <= cap.act_codes)
+        def rows_for(v):
+            return largest(ho, lambda y: common_ok(v, y) and channels(v) * rows_in(y) * row_len <= cap.act_codes)
+
+        def act_codes_loaded(v):
+            # every column chunk streams its input channels once per band, a band overlapping the next by
+            # kh - s rows: fewer channels per job buy taller bands (depthwise: no reuse across channels)
+            y = rows_for(v)
+            return -(-n_ob // v) * channels(v) * -(-ho // y) * rows_in(y)
+
+        widest = largest(n_ob, lambda v: common_ok(v, 1) and channels(v) * rows_in(1) * row_len <= cap.act_codes)
+        nob = min(range(1, widest + 1), key=lambda v: (act_codes_loaded(v), -v)) if widest else 0
+        ny = rows_for(nob) if nob else 0
         if nob < 1 or ny < 1:
             raise too_big(spec.where, f"one output row of {wo} pixels x {K} channels", slots,
                           {"ACT": (channels(1) * rows_in(1) * row_len // P, cap.act_codes // P),

@@ -342,6 +342,8 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               "- The board memory is taken at its peak rate, and a memory-bound layer is assumed to overlap its "
               "compute fully.",
               "- Toggle rates of a 4x4 core on slices applied to the 16x16 core on whole layers.",
+              "- The FP32 designs are tiled by the integer core's compiler; an invocation it refuses on their "
+              "buffers is timed with grown buffers (listed above), which favours the FP32 baseline.",
               f"- The INT8 core's resources (no synthesis of {d['int8']['config']['rows']}x"
               f"{d['int8']['config']['cols']} W8 exists yet; its PE array alone would exceed the LFE5U-85F's LUT4).",
               "- SAM ViT-B: shapes only (random weight codes, the template bundle's formats), not an exported bundle.",
