@@ -298,11 +298,11 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
     assert result["models"]["litemedsam"]["ratios"]["int8"]["image_box"]["speedup"] == pytest.approx(1.0)
     assert "moonshot" in result["models"]["litemedsam"]
     # an assumed clock is retimed at the Fmax of the largest committed board build (slower: never a higher ratio)
-    from sw.estimate.boards import largest_build
+    from sw.estimate.boards import board_builds, largest_build
     from sw.estimate.estimate import _measured_clock_bracket
     assumed = dataclasses.replace(designs["subject"], clock_mhz=500.0, clock_source="assumed: test")
     _measured_clock_bracket("ulx3s-85f", assumed, {"litemedsam": runs}, board, c, result)
-    bracket, largest = result["models"]["litemedsam"]["measured_clock"], largest_build("ulx3s-85f")
+    bracket, largest = result["models"]["litemedsam"]["measured_clock"], largest_build(board_builds("ulx3s-85f"))
     assert bracket["fmax_mhz"] == largest["fmax_mhz"] < 100.0 and bracket["speedup"] <= r["speedup"]
     slower = _run(dataclasses.replace(designs["subject"], clock_mhz=largest["fmax_mhz"]), runs["subject"].analysis,
                   board, c)

@@ -63,7 +63,7 @@ def core_clock(board: str, given: float | None, digest: str | None = None,
     target = flow_target_mhz()
     text = (f"assumed: the {target:g} MHz target of the project's ECP5 flow (bitstreams/ecp5_smoke.py --freq); no "
             f"{board} bitstream of this core exists")
-    largest = largest_build(board, root)
+    largest = largest_build(builds, root)
     if largest:
         text += (f" (the largest core built for it, {largest['pes_label']} PEs, reaches {largest['fmax_mhz']:g} MHz "
                  f"post-route: {largest['path']}; docs/board.md: cores with 8 or more PE columns have not routed on "
@@ -71,9 +71,8 @@ def core_clock(board: str, given: float | None, digest: str | None = None,
     return target, text
 
 
-def largest_build(board: str, root: Path = ROOT) -> dict | None:
-    """The committed bitstream with the most PEs for ``board``: its array, post-route Fmax and record path."""
-    builds = board_builds(board, root)
+def largest_build(builds: list[tuple[Path, dict]], root: Path = ROOT) -> dict | None:
+    """Of ``board_builds``' records, the one with the most PEs: its array, post-route Fmax and record path."""
     if not builds:
         return None
 

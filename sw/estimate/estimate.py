@@ -21,7 +21,7 @@ from sw.models.sam_vit_config import VARIANTS
 from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
-from .boards import BOARDS, core_clock, largest_build
+from .boards import BOARDS, board_builds, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
@@ -299,7 +299,7 @@ def _crosschecks(workloads: dict, log) -> list:
 def _measured_clock_bracket(board_name: str, subject: Design, models: dict, board, coeff: dict, result: dict) -> None:
     """When the subject's clock is assumed, its ratios against the FP32 array again at the post-route Fmax of
     the largest core built for the board: what the assumption is worth."""
-    largest = largest_build(board_name)
+    largest = largest_build(board_builds(board_name))
     if not subject.clock_source.startswith("assumed") or largest is None:
         return
     slower = dataclasses.replace(subject, clock_mhz=largest["fmax_mhz"])
