@@ -153,16 +153,17 @@ def report(points: dict, out: Path, command: str) -> None:
         cfg = point_config(name)
         macs = cfg.rows * cfg.cols
         if p is None:
-            rows.append(f"| `{name}` | {macs} | not built | | | | | | | | |")
+            rows.append(f"| `{name}` | {macs} | not built | | | | | | | | | |")
             continue
         if "failed" in p:
-            rows.append(f"| `{name}` | {macs} | {p['failed']} | | | | | | | {p['wall_s']:.0f} | `{p['command']}` |")
+            rows.append(f"| `{name}` | {macs} | {p['failed']} | | | | | | | {p['wall_s']:.0f} | "
+                        f"{p.get('key') or 'not recorded'} | `{p['command']}` |")
             continue
         r, c = p["resources"], p["clock"]
         rows.append(f"| `{name}` | {macs} | {r['lut4']} ({100 * r['lut4'] / DEVICE['lut4']:.0f} %) | {r['ff']} | {r['dsp']} | "
                     f"{r['ebr']} | {p['design']['mem_words']} | {c.get('fmax_mhz')} | "
                     f"{'yes' if p['timing_met'] else 'no'} ({p['pll_mhz']:g}) | {p['run']['synth_s']:.0f} + {p['run']['pnr_s']:.0f} | "
-                    f"`{p['command']}` |")
+                    f"{p.get('key') or 'not recorded'} | `{p['command']}` |")
         plotted.append((f"{name} ({macs} MACs)", r["lut4"], p["pll_mhz"], c.get("fmax_mhz") or 0.0))
     measured = len(plotted)
     lines = [
@@ -181,10 +182,12 @@ def report(points: dict, out: Path, command: str) -> None:
         "(one per column, each with six hard multipliers) congest the DSP row; a 256-PE core with 4 columns, "
         "so 4 lanes, and its lanes' memories in LUT RAM routes (measurements and the congestion: docs/board.md, "
         "\"The lanes' multipliers are the hotspot\" and \"256 MACs per cycle on the board\"). "
-        "`NAME@MHZ` rows are the same core against another PLL clock.", "",
+        "`NAME@MHZ` rows are the same core against another PLL clock. The build key hashes the source of every RTL "
+        "module besides the design's inputs, so rows with keys built before a change to the RTL measure the RTL as it "
+        "was then (docs/board.md says which changes came after which builds).", "",
         "| point | MACs/cycle | LUT4 (of 83640) | FF | MULT18X18D | DP16KD | memory words | Fmax MHz | timing met (PLL MHz) | "
-        "yosys + nextpnr s | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+        "yosys + nextpnr s | build key | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
     if plotted:
         import matplotlib
 

@@ -121,6 +121,46 @@ def test_rows_load_once_when_every_columns_weights_stay_loaded():
     assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_linear(layer, x))
 
 
+def test_four_bit_codes_leave_four_rows_to_a_word():
+    """4-bit output codes are written as 4-bit elements and packed: a row of 16 is 64 bits, so one
+    256-bit word holds 4 rows and the 112 padded rows x 3 column blocks leave in 84 words (336 with a
+    word per row, as before). A 4x4 array's rows of 4 codes are not packed (16 rows of 16 bits to a
+    word, more than a tile's 4 rows). The results equal sw/ref."""
+    rng = np.random.default_rng(13)
+    layer = linear_layer(rng, "uniform", 72, 40, output="codes")
+    x = codes(rng, (3, 37, 72))
+    layer = with_fitted_shift(layer, linear_accumulator(layer, x))
+    config = PRESETS["w4-16x16"]
+    program = compile_layer(config, layer, None, {"input": x.shape})
+    inv = program.invocations[0]
+    stored = sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("store") if i.opcode == Opcode.STORE)
+    assert (inv.outputs["output"].bits, inv.outputs["output"].params["rows_per_word"]) == (4, 4)
+    assert stored == 112 * 3 // 4 == inv.outputs["output"].words
+    assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_linear(layer, x))
+    tiny = compile_layer(TINY, layer, None, {"input": x.shape}).invocations[0]
+    assert "rows_per_word" not in tiny.outputs["output"].params
+
+
+def test_attention_items_store_their_real_rows_only():
+    """6 (window, head) items of 20 queries: the tiles pad each to 32 rows, but memory keeps 20, so the
+    scores (16-bit, 4 column blocks) leave in 6 x 20 x 4 words, not 6 x 32 x 4, and the packed 4-bit A.V
+    outputs in 6 x 20 / 4 words, not 6 x 32 / 4. Both equal sw/ref."""
+    rng = np.random.default_rng(14)
+    layer = softmax_layer(rng, "agq2")
+    q, k, v, p = (codes(rng, s) for s in ((2, 3, 20, 8), (2, 3, 50, 8), (2, 3, 50, 8), (2, 3, 20, 50)))
+    layer = with_fitted_shift(layer, attention_values(probability_operands(layer.softmax, p), v, layer.v.zero_point))
+    for op, inputs, words in (("scores", {"q": q, "k": k}, 6 * 20 * 4), ("values", {"probs": p, "v": v}, 6 * 20 // 4)):
+        program = compile_layer(PRESETS["w4-16x16"], layer, op, {n: x.shape for n, x in inputs.items()})
+        inv = program.invocations[0]
+        stored = sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("store")
+                     if i.opcode == Opcode.STORE)
+        assert stored == words == sum(r.words for r in inv.outputs.values()), op
+        result = next(iter(program.run(inv.key, inputs).values()))
+        expect = (attention_scores(q, layer.q.zero_point, k, layer.k.zero_point) if op == "scores"
+                  else run_attention_values(layer, p, v))
+        assert np.array_equal(result, expect), op
+
+
 def test_a_depthwise_conv_trades_channels_per_job_for_taller_bands():
     """A 3x3 depthwise conv whose OUT half holds 2 output rows of one channel block or 1 row of two: a
     band of 2 output rows reads 4 input rows (2 per output row), a band of 1 reads 3, and depthwise

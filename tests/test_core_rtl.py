@@ -50,15 +50,18 @@ def check_program(cfg: CoreConfig, seed: int, jobs: int):
     assert not bad.size, f"seed {seed}: memory words {sorted(set((bad // cfg.bus_bytes).tolist()))[:10]} differ"
     assert rtl.cycles == model.cycles, f"seed {seed}: RTL {rtl.cycles} cycles, model {model.cycles}"
     assert rtl.executed == {u: len(getattr(prog.streams, u)) for u in ("load", "compute", "store")}
-    return rtl.cycles
+    return rtl.cycles, {(desc.loops.out_width, desc.loops.packed) for _, desc in prog.gemms}
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_random_programs_match_fsim_and_the_cycle_model(name):
     cfg = CONFIGS[name]
     seeds = range(3) if cfg.rows * cfg.cols <= 16 else range(2)
-    cycles = [check_program(cfg, seed, jobs=3) for seed in seeds]
+    cycles, formats = zip(*(check_program(cfg, seed, jobs=3) for seed in seeds))
     assert min(cycles) > 100      # the programs did work
+    formats = set().union(*formats)
+    # packed rows (several to an OUT word, written through the granule enables) of 4-bit elements too
+    assert (0, 1) in formats and any(packed for _, packed in formats - {(0, 1)}), sorted(formats)
 
 
 def test_register_map_reads_back_info_digest_and_counts():

@@ -96,6 +96,8 @@ def test_fp32_mapping_scales_only_the_transfers():
     wide = Fp32Mapping(fp32_model_config(SMALL, 4, 16), {}, 4, 16)   # 16 float32: 2 words; 16 codes: 1
     assert [wide.store_factor(e) for e in (8, 16, 32)] == [2, 2, 1]
     assert [mapping.store_factor(e) for e in (8, 16, 32)] == [1, 1, 1]
+    # a packed program's word holds 2 rows of 16 codes; each of them is 2 words of float32
+    assert wide.store_factor(8, rows_per_word=2) == 4 and mapping.store_factor(8, rows_per_word=8) == 8
     native = call_cost(config, _call(layer, None, {"input": (50, 40)}))
     fp = call_cost(config, _call(layer, None, {"input": (50, 40)}), mapping)
     assert fp.macs == native.macs and fp.terms == native.terms

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from hw.core.config import CoreConfig
-from hw.core.isa import (Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm, Instruction, Mode,
-                         Opcode, Segment, Transfer)
+from hw.core.isa import element_bits as bits_of
+from hw.core.isa import (OUT_WIDTHS, Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm, Instruction,
+                         Mode, Opcode, Segment, Transfer)
 from hw.core.streams import Streams
 from hw.fsim import (Descriptor, FsimError, decode_descriptor, pack_codes, pack_descriptor, pack_entries,
                      pack_out_rows, requantize, run, unpack_codes, unpack_out_rows)
@@ -35,12 +36,16 @@ def test_code_and_row_vector_bit_positions():
     assert pack_out_rows(np.zeros((1, 16)), 32, 256).shape == (1, 64)  # 512 bits: two words
     assert unpack_out_rows(rows, 4, 16, signed=True).tolist() == [[1, -1, 2, -2]]
     assert unpack_out_rows(rows, 4, 16, signed=False).tolist() == [[1, 65535, 2, 65534]]
+    nibbles = pack_out_rows(np.array([[1, -1, 7, -8, 5]]), 4, 256)    # element k: nibble k, low first
+    assert nibbles[0, :4].tolist() == [0xF1, 0x87, 0x05, 0] and not nibbles[0, 3:].any()
+    assert unpack_out_rows(nibbles, 5, 4, signed=True).tolist() == [[1, -1, 7, -8, 5]]
+    assert unpack_out_rows(nibbles, 5, 4, signed=False).tolist() == [[1, 15, 7, 8, 5]]
     with pytest.raises(ValueError, match="outside 0..15"):
         pack_codes(np.array([16]), 4, 256)
 
 
 def test_descriptor_round_trips_through_param_words():
-    desc = Descriptor(DescLoops(mode=Mode.AGQ, raw=0, out_bytes_log2=1, tau_log2=2, max_shift=3, zero_code=15,
+    desc = Descriptor(DescLoops(mode=Mode.AGQ, raw=0, out_width=2, tau_log2=2, max_shift=3, zero_code=15,
                                 log_levels=0, n_seg=3, uses_y=1, q_min=-5, q_max=2**32 - 1, n_ob=2, n_c=3, n_i=2,
                                 n_d=1),
                       DescActStrides(b=-7, rb=4, ob=0, c=9, i=1, d=0),
@@ -159,7 +164,7 @@ def one_gemm_program(cfg: CoreConfig, inst: Gemm, desc: Descriptor, act: np.ndar
     starts = np.cumsum([0] + [im.size // bb for im in images])
     # random_case writes its row vectors densely from OUT word 0
     out_used = max(inst.n_batch * desc.loops.n_ob * inst.n_rb * cfg.rows * desc.other.out_row,
-                   cfg.out_words_per_row(8 << desc.loops.out_bytes_log2))
+                   cfg.out_words_per_row(bits_of(desc.loops.out_width)))
     memory = np.concatenate(images + [np.zeros(out_used * bb, np.uint8)])
     load = [transfer(Opcode.LOAD, Buffer.PARAM, 0, int(starts[0]), cfg.param_words),
             transfer(Opcode.LOAD, Buffer.ACT, 0, int(starts[1]), images[1].size // bb),
@@ -199,7 +204,7 @@ def random_case(rng, cfg: CoreConfig, mode: int, raw: bool = False):
     element_bits = 32 if raw else int(rng.choice([8, 16, 32]))
     wpr = cfg.out_words_per_row(element_bits)
     q_lo, q_hi = -(1 << (element_bits - 1)), (1 << (element_bits - 1)) - 1
-    loops = DescLoops(mode=mode, raw=int(raw), out_bytes_log2={8: 0, 16: 1, 32: 2}[element_bits], tau_log2=tau_log2,
+    loops = DescLoops(mode=mode, raw=int(raw), out_width=OUT_WIDTHS[element_bits], tau_log2=tau_log2,
                       max_shift=int(rng.integers(0, 6)) if mode == Mode.AGQ else 0, zero_code=top,
                       log_levels=int(rng.integers(1, 6)) if mode == Mode.HLUQ else 0, n_seg=len(segs),
                       uses_y=int(mode != Mode.MAC), q_min=q_lo, q_max=q_hi, n_ob=n_ob, n_c=n_c, n_i=n_i, n_d=n_d)
@@ -327,7 +332,7 @@ def test_double_buffered_jobs_with_tokens_run_in_any_order():
     """Three jobs through two halves, VTA style; the GEMMs write rows whose values are checked."""
     cfg = SMALL
     half_act, half_out = cfg.act_words // 2, cfg.out_words // 2
-    loops = DescLoops(mode=Mode.MAC, raw=1, out_bytes_log2=2, tau_log2=0, max_shift=0, zero_code=0, log_levels=0,
+    loops = DescLoops(mode=Mode.MAC, raw=1, out_width=3, tau_log2=0, max_shift=0, zero_code=0, log_levels=0,
                       n_seg=1, uses_y=0, q_min=0, q_max=0, n_ob=1, n_c=1, n_i=1, n_d=1)
     desc = Descriptor(loops, DescActStrides(0, 0, 0, 0, 0, 0),
                       DescOtherStrides(0, 0, 0, 0, 0, cfg.out_words_per_row(32), 0, 0),

@@ -92,7 +92,12 @@ def _output(layer, where: str) -> tuple[int, int, int, bool]:
         if bits is None:
             raise CompileError(f"{where}: host codes of {out.host_bits} bits, the core writes at most 32")
         return bits, out.q_min, out.q_max, True
-    return 8, out.q_min, out.q_max, False
+    return code_element_bits(out.act_bits), out.q_min, out.q_max, False
+
+
+def code_element_bits(code_bits: int) -> int:
+    """OUT element width of codes: 4-bit codes are stored as 4-bit elements (half the words of 8)."""
+    return 4 if code_bits <= 4 else 8
 
 
 def _column_slots(layer: GemmLayer, cols: int, zero_points: np.ndarray) -> list[ColumnSlot]:
@@ -288,15 +293,16 @@ def lower_values(config: CoreConfig, layer: AttentionLayer, p_shape: tuple, v_sh
         else:                          # each residue a segment of its own, in X
             segments = tuple(Segment(0, nk, 0, r >> 1, lut[r], 0, r & 1) for r in range(sm.tau))
         check_segments(where, config, len(segments), "AGQ residue passes")
-        arith = Arith.of(Mode.AGQ, 0, 8, segments, out.q_min, out.q_max, tau_log2=sm.tau.bit_length() - 1,
-                      max_shift=sm.max_shift, zero_code=sm.zero_code,
-                      uses_y=int(sm.tau > 1 and config.y_accumulators))
+        arith = Arith.of(Mode.AGQ, 0, code_element_bits(out.act_bits), segments, out.q_min, out.q_max,
+                         tau_log2=sm.tau.bit_length() - 1, max_shift=sm.max_shift, zero_code=sm.zero_code,
+                         uses_y=int(sm.tau > 1 and config.y_accumulators))
         pe = nk * (1 << sm.max_shift) * v_max
         lane = nk * max(lut) * (1 << sm.max_shift) * v_max
         pad = sm.zero_code
     else:
         pe = lane = nk * _uniform_max(sm.act_bits, sm.zero_point) * v_max
-        arith = Arith.of(Mode.MAC, 0, 8, (Segment(0, nk, sm.zero_point, 0, 1, 0),), out.q_min, out.q_max)
+        arith = Arith.of(Mode.MAC, 0, code_element_bits(out.act_bits), (Segment(0, nk, sm.zero_point, 0, 1, 0),),
+                         out.q_min, out.q_max)
         pad = sm.zero_point
     check_pe(where, config, pe, "an A.V sum")
     check_lane(where, lane)

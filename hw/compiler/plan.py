@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Segment, desc_words
+from hw.core.isa import (OUT_WIDTHS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Segment, desc_words,
+                         element_bits)
 from hw.fsim.layout import Descriptor
 
 from .emit import Job
@@ -33,17 +34,18 @@ class Arith:
            q_max: int = 0, **shift_modes) -> "Arith":
         """``shift_modes``: tau_log2, max_shift, zero_code (AGQ), log_levels (HLUQ), uses_y."""
         fields = {**dict(tau_log2=0, max_shift=0, zero_code=0, log_levels=0, uses_y=0), **shift_modes}
-        return cls(DescLoops(mode=mode, raw=raw, out_bytes_log2={8: 0, 16: 1, 32: 2}[element_bits],
+        return cls(DescLoops(mode=mode, raw=raw, out_width=OUT_WIDTHS[element_bits],
                              n_seg=len(segments), q_min=q_min, q_max=q_max, n_ob=0, n_c=0, n_i=0, n_d=0, **fields),
                    tuple(segments))
 
     @property
     def element_bits(self) -> int:
-        return 8 << self.loops.out_bytes_log2
+        return element_bits(self.loops.out_width)
 
     def descriptor(self, n_ob: int, n_c: int, n_i: int, n_d: int, act: DescActStrides,
-                   other: DescOtherStrides) -> Descriptor:
-        loops = dataclasses.replace(self.loops, n_seg=len(self.segments), n_ob=n_ob, n_c=n_c, n_i=n_i, n_d=n_d)
+                   other: DescOtherStrides, packed: bool = False) -> Descriptor:
+        loops = dataclasses.replace(self.loops, n_seg=len(self.segments), n_ob=n_ob, n_c=n_c, n_i=n_i, n_d=n_d,
+                                    packed=int(packed))
         return Descriptor(loops, act, other, self.segments)
 
 

@@ -11,8 +11,10 @@ Layouts (every one starts at ``base`` and occupies ``words`` words):
     conv      a conv input [B, C, H, W] -> per image, per channel a plane of H_pad rows of
               ``row_len`` codes: the padded image row (zero-point code outside the image) split into
               ``stride`` column phases of ``phase_len`` codes; channels past C hold the zero point
-    out_rows  results: per item [M_pad] row vectors of ``n_ob`` blocks of ``cols`` elements
-              (``words_per_row`` words per block) -> [items, M, N] -> tensor
+    out_rows  results: per item [m_pad] row vectors of ``n_ob`` blocks of ``cols`` elements
+              (``words_per_row`` words per block) -> [items, M, N] -> tensor, m_pad >= M the rows kept
+              per item; with ``rows_per_word`` P > 1 (a packed GEMM's), per item and block [m_pad / P]
+              words of P row vectors each
 
 ``axes``/``logical`` say how the tensor becomes the layout's 3-d array: transpose by ``axes``, then
 reshape to ``logical`` (and the reverse for outputs).
@@ -91,9 +93,13 @@ class Region:
         bb = bus_bits // 8
         p = self.params
         items, m, n = self.logical
-        data = memory[self.base * bb:(self.base + self.words) * bb].reshape(items, p["m_pad"], p["n_ob"],
-                                                                            p["words_per_row"] * bb)
-        blocks = unpack_out_rows(data[:, :m].reshape(-1, p["words_per_row"] * bb), p["cols"], self.bits, p["signed"])
+        data = memory[self.base * bb:(self.base + self.words) * bb]
+        per_word = p.get("rows_per_word", 1)
+        if per_word > 1:
+            data = data.reshape(items, p["n_ob"], p["m_pad"], bb // per_word).transpose(0, 2, 1, 3)
+        else:
+            data = data.reshape(items, p["m_pad"], p["n_ob"], p["words_per_row"] * bb)
+        blocks = unpack_out_rows(data[:, :m].reshape(-1, data.shape[-1]), p["cols"], self.bits, p["signed"])
         logical = blocks.reshape(items, m, p["n_ob"] * p["cols"])[:, :, :n]
         transposed = tuple(self.shape[a] for a in self.axes)
         return logical.reshape(transposed).transpose(np.argsort(self.axes))
@@ -177,8 +183,10 @@ def conv_region(name: str, shape, channels: int, padding: int, stride: int, phas
 
 
 def out_region(name: str, shape, axes, logical, m_pad: int, n_ob: int, cols: int, element_bits: int, signed: bool,
-               words_per_row: int) -> Region:
+               words_per_row: int, rows_per_word: int = 1) -> Region:
     params = {"m_pad": m_pad, "n_ob": n_ob, "cols": cols, "signed": bool(signed), "words_per_row": words_per_row}
-    words = logical[0] * m_pad * n_ob * words_per_row
+    if rows_per_word > 1:
+        params["rows_per_word"] = rows_per_word
+    words = logical[0] * m_pad * n_ob * words_per_row // rows_per_word
     return Region(name, "out_rows", 0, words, tuple(shape), element_bits, tuple(axes), tuple(logical), params)
 

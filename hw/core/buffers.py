@@ -1,6 +1,7 @@
 """The four on-chip buffers, each one write and one synchronous read port (simple dual-port block RAM):
 the DMA side (LOAD writes ACT/WGT/PARAM, STORE reads OUT) and the compute side.
 
+- OUT has a write enable per ``out_granule_bits``, so a packed GEMM's row lands in its part of a word.
 - ACT is two banks of even and odd words, so the two words a row vector may span are read together.
 - PARAM is ``bus_bits / 128`` banks of 128-bit slots, so any ``slots_per_word`` consecutive slots (a
   run of column constants at any alignment) are read together; a LOAD writes all banks at one index.
@@ -33,7 +34,7 @@ class Buffers(wiring.Component):
             "act_addr": In(bits["act"] - 1).array(2), "act_data": Out(bus).array(2),
             "wgt_addr": In(bits["wgt"]), "wgt_data": Out(bus),
             "param_addr": In(bits["param"]).array(spw), "param_data": Out(SLOT_BITS).array(spw),
-            "out_addr": In(bits["out"]), "out_data": In(bus), "out_en": In(1),
+            "out_addr": In(bits["out"]), "out_data": In(bus), "out_en": In(bus // config.out_granule_bits),
         })
 
     def elaborate(self, platform):
@@ -61,7 +62,8 @@ class Buffers(wiring.Component):
                          r.addr.eq(self.param_addr[bank]), self.param_data[bank].eq(r.data)]
 
         m.submodules.out = self.out
-        w, r = self.out.write_port(), self.out.read_port()
+        # a write enable per granule: a packed GEMM writes one row into part of a word
+        w, r = self.out.write_port(granularity=self.config.out_granule_bits), self.out.read_port()
         m.d.comb += [w.addr.eq(self.out_addr), w.data.eq(self.out_data), w.en.eq(self.out_en),
                      r.addr.eq(self.st_addr), r.en.eq(self.st_en), self.st_data.eq(r.data)]
         assert bus % 128 == 0

@@ -25,7 +25,8 @@ from .config import SLOT_BITS, CoreConfig
 from .consts import ColumnConstants
 from .decode import column_operand_signals, decode_column, decode_row, row_operand_layout
 from .front import header, take_tokens, tokens_ready, track_end, unit_members
-from .isa import DESC_WORD_BITS, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode, Opcode, Segment
+from .isa import (DESC_WORD_BITS, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode, Opcode, Segment,
+                  element_bits)
 from .issue import IssueLoop, seg_issue_layout, seg_start_layout
 from .lane import LanePair
 from .layouts import layout_of, view
@@ -69,7 +70,8 @@ class ComputeUnit(wiring.Component):
             "act_addr": Out(bits["act"] - 1).array(2), "act_data": In(bus).array(2),
             "wgt_addr": Out(bits["wgt"]), "wgt_data": In(bus),
             "param_addr": Out(bits["param"]).array(spw), "param_data": In(SLOT_BITS).array(spw),
-            "out_addr": Out(bits["out"]), "out_data": Out(bus), "out_en": Out(1),
+            "out_addr": Out(bits["out"]), "out_data": Out(bus),
+            "out_en": Out(bus // config.out_granule_bits),     # a write enable per granule
         })
 
     def elaborate(self, platform):
@@ -172,7 +174,7 @@ class ComputeUnit(wiring.Component):
                      consts.arm_raw.eq(loops.raw),
                      seq.prm_we.eq(last_read_done), seq.prm_slot.eq(slot)]
         prm = seq.prm_in
-        m.d.comb += [prm.raw.eq(loops.raw), prm.uses_y.eq(loops.uses_y), prm.out_bytes_log2.eq(loops.out_bytes_log2),
+        m.d.comb += [prm.raw.eq(loops.raw), prm.uses_y.eq(loops.uses_y), prm.out_width.eq(loops.out_width), prm.packed.eq(loops.packed),
                      prm.swap.eq((loops.mode == Mode.HLUQ) & loops.uses_y),
                      prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max)]
         with m.If(last_read_done):
@@ -282,16 +284,18 @@ class ComputeUnit(wiring.Component):
                 outs.append(pair.out[j])
         m.d.comb += consts.f0_load.eq(seq.f0_load)
         words = {}
-        for e in range(3):
-            bits = 8 << e
-            packed = Cat(*(out[:bits] for out in outs))
+        for e in range(4):
+            row = Cat(*(out[:element_bits(e)] for out in outs))
             n = p.out_words_per_row(e)
-            packed = Cat(packed, Const(0, n * cfg.bus_bits - len(packed)))
-            words[e] = [packed[i * cfg.bus_bits:(i + 1) * cfg.bus_bits] for i in range(n)]
-        with m.Switch(Cat(seq.out_word, seq.out_e)):
-            for e, ws in words.items():
+            # A packed GEMM's row goes to every part of the word; the write enables pick its part.
+            replicated = Cat(*([row] * p.rows_per_out_word(e)))
+            padded = Cat(row, Const(0, n * cfg.bus_bits - len(row)))
+            words[e, 0] = [padded[i * cfg.bus_bits:(i + 1) * cfg.bus_bits] for i in range(n)]
+            words[e, 1] = [replicated] if p.rows_per_out_word(e) > 1 else words[e, 0]
+        with m.Switch(Cat(seq.out_word, seq.out_e, seq.out_packed)):
+            for (e, packed), ws in words.items():
                 for i, value in enumerate(ws):
-                    with m.Case(i | e << 2):
+                    with m.Case(i | e << 2 | packed << 4):
                         m.d.comb += self.out_data.eq(value)
-        m.d.comb += [self.out_addr.eq(seq.out_addr), self.out_en.eq(seq.out_en)]
+        m.d.comb += [self.out_addr.eq(seq.out_addr), self.out_en.eq(Mux(seq.out_en, seq.out_mask, 0))]
         return m

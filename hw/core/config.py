@@ -16,7 +16,7 @@ FORMATS = ("uniform", "cag", "hluq", "agq")
 LANE_ACC_BITS = 48    # a lane's combined accumulator: the contract's |acc| < 2^47 plus sign
 PROG_WORD_BITS = 128  # one instruction
 SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
-OUT_ELEMENT_BITS = (8, 16, 32)
+OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
 LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block"}   # fields added later, with the default that keeps old digests
 
@@ -94,6 +94,17 @@ class CoreConfig:
     def out_words_per_row(self, element_bits: int) -> int:
         """OUT words that one row of ``cols`` outputs of ``element_bits`` each occupies."""
         return -(-self.cols * element_bits // self.bus_bits)
+
+    def rows_per_out_word(self, element_bits: int) -> int:
+        """Rows of ``element_bits`` elements one OUT word holds in a packed GEMM (1: a row fills a word or
+        more, or does not divide it)."""
+        row = self.cols * element_bits
+        return self.bus_bits // row if row < self.bus_bits and self.bus_bits % row == 0 and row % 8 == 0 else 1
+
+    @property
+    def out_granule_bits(self) -> int:
+        """Width of one OUT write enable: the narrowest row a packed GEMM writes."""
+        return self.bus_bits // max(self.rows_per_out_word(e) for e in OUT_ELEMENT_BITS)
 
     @property
     def bus_bytes(self) -> int:

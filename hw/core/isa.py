@@ -196,14 +196,14 @@ DESC_WORD_BITS = 256
 class DescLoops(Packed):
     """Word 0: modes, output format and the loop counts shared by every GEMM of a layer."""
 
-    LAYOUT: ClassVar = _layout(("mode", 2), ("raw", 1), ("out_bytes_log2", 2), ("tau_log2", 2), ("max_shift", 6),
+    LAYOUT: ClassVar = _layout(("mode", 2), ("raw", 1), ("out_width", 2), ("tau_log2", 2), ("max_shift", 6),
                                ("zero_code", 8), ("log_levels", 8), ("n_seg", 4), ("uses_y", 1),
                                ("q_min", 33, True), ("q_max", 33, True), ("n_ob", 16), ("n_c", 16), ("n_i", 8),
-                               ("n_d", 8))
+                               ("n_d", 8), ("packed", 1))
     BITS: ClassVar = DESC_WORD_BITS
     mode: int          # Mode
     raw: int           # 1: outputs are the X accumulators of the single segment (QK^T), no combine/requant
-    out_bytes_log2: int  # output elements of 1, 2 or 4 bytes
+    out_width: int     # output elements of 4 << out_width bits: 4, 8, 16 or 32 (``element_bits``)
     tau_log2: int      # AGQ: tau = 1, 2, 4
     max_shift: int     # AGQ: Q
     zero_code: int     # AGQ: the code of an exact zero (2^k - 1)
@@ -216,6 +216,15 @@ class DescLoops(Packed):
     n_c: int           # reduction index j = (c * n_i + i) * n_d + d
     n_i: int
     n_d: int
+    packed: int = 0    # 1: rows narrower than a word share OUT words (``CoreConfig.rows_per_out_word``),
+                       # and OUT addresses count row slots of the GEMM's width, not words
+
+
+OUT_WIDTHS = {4: 0, 8: 1, 16: 2, 32: 3}   # element bits -> DescLoops.out_width
+
+
+def element_bits(out_width: int) -> int:
+    return 4 << out_width
 
 
 @dataclass(frozen=True)
@@ -235,8 +244,9 @@ class DescActStrides(Packed):
 
 @dataclass(frozen=True)
 class DescOtherStrides(Packed):
-    """Word 2: WGT vector address = wgt_base + b*wgt_b + ob*wgt_ob + j; OUT word address of tile row r =
-    out_base + b*out_b + ob*out_ob + rb*out_rb + r*out_row; constant slot of column k =
+    """Word 2: WGT vector address = wgt_base + b*wgt_b + ob*wgt_ob + j; OUT address of tile row r =
+    out_base + b*out_b + ob*out_ob + rb*out_rb + r*out_row (a word, or a row slot when the GEMM is
+    packed: slot s is part s mod P of word s div P); constant slot of column k =
     col_base + b*col_b + ob*col_ob + k."""
 
     LAYOUT: ClassVar = _layout(("wgt_b", 24, True), ("wgt_ob", 24, True), ("out_b", 24, True), ("out_ob", 24, True),

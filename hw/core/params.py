@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import LANE_ACC_BITS, SLOT_BITS, CoreConfig, CoreConfigError
-from .isa import DESC_FIXED_WORDS, DESC_WORD_BITS
+from .isa import DESC_FIXED_WORDS, DESC_WORD_BITS, Gemm, element_bits
 
 LANE_B_BITS = 32          # lane multiplier's second operand: segment multipliers m_x, m_y (32 bits)
 REQUANT_SHIFT_FLOOR = 16  # requantization floors the product by 2^16 at once (shift >= 17)
@@ -75,6 +75,10 @@ class CoreParams:
             problems.append(f"pe_acc_bits must hold one product and at most {LANE_ACC_BITS}, got {c.pe_acc_bits}")
         if c.mem_read_latency < 2 or c.mem_write_latency < 1:
             problems.append("the simulation memory needs mem_read_latency >= 2 and mem_write_latency >= 1")
+        out_base_bits = next(f.width for f in Gemm.LAYOUT if f.name == "out_base")
+        if not problems and self.out_addr_bits > out_base_bits:
+            problems.append(f"out_words {c.out_words} x {c.bus_bits // c.out_granule_bits} row slots per word need "
+                            f"{self.out_addr_bits}-bit OUT addresses, a GEMM gives {out_base_bits}")
         if problems:
             raise CoreConfigError("; ".join(problems))
 
@@ -111,8 +115,16 @@ class CoreParams:
     def seg_words(self, n_seg: int) -> int:
         return -(-n_seg // self.slots_per_word)
 
-    def out_words_per_row(self, out_bytes_log2: int) -> int:
-        return self.config.out_words_per_row(8 << out_bytes_log2)
+    def out_words_per_row(self, out_width: int) -> int:
+        return self.config.out_words_per_row(element_bits(out_width))
+
+    def rows_per_out_word(self, out_width: int) -> int:
+        return self.config.rows_per_out_word(element_bits(out_width))
+
+    @property
+    def out_addr_bits(self) -> int:
+        """OUT addresses as GEMMs give them: words, or row slots of a packed GEMM (up to a granule each)."""
+        return self.word_addr_bits["out"] + _log2(self.config.bus_bits // self.config.out_granule_bits)
 
     @property
     def max_out_words_per_row(self) -> int:
@@ -193,18 +205,18 @@ class CoreParams:
         return self.LANE_OPERAND_STAGES + self.lane_mul_latency + self.TAIL_STAGES + 1
 
 
-def output_row_cycles(params: CoreParams, raw: bool, out_bytes_log2: int) -> int:
+def output_row_cycles(params: CoreParams, raw: bool, out_width: int) -> int:
     """Cycles per row of an output pass: W words, and 2 for a requantized row (shared tail)."""
-    words = params.out_words_per_row(out_bytes_log2)
+    words = params.out_words_per_row(out_width)
     return words if raw else max(REQUANT_ROW_CYCLES, words)
 
 
-def read_window(params: CoreParams, raw: bool, uses_y: bool, out_bytes_log2: int) -> int:
+def read_window(params: CoreParams, raw: bool, uses_y: bool, out_width: int) -> int:
     """How many cycles after a job's start its last read of any sum row r comes, beyond r (the odd
     lanes' lag included)."""
     rows = params.rows
     if raw:
-        span = (rows - 1) * (output_row_cycles(params, True, out_bytes_log2) - 1)
+        span = (rows - 1) * (output_row_cycles(params, True, out_width) - 1)
     else:
         span = rows if uses_y else 0
     return span + params.ODD_LAG

@@ -19,7 +19,7 @@ import numpy as np
 from ..fsim.layout import Descriptor, pack_codes, pack_descriptor, pack_entries
 from .config import SLOT_BITS, CoreConfig
 from .isa import (Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm, Instruction, Mode, Opcode,
-                  Segment, Transfer)
+                  Segment, Transfer, element_bits)
 from .params import CoreParams
 from .streams import Streams
 
@@ -125,18 +125,21 @@ class _Builder:
         if raw:
             segments[0] = replace(segments[0], j_start=0, j_len=total) if rng.random() < 0.5 else segments[0]
 
-        e_log2 = int(rng.choice([1, 2])) if raw else int(rng.integers(0, 3))
-        bits = 8 << e_log2
+        e_log2 = int(rng.choice([2, 3])) if raw else int(rng.integers(0, 4))
+        bits = element_bits(e_log2)
         wpr = p.out_words_per_row(e_log2)
+        per_word = p.rows_per_out_word(e_log2)
+        packed = int(per_word > 1 and rng.random() < 0.6)
+        unit = per_word if packed else 1          # OUT addresses per word
         q_lo, q_hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         if rng.random() < 0.3:
             q_lo, q_hi = 0, (1 << min(bits, 8)) - 1
         levels = int(rng.integers(1, min(top, cfg.max_shift + 1) + 1)) if mode == Mode.HLUQ else 0
         q_shift = int(rng.integers(0, min(cfg.max_shift, 6) + 1)) if mode == Mode.AGQ else 0
-        loops = DescLoops(mode=int(mode), raw=int(raw), out_bytes_log2=e_log2, tau_log2=tau_log2, max_shift=q_shift,
+        loops = DescLoops(mode=int(mode), raw=int(raw), out_width=e_log2, tau_log2=tau_log2, max_shift=q_shift,
                           zero_code=int(rng.integers(0, top + 1)), log_levels=levels, n_seg=len(segments),
                           uses_y=uses_y, q_min=q_lo, q_max=q_hi, n_ob=n_ob,
-                          n_c=n_c, n_i=n_i, n_d=n_d)
+                          n_c=n_c, n_i=n_i, n_d=n_d, packed=packed)
 
         # ACT strides (some negative) and a base that keeps every code inside the half
         strides = {k: int(rng.integers(-3, 8)) for k in ("b", "rb", "ob", "c", "i", "d")}
@@ -165,10 +168,10 @@ class _Builder:
         out_b = dense * n_ob if rng.random() < 0.8 else int(rng.integers(-dense, 2 * dense * n_ob))
         olo, ohi = _span(0, [(out_b, n_batch), (out_ob, n_ob), (out_rb, n_rb), (out_row, cfg.rows)])
         ohi += wpr - 1
-        room = out_room[1] - out_room[0] - (ohi - olo)
+        room = (out_room[1] - out_room[0]) * unit - (ohi - olo)
         if room <= 0:
             return None
-        out_base = out_room[0] - olo + int(rng.integers(0, room))
+        out_base = out_room[0] * unit - olo + int(rng.integers(0, room))
 
         col_ob = cfg.cols if rng.random() < 0.6 else int(rng.integers(0, 2 * cfg.cols))
         col_b = int(rng.choice([0, cfg.cols * n_ob, int(rng.integers(0, 3 * cfg.cols))]))
@@ -190,7 +193,7 @@ class _Builder:
         inst = Gemm(opcode=Opcode.GEMM, **NO_FLAGS, desc_addr=0, act_base=act_base, wgt_base=wgt_base,
                     out_base=out_base, col_base=0, n_batch=n_batch, n_rb=0 if empty else n_rb)
         written = set() if empty else {
-            out_base + bi * out_b + oi * out_ob + ri * out_rb + r * out_row + w
+            (out_base + bi * out_b + oi * out_ob + ri * out_rb + r * out_row + w) // unit
             for bi in range(n_batch) for oi in range(n_ob) for ri in range(n_rb) for r in range(cfg.rows)
             for w in range(wpr)}
         return inst, desc, slots, written

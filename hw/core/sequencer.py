@@ -31,7 +31,7 @@ previous pass (a combine pass and the wait for acc lie between). Per-GEMM parame
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -53,14 +53,14 @@ def record_layout(params: CoreParams) -> data.StructLayout:
         "first": 1, "last": 1,            # the tile's first / last segment
         "new_group": 1,                   # the tile is the first of its column block
         "slot": 1,                        # GEMM parity: which parameter slot
-        "out_base": params.word_addr_bits["out"],
+        "out_base": params.out_addr_bits,
         "gemm_last": 1, "signal": 1,      # the GEMM's final segment; the GEMM signals the STORE unit
     })
 
 
 def gemm_params_layout() -> data.StructLayout:
     return data.StructLayout({
-        "raw": 1, "uses_y": 1, "out_bytes_log2": 2, "out_row": field_width(DescOtherStrides, "out_row"),
+        "raw": 1, "uses_y": 1, "out_width": 2, "packed": 1, "out_row": field_width(DescOtherStrides, "out_row"),
         "swap": 1,       # HLUQ with uses_y: the PEs hold docs/core.md's X in Y and its Y in X
         "q_min": QBITS, "q_max": QBITS,
     })
@@ -91,7 +91,8 @@ class LaneSequencer(wiring.Component):
             "ctl": Out(lane_control_layout(config.rows)),
             "q_min": Out(QBITS), "q_max": Out(QBITS),
             "f0_load": Out(1),
-            "out_en": Out(1), "out_addr": Out(p.word_addr_bits["out"]), "out_word": Out(2), "out_e": Out(2),
+            "out_en": Out(1), "out_mask": Out(config.bus_bits // config.out_granule_bits),
+            "out_addr": Out(p.word_addr_bits["out"]), "out_word": Out(2), "out_e": Out(2), "out_packed": Out(1),
             "signal_next": Out(1),
         })
 
@@ -124,13 +125,13 @@ class LaneSequencer(wiring.Component):
         w = Signal(2)                      # cycle within an output row
         wait = Signal(range(max(p.output_delay, 2)))
         busy_reads = Signal(range(rows * REQUANT_ROW_CYCLES + p.ODD_LAG + 2))
-        row_addr = Signal(p.word_addr_bits["out"])
+        row_addr = Signal(p.out_addr_bits)
         out_first = Signal()               # the current cycle is an output pass's first
 
         def per_output(f):  # a constant for each (raw, element width), selected at run time
             def pick(raw, e):
                 def by_e(flag):
-                    return Mux(e == 0, f(flag, 0), Mux(e == 1, f(flag, 1), f(flag, 2)))
+                    return Mux(e == 0, f(flag, 0), Mux(e == 1, f(flag, 1), Mux(e == 2, f(flag, 2), f(flag, 3))))
                 return Mux(raw, by_e(True), by_e(False))
             return pick
 
@@ -139,7 +140,7 @@ class LaneSequencer(wiring.Component):
         window = per_output(lambda raw, e: read_window(p, raw, False, e))
 
         last_row = r == rows - 1
-        row_done = w == row_cycles_m1(prm.raw, prm.out_bytes_log2)
+        row_done = w == row_cycles_m1(prm.raw, prm.out_width)
         ending = (((phase == FIRST_PASS) & last_row & ~prm.uses_y & ~job.last)
                   | ((phase == SECOND_PASS) & last_row & ~job.last)
                   | ((phase == OUTPUT) & last_row & row_done))
@@ -164,7 +165,7 @@ class LaneSequencer(wiring.Component):
                 combine_window = Mux(next_prm.uses_y, rows + p.ODD_LAG, p.ODD_LAG)
                 m.d.sync += [job.eq(rec), prm.eq(next_prm), m_x.eq(pair.m_x), m_y.eq(pair.m_y), r.eq(0), w.eq(0),
                              rec_valid.eq(0), pending.eq(0), row_addr.eq(rec.out_base),
-                             busy_reads.eq(Mux(next_prm.raw, window(1, next_prm.out_bytes_log2), combine_window)),
+                             busy_reads.eq(Mux(next_prm.raw, window(1, next_prm.out_width), combine_window)),
                              phase.eq(Mux(next_prm.raw, OUTPUT, FIRST_PASS)), out_first.eq(next_prm.raw)]
             with m.Elif(ending):
                 m.d.sync += phase.eq(IDLE)
@@ -232,20 +233,34 @@ class LaneSequencer(wiring.Component):
                      ctl.out_raw.eq(delay(m, op_raw, late + p.TAIL_STAGES, "out_raw"))]
 
         # ---- OUT writes: output-pass cycle w < W of a row writes word w, once the odd lanes have it ---
-        out_slot = data.StructLayout({"pass": 1, "valid": 1, "addr": p.word_addr_bits["out"], "word": 2, "e": 2,
-                                      "final": 1})
+        out_slot = data.StructLayout({"pass": 1, "valid": 1, "addr": p.out_addr_bits, "word": 2, "e": 2,
+                                      "packed": 1, "final": 1})
         slot = Signal(out_slot)
-        writes = (phase == OUTPUT) & (w <= words_m1(prm.raw, prm.out_bytes_log2))
+        writes = (phase == OUTPUT) & (w <= words_m1(prm.raw, prm.out_width))
         m.d.comb += [slot["pass"].eq(phase == OUTPUT), slot.valid.eq(writes), slot.addr.eq(row_addr + w), slot.word.eq(w),
-                     slot.e.eq(prm.out_bytes_log2),
+                     slot.e.eq(prm.out_width), slot.packed.eq(prm.packed),
                      slot.final.eq((phase == OUTPUT) & last_row & row_done & job.gemm_last & job.signal)]
         chain = [slot]
         for stage in range(p.out_write_delay + p.ODD_LAG):
             chain.append(Signal(out_slot, name=f"out_slot_{stage + 1}"))
             m.d.sync += chain[-1].eq(chain[-2])
         at_write = chain[-1]
-        m.d.comb += [self.out_en.eq(at_write.valid), self.out_addr.eq(at_write.addr), self.out_word.eq(at_write.word),
-                     self.out_e.eq(at_write.e), self.signal_next.eq(at_write.final)]
+        m.d.comb += [self.out_en.eq(at_write.valid), self.out_word.eq(at_write.word), self.out_e.eq(at_write.e),
+                     self.out_packed.eq(at_write.packed), self.signal_next.eq(at_write.final)]
+        # A packed GEMM's address is a row slot: part s mod P of word s div P, P rows of its width per word.
+        granules = len(self.out_mask)
+        m.d.comb += [self.out_addr.eq(at_write.addr), self.out_mask.eq(-1)]
+        with m.If(at_write.packed):
+            with m.Switch(at_write.e):
+                for e in range(4):
+                    per_word = p.rows_per_out_word(e)
+                    if per_word == 1:
+                        continue
+                    shift, span = per_word.bit_length() - 1, granules // per_word
+                    with m.Case(e):
+                        part = at_write.addr[:shift]
+                        m.d.comb += [self.out_addr.eq(at_write.addr >> shift),
+                                     self.out_mask.eq(Const((1 << span) - 1, granules) << (part * span))]
 
         # ---- drain state: anything that will still write OUT or start a job ----------------------
         in_flight = Cat(*(s["pass"] for s in chain[1:])).any()

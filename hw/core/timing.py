@@ -133,8 +133,8 @@ class _Compute:
             return GemmTiming(t0, None, None, None, 0, 0), z + 1, z, z
 
         raw, uses_y = bool(loops.raw), bool(loops.uses_y)
-        out_pass = rows * output_row_cycles(p, raw, loops.out_bytes_log2)
-        window = read_window(p, raw, uses_y, loops.out_bytes_log2)
+        out_pass = rows * output_row_cycles(p, raw, loops.out_width)
+        window = read_window(p, raw, uses_y, loops.out_width)
         combine = rows * (2 if uses_y else 1)
         wait = max(0, p.output_delay - rows)
         delay = p.out_write_delay + p.ODD_LAG

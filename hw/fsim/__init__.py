@@ -23,7 +23,7 @@ match (every one is tested in tests/test_fsim.py):
   beyond that is an error, not a wrap: the compiler proves it never happens;
 - a descriptor is checked against the core: mode in ``formats`` (MAC with several segments needs
   "cag"), n_seg <= max_segments, HLUQ log_levels - 1 and AGQ max_shift <= max_shift, segments inside
-  n_c * n_i * n_d, elements of 1, 2 or 4 bytes, tau 1, 2 or 4;
+  n_c * n_i * n_d, elements of 4, 8, 16 or 32 bits, tau 1, 2 or 4;
 - n_batch = 0 or n_rb = 0 computes nothing; a segment with j_len = 0 adds nothing;
 - a wait flag the unit does not have (LOAD wait_prev, STORE wait_next, LOAD signal_prev, STORE
   signal_next) is an error; a token counter is a FIFO between one producer and one consumer unit;

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core.config import LANE_ACC_BITS, CoreConfig
-from hw.core.isa import DESC_FIXED_WORDS, Gemm, Mode
+from hw.core.isa import DESC_FIXED_WORDS, Gemm, Mode, element_bits
 from .layout import Descriptor, decode_descriptor, decode_slots, out_words_per_row, pack_out_rows, slot_word
 
 
@@ -29,7 +29,8 @@ class GemmResult:
     """What one GEMM writes (row vectors, in execution order) and which buffer words it touches."""
 
     out_first_word: np.ndarray   # [n] OUT word of each row vector
-    out_bytes: np.ndarray        # [n, words_per_row * bus_bytes]
+    out_bytes: np.ndarray        # [n, words_per_row * bus_bytes], or [n, row bytes] when packed
+    out_part: np.ndarray         # [n] which row of its word (packed: byte offset out_part * row bytes)
     act_words: np.ndarray
     wgt_words: np.ndarray
     param_words: np.ndarray
@@ -137,8 +138,6 @@ def _check_descriptor(config: CoreConfig, desc: Descriptor, where: str) -> None:
     problems = []
     if loops.mode not in tuple(Mode):
         problems.append(f"unknown mode {loops.mode}")
-    if loops.out_bytes_log2 > 2:
-        problems.append(f"out_bytes_log2 {loops.out_bytes_log2} (elements are 1, 2 or 4 bytes)")
     if loops.tau_log2 > 2:
         problems.append(f"tau_log2 {loops.tau_log2} (tau is 1, 2 or 4)")
     if not 1 <= loops.n_seg <= config.max_segments:
@@ -196,12 +195,13 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
     param_words = [np.arange(inst.desc_addr, end)]
     nb, nob, nrb = inst.n_batch, loops.n_ob, inst.n_rb
     segments = [s for s in desc.segments]
-    element_bits = 8 << loops.out_bytes_log2
-    wpr = out_words_per_row(cols, element_bits, bus)
+    e_bits = element_bits(loops.out_width)
+    wpr = out_words_per_row(cols, e_bits, bus)
+    per_word = config.rows_per_out_word(e_bits) if loops.packed else 1
     empty = np.zeros(0, np.int64)
     if nb * nob * nrb == 0:
-        return GemmResult(empty, np.zeros((0, wpr * bus // 8), np.uint8), empty, empty, np.concatenate(param_words),
-                          empty)
+        return GemmResult(empty, np.zeros((0, wpr * bus // 8), np.uint8), empty, empty, empty,
+                          np.concatenate(param_words), empty)
 
     used = [s for s in segments if s.j_len]
     j_lo = min((s.j_start for s in used), default=0)
@@ -264,13 +264,16 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
                          consts["out_zero_point"][expand], loops.q_min, loops.q_max)
     out = np.broadcast_to(out, (nb, nob, nrb * rows, cols)).astype(np.int64)
 
-    first = (inst.out_base + b[:, None, None, None] * so.out_b + ob[None, :, None, None] * so.out_ob
-             + rb[None, None, :, None] * so.out_rb + r[None, None, None, :] * so.out_row).reshape(-1)
+    addr = (inst.out_base + b[:, None, None, None] * so.out_b + ob[None, :, None, None] * so.out_ob
+            + rb[None, None, :, None] * so.out_rb + r[None, None, None, :] * so.out_row).reshape(-1)
+    first, part = addr // per_word, addr % per_word     # a packed GEMM's addresses are row slots
     out_words = (first[:, None] + np.arange(wpr)).reshape(-1)
     _in_range(out_words, config.out_words, "OUT word", where)
+    rows_bytes = pack_out_rows(out.reshape(-1, cols), e_bits, bus)
+    if per_word > 1:
+        rows_bytes = rows_bytes[:, :cols * e_bits // 8]
     if not track_words:
-        return GemmResult(first, pack_out_rows(out.reshape(-1, cols), element_bits, bus), empty, empty, empty,
-                          out_words)
-    return GemmResult(first, pack_out_rows(out.reshape(-1, cols), element_bits, bus),
+        return GemmResult(first, rows_bytes, part, empty, empty, empty, out_words)
+    return GemmResult(first, rows_bytes, part,
                       np.unique(act_addr // config.codes_per_act_word),
                       np.unique(vec // config.vectors_per_wgt_word), np.concatenate(param_words), out_words)

@@ -8,7 +8,9 @@ Words are ``bus_bits`` wide and little-endian: bit ``i`` of a word is bit ``i % 
     WGT     column vector v (cols codes of weight_bits) right after vector v - 1: cols * weight_bits
             divides bus_bits, so vectors never straddle a word and packing them is packing codes
     OUT     a row vector of cols elements of e bits, element k at bits [k e, (k + 1) e) of its
-            ceil(cols e / bus_bits) words; bits past cols * e are written as zeros
+            ceil(cols e / bus_bits) words; bits past cols * e are written as zeros. A packed GEMM puts
+            P = bus_bits / (cols e) rows in a word (CoreConfig.rows_per_out_word): row slot s at bits
+            [(s mod P) cols e, ...) of word s div P, the rest of the word left as it was
     PARAM   a descriptor: DescLoops, DescActStrides, DescOtherStrides in the low 256 bits of three
             words, then its segments; segments and constant slots are 128-bit entries, bus_bits / 128
             per word (``hw.core.isa.desc_words``)
@@ -73,8 +75,13 @@ def pack_out_rows(values: np.ndarray, element_bits: int, bus_bits: int) -> np.nd
     values = np.asarray(values, np.int64)
     n, cols = values.shape
     width = out_words_per_row(cols, element_bits, bus_bits) * (bus_bits // 8)
-    low = (values & ((1 << element_bits) - 1)).astype(f"<u{element_bits // 8}")
-    raw = low.view(np.uint8).reshape(n, cols * element_bits // 8)
+    if element_bits == 4:       # element k in the low (even k) or high nibble of byte k // 2
+        nibbles = np.zeros((n, cols + cols % 2), np.uint8)
+        nibbles[:, :cols] = values & 0xF
+        raw = nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)
+    else:
+        low = (values & ((1 << element_bits) - 1)).astype(f"<u{element_bits // 8}")
+        raw = low.view(np.uint8).reshape(n, cols * element_bits // 8)
     out = np.zeros((n, width), np.uint8)
     out[:, :raw.shape[1]] = raw
     return out
@@ -83,6 +90,9 @@ def pack_out_rows(values: np.ndarray, element_bits: int, bus_bits: int) -> np.nd
 def unpack_out_rows(data: np.ndarray, cols: int, element_bits: int, signed: bool) -> np.ndarray:
     """Bytes [n, words_per_row * bus_bytes] -> row vectors [n, cols] (int64)."""
     data = np.ascontiguousarray(np.asarray(data, np.uint8))
+    if element_bits == 4:
+        nibbles = np.stack([data & 0xF, data >> 4], axis=2).reshape(data.shape[0], -1)[:, :cols].astype(np.int64)
+        return np.where(nibbles >= 8, nibbles - 16, nibbles) if signed else nibbles
     raw = data[:, :cols * element_bits // 8].copy()
     dtype = np.dtype(OUT_DTYPES[element_bits] if signed else f"<u{element_bits // 8}").newbyteorder("<")
     return raw.view(dtype).reshape(data.shape[0], cols).astype(np.int64)

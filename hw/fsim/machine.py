@@ -183,11 +183,22 @@ class Machine:
             self.logs[Buffer.OUT].write(result.out_words, 1, clock)
         bb = cfg.bus_bytes
         n = result.out_first_word.size
-        if n:
-            wpr = result.out_bytes.shape[1] // bb
+        width = result.out_bytes.shape[1]
+        if n and width < bb:       # packed: each row into its part of a word, in execution order
+            at = ((result.out_first_word * bb + result.out_part * width)[:, None] + np.arange(width)).reshape(-1)
+            _in_order_write(self.buffers[Buffer.OUT], at, result.out_bytes.reshape(-1))
+        elif n:
+            wpr = width // bb
             words = (result.out_first_word[:, None] + np.arange(wpr)).reshape(-1)
             self._copy_words(self.buffers[Buffer.OUT], words, result.out_bytes.reshape(-1), np.arange(words.size), bb)
         self.gemms += 1
+
+
+def _in_order_write(dst: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
+    """``dst[at] = values`` where, if two values land on one byte, the later wins."""
+    _, last = np.unique(at[::-1], return_index=True)
+    keep = at.size - 1 - last
+    dst[at[keep]] = values[keep]
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:
@@ -197,7 +208,8 @@ def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazar
     ``memory`` is a flat uint8 array of whole ``bus_bits`` words, little-endian (hw/core/streams.py). The
     buffers start zeroed. Semantics are docs/core.md's: LOAD/STORE copy word rows, GEMM follows the
     descriptor pseudo-code (MAC / HLUQ / AGQ row terms, segments combined by the lanes with m_x and m_y,
-    raw X or requantized and clamped outputs written as OUT row vectors of 8/16/32-bit elements), and
+    raw X or requantized and clamped outputs written as OUT row vectors of 4/8/16/32-bit elements, a packed
+    GEMM's several to a word), and
     the units synchronize only by the four token counters.
 
     Raises :class:`FsimError` (one line) on a deadlock (no unit can start its next instruction), an

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from hw.compiler.invocation import plan_invocation
 from hw.compiler.program import build_program
 from hw.core.config import CoreConfig
-from hw.core.isa import Buffer, Opcode
+from hw.core.isa import Buffer, Opcode, element_bits
 from hw.core.timing import run_timing
 
 from .workload import Call
@@ -100,7 +100,7 @@ def lane_work(config: CoreConfig, plan) -> tuple[int, int, int, int]:
         tiles += n
         lane += n * per_tile
         rows += n * r
-        words += n * r * config.out_words_per_row(8 << loops.out_bytes_log2)
+        words += n * r * config.out_words_per_row(element_bits(loops.out_width))   # a packed row: one write
     return tiles, lane, rows, words
 
 
@@ -114,13 +114,14 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
     inv = program.invocations[0]
     memory = program.memory()
     out_bits = min(region.bits for region in inv.outputs.values())
+    rows_per_word = max(region.params.get("rows_per_word", 1) for region in inv.outputs.values())
     out_elements = sum(math.prod(region.shape) for region in inv.outputs.values())
     cycles = terms = 0
     loads = {"act": 0, "wgt": 0, "param": 0}
     stores = 0
     for streams in inv.parts:
         if mapping is not None:
-            streams = mapping.physical_streams(streams, out_bits)
+            streams = mapping.physical_streams(streams, out_bits, rows_per_word)
         result = run_timing(config, streams, memory)
         cycles += result.cycles
         terms += sum(g.terms for g in result.gemms)

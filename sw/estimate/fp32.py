@@ -18,11 +18,14 @@ How the FP32 accelerator is mapped onto the cycle model, and what that leaves ou
   baseline that reloads less than any FP32 design on this FPGA could, reported beside it as a bracket.
 * External memory: every operand and result is 4 bytes, so each LOAD of activations or weights moves
   4x the words the 8-bit program moves (its codes are dense, ``bus_bits / 8`` to a word). A STORE
-  moves row vectors, and the core writes each row vector of ``cols`` elements into whole words of its
-  own (``CoreConfig.out_words_per_row``): a row of ``cols`` float32 takes ``ceil(cols * 32 /
+  moves row vectors, each of ``cols`` elements in whole words of its own unless the program packs them
+  (``CoreConfig.out_words_per_row``): a row of ``cols`` float32 takes ``ceil(cols * 32 /
   bus_bits)`` words where the 8-bit program's row of e-bit elements takes ``ceil(cols * e /
-  bus_bits)``, and the STORE is scaled by that ratio (1 for 8 columns on a 256-bit bus, whatever e:
-  eight float32 fill the word that eight codes leave three-quarters empty).
+  bus_bits)``, or 1 / P of a word when the program packs P rows to a word (``rows_per_out_word``),
+  and the STORE is scaled by that ratio (P for 8 columns on a 256-bit bus: eight float32 fill the
+  word that P rows of eight codes share). Packing also lets the model's OUT words hold P rows, as
+  a word of the FP32 design holds 4 rows of 8 float32 (for 16-bit elements the model holds 2: the
+  FP32 design's OUT buffer counted at half its row capacity there).
   ``Fp32Mapping.physical_streams`` rescales the transfers before the cycle model times them, so the
   bus (``bus_bits`` per cycle) carries what the FP32 design would move.
 * Lanes: an FP32 lane accumulates in its own adder (latency ``LANE_LATENCY``), taking one product per
@@ -97,19 +100,22 @@ class Fp32Mapping:
     def lanes(self) -> int:
         return self.rows * self.cols
 
-    def store_factor(self, out_bits: int) -> int:
-        """Words an FP32 row vector takes per word the 8-bit program's row of ``out_bits`` elements takes."""
+    def store_factor(self, out_bits: int, rows_per_word: int = 1) -> int:
+        """Words an FP32 row vector takes per word the 8-bit program's row of ``out_bits`` elements takes
+        (``rows_per_word`` of them to a word when the program packs its rows)."""
         fp32_words = self.config.out_words_per_row(FP32_BITS)
+        if rows_per_word > 1:
+            return fp32_words * rows_per_word
         program_words = self.config.out_words_per_row(out_bits)
         if fp32_words % program_words:
             raise ValueError(f"an FP32 row of {fp32_words} words is not a multiple of {program_words} words")
         return fp32_words // program_words
 
-    def physical_streams(self, streams: Streams, out_bits: int) -> Streams:
+    def physical_streams(self, streams: Streams, out_bits: int, rows_per_word: int = 1) -> Streams:
         """The transfers of the FP32 design: activation and weight loads 4x, stores ``store_factor`` x
         (descriptor and constant loads unchanged: the timing reads the descriptors from PARAM)."""
         load_factor = FP32_BITS // MODEL_CODE_BITS
-        store_factor = self.store_factor(out_bits)
+        store_factor = self.store_factor(out_bits, rows_per_word)
 
         def convert(unit: str, factor_of) -> tuple:
             out = []

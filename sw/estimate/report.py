@@ -291,9 +291,10 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               "MAC segment per GEMM, as an FP32 dot product) compiled for an 8-bit configuration in which each code "
               "stands for one float32; every LOAD of activations or weights moved 4x (4-byte operands: 8x the bytes "
               "of W4 codes) and every STORE by the words a row of float32 takes over the words the 8-bit program's row "
-              f"takes (the core writes each output row vector into whole bus words: {fp_cols} float32 take "
-              f"{fp_config.out_words_per_row(32)} {fp_config.bus_bits}-bit word(s), {fp_cols} 8-bit codes "
-              f"{fp_config.out_words_per_row(8)}) before the cycle model times them. "
+              f"takes (the core writes each output row vector into whole bus words, or packs the rows of a narrow "
+              f"output several to a word: {fp_cols} float32 take {fp_config.out_words_per_row(32)} "
+              f"{fp_config.bus_bits}-bit word(s), {fp_config.rows_per_out_word(8)} rows of {fp_cols} 8-bit codes "
+              f"share one) before the cycle model times them. "
               f"Its {fp['notes'][2]} (the INT8 core's block RAM bits); the invocations whose smallest job does "
               f"not fit them are timed with the buffers grown and listed below. {roomy['label']} keeps the INT8 "
               f"core's depths in words instead: {roomy['notes'][2]}, so it reloads less than any FP32 design on "
@@ -344,7 +345,10 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               "compute fully.",
               "- Toggle rates of a 4x4 core on slices applied to the 16x16 core on whole layers.",
               "- The FP32 designs are tiled by the integer core's compiler; an invocation it refuses on their "
-              "buffers is timed with grown buffers (listed above), which favours the FP32 baseline.",
+              "buffers is timed with grown buffers (listed above), which favours the FP32 baseline. Their OUT "
+              "words hold as many output rows as the 8-bit program packs into one (8 columns: 4 rows of 8-bit codes, "
+              "what a word of 32 float32 holds, but 2 of 16-bit host codes and 1 of 32-bit scores), which favours "
+              "ours where the OUT buffer limits an FP32 job.",
               f"- The INT8 core's resources (no synthesis of {d['int8']['config']['rows']}x"
               f"{d['int8']['config']['cols']} W8 exists yet; its PE array alone would exceed the LFE5U-85F's LUT4).",
               "- SAM ViT-B: shapes only (random weight codes, the template bundle's formats), not an exported bundle.",

@@ -81,9 +81,9 @@ def _limits(subject, base) -> dict:
 
 
 def _bounds_text(bounds: dict) -> str:
-    return (f"the bytes ratio would be {bounds['dense_outputs']:.2f}x with every output row packed densely (the "
-            f"core writes each row of its columns into whole bus words: the outputs' elements fill "
-            f"{bounds['dense_store_share']:.0%} of the words it stores) and {bounds['code_outputs']:.2f}x with every "
+    return (f"the bytes ratio would be {bounds['dense_outputs']:.2f}x with every output packed densely (the "
+            f"outputs' elements fill {bounds['dense_store_share']:.0%} of the words the core stores: columns are "
+            f"padded to whole blocks of the array, and rows of a word or more are not packed) and {bounds['code_outputs']:.2f}x with every "
             f"output a {bounds['code_bits']}-bit code (what moving the host steps on chip would store), the loads "
             "unchanged: beyond that only on-chip reuse across layers cuts the bytes")
 
