@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import Buffer, Gemm, Instruction, IsaError, Opcode, Transfer, element_bits
+from hw.core.isa import Buffer, Gemm, Instruction, IsaError, Opcode, Transfer
 from hw.core.streams import Streams
-from hw.fsim.layout import Descriptor, pack_descriptor
+from hw.fsim.layout import Descriptor, out_slots_per_word, pack_descriptor
 
 from .errors import CompileError
 
@@ -195,8 +195,7 @@ def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[st
         act = areas.base_word("act", halves.get("act", 0)) * config.codes_per_act_word + job.act_offset
         wgt = areas.base_word("wgt", halves.get("wgt", 0)) * config.vectors_per_wgt_word + job.wgt_offset
         col = areas.base_word("slots", halves.get("slots", 0)) * spw + job.col_offset
-        # a packed GEMM counts OUT in row slots, rows_per_out_word of them a word
-        out_unit = config.rows_per_out_word(element_bits(job.desc.loops.out_width)) if job.desc.loops.packed else 1
+        out_unit = out_slots_per_word(config, job.desc.loops)
         gemm = {"op": Opcode.GEMM, "wait_prev": 1, "wait_next": int(i >= slots), "signal_prev": 1, "signal_next": 1,
                 "gemm": dict(desc_addr=desc_addr[job.desc], act_base=act, wgt_base=wgt,
                              out_base=areas.base_word("out", out_half) * out_unit, col_base=col, n_batch=job.n_batch,

@@ -63,6 +63,11 @@ class Region:
         return cls(data["name"], data["kind"], int(data["base"]), int(data["words"]), tuple(data["shape"]),
                    int(data["bits"]), tuple(data["axes"]), tuple(data["logical"]), dict(data["params"]))
 
+    @property
+    def rows_per_word(self) -> int:
+        """Output rows one word holds (a packed GEMM's out_rows region), else 1."""
+        return self.params.get("rows_per_word", 1)
+
     def moved(self, base: int) -> "Region":
         return Region(self.name, self.kind, base, self.words, self.shape, self.bits, self.axes, self.logical,
                       self.params)
@@ -94,7 +99,7 @@ class Region:
         p = self.params
         items, m, n = self.logical
         data = memory[self.base * bb:(self.base + self.words) * bb]
-        per_word = p.get("rows_per_word", 1)
+        per_word = self.rows_per_word
         if per_word > 1:
             data = data.reshape(items, p["n_ob"], p["m_pad"], bb // per_word).transpose(0, 2, 1, 3)
         else:

@@ -17,7 +17,8 @@ import numpy as np
 
 from hw.core.config import LANE_ACC_BITS, CoreConfig
 from hw.core.isa import DESC_FIXED_WORDS, Gemm, Mode, element_bits
-from .layout import Descriptor, decode_descriptor, decode_slots, out_words_per_row, pack_out_rows, slot_word
+from .layout import (Descriptor, decode_descriptor, decode_slots, out_slots_per_word, out_words_per_row, pack_out_rows,
+                     slot_word)
 
 
 class GemmError(ValueError):
@@ -197,7 +198,7 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
     segments = [s for s in desc.segments]
     e_bits = element_bits(loops.out_width)
     wpr = out_words_per_row(cols, e_bits, bus)
-    per_word = config.rows_per_out_word(e_bits) if loops.packed else 1
+    per_word = out_slots_per_word(config, loops)
     empty = np.zeros(0, np.int64)
     if nb * nob * nrb == 0:
         return GemmResult(empty, np.zeros((0, wpr * bus // 8), np.uint8), empty, empty, empty,

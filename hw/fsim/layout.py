@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.core.config import SLOT_BITS
+from hw.core import isa
+from hw.core.config import SLOT_BITS, CoreConfig
 from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides,
                          Segment, desc_words)
 
@@ -67,6 +68,11 @@ OUT_DTYPES = {8: np.int8, 16: np.int16, 32: np.int32}
 
 def out_words_per_row(cols: int, element_bits: int, bus_bits: int) -> int:
     return words_for_bits(cols * element_bits, bus_bits)
+
+
+def out_slots_per_word(config: CoreConfig, loops: DescLoops) -> int:
+    """A GEMM's OUT addresses per word: the rows of its width a word holds when it is packed, else 1."""
+    return config.rows_per_out_word(isa.element_bits(loops.out_width)) if loops.packed else 1
 
 
 def pack_out_rows(values: np.ndarray, element_bits: int, bus_bits: int) -> np.ndarray:

@@ -184,21 +184,14 @@ class Machine:
         bb = cfg.bus_bytes
         n = result.out_first_word.size
         width = result.out_bytes.shape[1]
-        if n and width < bb:       # packed: each row into its part of a word, in execution order
-            at = ((result.out_first_word * bb + result.out_part * width)[:, None] + np.arange(width)).reshape(-1)
-            _in_order_write(self.buffers[Buffer.OUT], at, result.out_bytes.reshape(-1))
+        if n and width < bb:       # packed: row slots of ``width`` bytes, bb // width to a word
+            slots = result.out_first_word * (bb // width) + result.out_part
+            self._copy_words(self.buffers[Buffer.OUT], slots, result.out_bytes.reshape(-1), np.arange(n), width)
         elif n:
             wpr = width // bb
             words = (result.out_first_word[:, None] + np.arange(wpr)).reshape(-1)
             self._copy_words(self.buffers[Buffer.OUT], words, result.out_bytes.reshape(-1), np.arange(words.size), bb)
         self.gemms += 1
-
-
-def _in_order_write(dst: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
-    """``dst[at] = values`` where, if two values land on one byte, the later wins."""
-    _, last = np.unique(at[::-1], return_index=True)
-    keep = at.size - 1 - last
-    dst[at[keep]] = values[keep]
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

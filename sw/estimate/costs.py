@@ -114,7 +114,7 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
     inv = program.invocations[0]
     memory = program.memory()
     out_bits = min(region.bits for region in inv.outputs.values())
-    rows_per_word = max(region.params.get("rows_per_word", 1) for region in inv.outputs.values())
+    rows_per_word = max(region.rows_per_word for region in inv.outputs.values())
     out_elements = sum(math.prod(region.shape) for region in inv.outputs.values())
     cycles = terms = 0
     loads = {"act": 0, "wgt": 0, "param": 0}
