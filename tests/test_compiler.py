@@ -312,13 +312,13 @@ def test_compile_cli_writes_a_byte_identical_program_that_inspect_checks(litemed
     assert refused.returncode == 2 and "no such core config file" in refused.stderr
 
 
-def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_items):
-    """Real activations (the reference run on a real image), one invocation of each kind."""
+@pytest.fixture(scope="module")
+def real_recording(litemedsam_bundle, calib_items):
+    """The bundle and its invocations with their real input codes (the reference run on a real image)."""
     import torch
 
-    from hw.compiler.model import Recorder, bundle_identity, record_invocations
+    from hw.compiler.model import Recorder, record_invocations
     from sw.bundle import load_bundle
-    from sw.ref.layers import run_layer
 
     bundle_dir, qmodel = litemedsam_bundle
     bundle = load_bundle(bundle_dir)
@@ -328,6 +328,15 @@ def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_
     with torch.no_grad():
         recorder = record_invocations(bundle, Recorder(compute=True, keep_inputs=True), x.double().numpy(),
                                       box.double().numpy())
+    return bundle, recorder
+
+
+def test_real_layers_of_every_kind_equal_the_reference(real_recording):
+    """Real activations (the reference run on a real image), one invocation of each kind."""
+    from hw.compiler.model import bundle_identity
+    from sw.ref.layers import run_layer
+
+    bundle, recorder = real_recording
     wanted = ["layers.2.blocks.0.attn.qkv ", "layers.2.blocks.0.attn:scores", "layers.2.blocks.4.attn:values",
               "layers.3.blocks.0.attn:values", "layers.3.blocks.0.mlp.fc2", "layers.3.blocks.0.attn.proj",
               "layers.3.blocks.0.local_conv", "layers.1.downsample.conv2", "layers.2.downsample.conv3", "neck.2",
@@ -350,6 +359,41 @@ def test_real_layers_of_every_kind_equal_the_reference(litemedsam_bundle, calib_
         for inv in program.invocations:
             got = program.run(inv.key, inputs[inv.key])
             assert np.array_equal(next(iter(got.values())), wants[inv.key]), (config.digest, inv.key)
+
+
+def test_outputs_an_elementwise_step_reads_map_one_code_to_one_code(real_recording):
+    """``output_reader`` names the host step after each output. Where it says GELU or ReLU, the next
+    layer's real input codes are a function of this layer's output codes, element by element (what a
+    lookup on the accelerator could compute); a residual add's output (``host``) is not."""
+    from hw.compiler.model import output_reader
+    from sw.ref.layers import run_layer
+
+    bundle, recorder = real_recording
+    calls = recorder.calls
+    read_by = {spec.key: output_reader(layer, spec.op, recorder.elementwise) for spec, layer in calls}
+    by_name = lambda part: {r for k, r in read_by.items() if part in k}
+    assert by_name("mlp.fc1") == {"gelu"} and by_name("downsample.conv1") == by_name("downsample.conv2") == {"gelu"}
+    assert by_name("mask_decoder.transformer.layers.0.mlp.lin1") == {"relu"} and by_name(":scores") == {"softmax"}
+    assert by_name("attn.qkv") == by_name(":values") == {"codes"}
+    assert by_name("mlp.fc2") == by_name("attn.proj") == {"host"}
+
+    def function_of(out, codes):   # each output code meets one input code only
+        pairs = np.unique(np.stack([out.ravel(), codes.ravel()]), axis=1)
+        return pairs.shape[1] == np.unique(out).size
+
+    elementwise = mixed = 0
+    for (spec, layer), (nxt, _) in zip(calls, calls[1:]):
+        if spec.op is not None or read_by[spec.key] == "codes":
+            continue
+        out = run_layer(layer, recorder.inputs[spec.key]["input"].astype(np.int64))
+        codes = recorder.inputs[nxt.key].get("input")
+        if read_by[spec.key] in ("gelu", "relu"):
+            assert codes is not None and codes.size == out.size and function_of(out, codes), spec.key
+            elementwise += 1
+        elif codes is not None and codes.size == out.size:     # a residual add or LayerNorm lies between
+            assert not function_of(out, codes), spec.key
+            mixed += 1
+    assert elementwise == sum(r in ("gelu", "relu") for r in read_by.values()) >= 10 and mixed >= 1
 
 
 def test_compiler_and_functional_model_run_without_torch():

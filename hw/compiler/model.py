@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-from sw.bundle import AgqCodes, AttentionLayer, Bundle, CagCodes, ConvLayer, GemmLayer, HluqCodes
+from sw.bundle import AgqCodes, AttentionLayer, Bundle, CagCodes, CodesOutput, ConvLayer, GemmLayer, HluqCodes
 from sw.bundle.store import MANIFEST
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import run_attention_values, run_layer
@@ -32,6 +32,10 @@ class Recorder(IntegerLayers):
         self.keep_inputs = keep_inputs
         self.calls: list[tuple[InvocationSpec, object]] = []
         self.inputs: dict[str, dict[str, np.ndarray]] = {}
+        self.elementwise: dict[str, str] = {}   # layer -> the elementwise host step its output goes through
+
+    def elementwise_after(self, layer: GemmLayer, step: str) -> None:
+        self.elementwise[layer.name] = step
 
     def _note(self, layer, op, tensors: dict[str, np.ndarray]) -> None:
         spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()})
@@ -115,6 +119,18 @@ def invocation_kind(layer, op: str | None) -> str:
     fmt = layer.input
     name = "CAG" if isinstance(fmt, CagCodes) else "HLUQ" if isinstance(fmt, HluqCodes) else "uniform"
     return f"{where}linear {name} input"
+
+
+def output_reader(layer, op: str | None, elementwise: dict[str, str]) -> str:
+    """Which host step reads an invocation's output: ``codes`` (none: it is the next integer stage's
+    codes already), ``softmax`` (QK^T scores), an elementwise step into the next layer (``gelu``,
+    ``relu``: ``Recorder.elementwise``) or ``host`` (LayerNorm, residual adds and other steps that
+    mix values)."""
+    if op == "scores":
+        return "softmax"
+    if op == "values" or isinstance(layer.output, CodesOutput):
+        return "codes"
+    return elementwise.get(layer.name, "host")
 
 
 def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

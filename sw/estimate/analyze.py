@@ -46,6 +46,7 @@ class CallResult:
     cost: CallCost
     refusal: str | None = None       # the compiler's line for the configuration as given
     grown: dict | None = None        # buffer depths it was timed with instead
+    read_by: str = "host"            # the host step that reads the output (workload.Call.read_by)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -108,7 +109,7 @@ def analyze(workload: Workload, config: CoreConfig, mapping=None) -> Analysis:
     for call in workload.calls:
         cost, refusal, grown = _cost_or_grow(config, call, mapping)
         out.results.append(CallResult(call.spec.key, call.spec.layer, call.spec.op, call.kind, call.part, call.count,
-                                      cost, refusal, grown))
+                                      cost, refusal, grown, call.read_by))
     out.seconds = time.perf_counter() - start
     return out
 

@@ -178,6 +178,10 @@ def _run(design: Design, analysis: Analysis, board, coeff: dict) -> DesignRun:
         tot["bytes_store"] += r.cost.write_bytes * r.count
         tot["bytes_store_dense"] += r.cost.dense_store_bytes * r.count
         tot["out_elements"] += r.cost.out_elements * r.count
+        # by the host step that reads them (the bytes ratio's bounds per step moved on chip, summary.py)
+        for k, v in ((f"bytes_store_read_by_{r.read_by}", r.cost.write_bytes),
+                     (f"out_elements_read_by_{r.read_by}", r.cost.out_elements)):
+            tot[k] = tot.get(k, 0) + v * r.count
     for tot in run.totals.values():
         tot["energy_pj"] = sum(tot[k] for k in ENERGY_PARTS)
     return run

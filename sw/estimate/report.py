@@ -66,6 +66,7 @@ def _headline(result, model) -> list[str]:
     lines.append("")
     if "moonshot" in m:
         lines += [f"**{m['moonshot']['text']}**", ""]
+        lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"])
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "
@@ -73,6 +74,20 @@ def _headline(result, model) -> list[str]:
                   f"({c['pes_label']} PEs, `{c['path']}`), it gives {_x(c['speedup'])} speed and "
                   f"{_x(c['energy_ratio'])} energy against {c['against']}.", ""]
     return lines
+
+
+def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
+    """What each host step moved on chip would allow: the bytes ratio while the core waits on memory."""
+    bounds = limits["bytes_bounds"]
+    lines = [f"Host steps moved on chip, one after another (their inputs stored as dense {bounds['code_bits']}-bit "
+             f"codes, the loads unchanged): the bytes ratio against {baseline}, now {_x(limits['bytes_ratio'])}, "
+             "bounds the speed-up while the core waits on memory.", "",
+             "| host step moved on chip | outputs it reads (`read_by`) | their share of the stored bytes now | "
+             "bytes ratio at most |", "|---|---|---|---|"]
+    for st in bounds["by_step"]:
+        lines.append(f"| {st['step']} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
+                     f"{_x(st['bytes_ratio'])} |")
+    return lines + [""]
 
 
 def _fmt_mhz(v) -> str:

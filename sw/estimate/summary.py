@@ -14,7 +14,7 @@ BASELINES = ("fp32", "fp32_small", "fp32_roomy", "int8")   # "fp32" is the moons
 
 def image_box(run) -> dict:
     e, d = run.totals["encoder"], run.totals["decoder"]
-    return {k: e[k] + d[k] for k in e}
+    return {k: e.get(k, 0) + d.get(k, 0) for k in e.keys() | d.keys()}
 
 
 def _design_summary(run, host: dict | None, cpu_watts: float) -> dict:
@@ -70,7 +70,8 @@ def _limits(subject, base) -> dict:
     bounds = {"dense_outputs": _ratio(b["bytes"], loads + s["bytes_store_dense"]),
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
-              "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None}
+              "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
+              "by_step": _step_bounds(s, b["bytes"], loads, code_bits)}
     return {"traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock, "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
             "subject_memory_bound_share": mem_share,
@@ -80,12 +81,40 @@ def _limits(subject, base) -> dict:
             "energy_ratio_by_part": {k: _ratio(parts_b[k], parts_s[k]) for k in parts_s}}
 
 
+# The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
+# layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
+# (LayerNorm, residual adds) mixes a token's channels or two tensors. Each reads the outputs whose
+# ``read_by`` (hw.compiler.model.output_reader) it names; the last row packs the outputs that already are
+# codes densely, so the cumulative bound ends at ``code_outputs``.
+HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu")), ("the softmax", ("softmax",)),
+              ("LayerNorm, residual adds and the rest", ("host",)),
+              ("(no host step: the outputs that already are codes, packed densely)", None))
+
+
+def _step_bounds(s: dict, baseline_bytes: float, loads: float, code_bits: int) -> list[dict]:
+    """Bytes ratio with the outputs each host step reads written as dense codes, cumulative."""
+    prefix = "bytes_store_read_by_"
+    readers = {k[len(prefix):] for k in s if k.startswith(prefix)}
+    out, done, store = [], set(), s["bytes_store"]
+    for name, steps in HOST_STEPS:
+        take = (set(steps) if steps else readers) & readers - done
+        moved = sum(s[prefix + r] for r in take)
+        store += sum(s[f"out_elements_read_by_{r}"] for r in take) * code_bits / 8 - moved
+        done |= take
+        out.append({"step": name, "readers": sorted(take), "store_share": moved / s["bytes_store"] if s["bytes_store"] else 0.0,
+                    "bytes_ratio": _ratio(baseline_bytes, loads + store)})
+    return out
+
+
 def _bounds_text(bounds: dict) -> str:
     return (f"the bytes ratio would be {bounds['dense_outputs']:.2f}x with every output packed densely (the "
             f"outputs' elements fill {bounds['dense_store_share']:.0%} of the words the core stores: columns are "
             f"padded to whole blocks of the array, and rows of a word or more are not packed) and {bounds['code_outputs']:.2f}x with every "
             f"output a {bounds['code_bits']}-bit code (what moving the host steps on chip would store), the loads "
-            "unchanged: beyond that only on-chip reuse across layers cuts the bytes")
+            "unchanged: " + "; ".join(f"{st['step']} on chip (its inputs {st['store_share']:.0%} of the stored bytes) "
+                                      f"{'would take it' if i == 0 else 'then'} to {st['bytes_ratio']:.2f}x"
+                                      for i, st in enumerate(bounds["by_step"][:-1]))
+            + "; beyond that only on-chip reuse across layers cuts the bytes")
 
 
 def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) -> str:

@@ -4,7 +4,8 @@ many times it runs, numpy only.
 A bundle's workload comes from running its own graph (``hw.compiler.model.record_invocations``: one
 image through the encoder, one box through the decoder) with a recorder that also counts repeats;
 ``Call.part`` says whether an invocation belongs to the image (``encoder``: once per image) or to the
-box (``decoder``: once per box). ``sam_vit.py`` builds the same list for the official SAM ViT-B
+box (``decoder``: once per box), ``Call.read_by`` which host step reads its output
+(``hw.compiler.model.output_reader``). ``sam_vit.py`` builds the same list for the official SAM ViT-B
 shapes without a bundle.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.compiler.invocation import InvocationSpec
-from hw.compiler.model import Recorder, bundle_identity, invocation_kind, record_invocations
+from hw.compiler.model import Recorder, bundle_identity, invocation_kind, output_reader, record_invocations
 from sw.atomic_file import write_atomic
 from sw.bundle import Bundle, Layer
 
@@ -31,6 +32,7 @@ class Call:
     layer: Layer
     count: int            # runs per image (encoder) or per box (decoder)
     kind: str             # hw.compiler.model.invocation_kind: "linear CAG input", "conv 3x3 depthwise", ...
+    read_by: str = "host"  # hw.compiler.model.output_reader: codes | softmax | gelu | relu | host
 
     @property
     def part(self) -> str:
@@ -68,7 +70,7 @@ class CountingRecorder(Recorder):
 
 
 def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
-    """The bundle's invocations; with ``cache_dir``, the recorded list (layer, op, shapes, count) is kept
+    """The bundle's invocations; with ``cache_dir``, the recorded list (layer, op, shapes, count, reader) is kept
     there under the bundle's manifest digest, so a later run rebuilds it without the host steps."""
     h = bundle.header
     name = f"{h.model} {h.recipe} W{h.weight_bits}A{h.act_bits}"
@@ -76,22 +78,23 @@ def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
     path = None
     if cache_dir is not None and identity.get("manifest_sha256"):
         path = Path(cache_dir) / f"invocations_{identity['manifest_sha256'][:16]}.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        if data.get("calls") and all("read_by" in e for e in data["calls"]):   # older lists lack it: recorded again
             calls = []
             for e in data["calls"]:
                 layer = bundle.layers[e["layer"]]
                 spec = InvocationSpec.of(layer, e["op"], {k: tuple(v) for k, v in e["shapes"].items()})
-                calls.append(Call(spec, layer, e["count"], invocation_kind(layer, e["op"])))
+                calls.append(Call(spec, layer, e["count"], invocation_kind(layer, e["op"]), e["read_by"]))
             return Workload(name, h.model, calls, identity, record_seconds=data["record_seconds"],
                             cache=str(path))
     start = time.perf_counter()
     recorder = record_invocations(bundle, CountingRecorder())
     seconds = time.perf_counter() - start
-    calls = [Call(spec, layer, recorder.counts[spec.key], invocation_kind(layer, spec.op))
-             for spec, layer in recorder.calls]
+    calls = [Call(spec, layer, recorder.counts[spec.key], invocation_kind(layer, spec.op),
+                  output_reader(layer, spec.op, recorder.elementwise)) for spec, layer in recorder.calls]
     if path is not None:
         write_atomic(path, json.dumps({"bundle": identity, "record_seconds": seconds, "calls": [
-            {"layer": c.spec.layer, "op": c.spec.op, "shapes": dict(c.spec.shapes), "count": c.count}
+            {"layer": c.spec.layer, "op": c.spec.op, "shapes": dict(c.spec.shapes), "count": c.count,
+             "read_by": c.read_by}
             for c in calls]}, indent=0) + "\n")
     return Workload(name, h.model, calls, identity, record_seconds=seconds)

@@ -66,7 +66,7 @@ def _two_way_block(steps: Steps, name: str, queries, keys, query_pe, key_pe, ski
     q, k = queries + query_pe, keys + key_pe
     queries = steps.layer_norm(f"{name}.norm2", queries + _attention(steps, f"{name}.cross_attn_token_to_image", q, k, keys))
 
-    hidden = G.relu(steps.quantized(f"{name}.mlp.lin1", queries))
+    hidden = steps.quantized_then(f"{name}.mlp.lin1", G.relu, queries)
     queries = steps.layer_norm(f"{name}.norm3", queries + steps.quantized(f"{name}.mlp.lin2", hidden))
 
     q, k = queries + query_pe, keys + key_pe

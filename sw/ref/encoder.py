@@ -29,12 +29,17 @@ def _mbconv(steps: Steps, name: str, x: np.ndarray) -> np.ndarray:
     return G.gelu(steps.conv(f"{name}.conv3", x) + shortcut)
 
 
-def _patch_merging(conv, name: str, x: np.ndarray) -> np.ndarray:
-    """[B, C, H, W] -> tokens [B, L, C']; ``conv`` is the host's float conv in the stem, the
-    accelerator's integer conv after it."""
-    x = G.gelu(conv(f"{name}.conv1", x))
-    x = G.gelu(conv(f"{name}.conv2", x))
-    x = conv(f"{name}.conv3", x)
+def _patch_merging(steps: Steps, name: str, x: np.ndarray, integer: bool) -> np.ndarray:
+    """[B, C, H, W] -> tokens [B, L, C'] through the host's float convs in the stem (``integer`` False),
+    the accelerator's integer convs after it."""
+    if integer:
+        x = steps.quantized_then(f"{name}.conv1", G.gelu, x)
+        x = steps.quantized_then(f"{name}.conv2", G.gelu, x)
+        x = steps.quantized(f"{name}.conv3", x)
+    else:
+        x = G.gelu(steps.conv(f"{name}.conv1", x))
+        x = G.gelu(steps.conv(f"{name}.conv2", x))
+        x = steps.conv(f"{name}.conv3", x)
     b, c = x.shape[:2]
     return x.reshape(b, c, -1).transpose(0, 2, 1)
 
@@ -42,7 +47,7 @@ def _patch_merging(conv, name: str, x: np.ndarray) -> np.ndarray:
 def _float_stage(steps: Steps, i: int, x: np.ndarray, depth: int, downsample: bool) -> np.ndarray:
     for j in range(depth):
         x = _mbconv(steps, f"{_stage(i)}.blocks.{j}", x)
-    return _patch_merging(steps.conv, f"{_stage(i)}.downsample", x) if downsample else x
+    return _patch_merging(steps, f"{_stage(i)}.downsample", x, integer=False) if downsample else x
 
 
 def attention(steps: Steps, name: str, x: np.ndarray) -> np.ndarray:
@@ -70,7 +75,7 @@ def block(steps: Steps, name: str, x: np.ndarray, resolution: tuple[int, int], w
     x = x + attn
     x = steps.quantized(f"{name}.local_conv", x.transpose(0, 2, 1).reshape(b, c, h, w))
     x = x.reshape(b, c, length).transpose(0, 2, 1)
-    hidden = G.gelu(steps.quantized(f"{name}.mlp.fc1", steps.layer_norm(f"{name}.mlp.norm", x)))
+    hidden = steps.quantized_then(f"{name}.mlp.fc1", G.gelu, steps.layer_norm(f"{name}.mlp.norm", x))
     return x + steps.quantized(f"{name}.mlp.fc2", hidden)
 
 
@@ -80,8 +85,8 @@ def _attention_stage(steps: Steps, i: int, x: np.ndarray, cfg: TinyVitStructure)
         x = block(steps, f"{_stage(i)}.blocks.{j}", x, resolution, cfg.window_sizes[i])
     if cfg.downsample[i]:
         b, _, c = x.shape
-        x = _patch_merging(steps.quantized, f"{_stage(i)}.downsample",
-                           x.reshape(b, *resolution, c).transpose(0, 3, 1, 2))
+        x = _patch_merging(steps, f"{_stage(i)}.downsample", x.reshape(b, *resolution, c).transpose(0, 3, 1, 2),
+                           integer=True)
     return x
 
 

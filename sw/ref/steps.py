@@ -40,6 +40,11 @@ class IntegerLayers:
         """Output codes of a linear or conv layer from its input codes."""
         return run_layer(layer, codes)
 
+    def elementwise_after(self, layer: GemmLayer, step: str) -> None:
+        """Told that the host reads ``layer``'s output only through elementwise ``step`` (``gelu``,
+        ``relu``) into the next integer layer, so a recorder can note which outputs a lookup on the
+        accelerator could turn into that layer's codes; running layers need not care."""
+
     def scores(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Integer QK^T [..., heads, Nq, Nk] from query and key codes [..., heads, N, d]."""
         return attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
@@ -111,6 +116,12 @@ class Steps:
     def quantized(self, name: str, x: np.ndarray) -> np.ndarray:
         """Float in, float out through integer layer ``name`` (inputs channels-last, convs NCHW)."""
         return self.from_codes(name, encode_input(self.bundle.gemm(name).input, x))
+
+    def quantized_then(self, name: str, step, x: np.ndarray) -> np.ndarray:
+        """``step(quantized(name, x))`` for an elementwise host step whose result only the next integer
+        layer reads (the MLPs' GELU and ReLU); the integer layers are told (``elementwise_after``)."""
+        self.layers.elementwise_after(self.bundle.gemm(name), step.__name__)
+        return step(self.quantized(name, x))
 
     def projection_codes(self, name: str, x: np.ndarray) -> np.ndarray:
         """q/k/v projection: float in, the attention quantizers' codes out (they never become floats)."""
