@@ -32,14 +32,11 @@ def _mbconv(steps: Steps, name: str, x: np.ndarray) -> np.ndarray:
 def _patch_merging(steps: Steps, name: str, x: np.ndarray, integer: bool) -> np.ndarray:
     """[B, C, H, W] -> tokens [B, L, C'] through the host's float convs in the stem (``integer`` False),
     the accelerator's integer convs after it."""
-    if integer:
-        x = steps.quantized_then(f"{name}.conv1", G.gelu, x)
-        x = steps.quantized_then(f"{name}.conv2", G.gelu, x)
-        x = steps.quantized(f"{name}.conv3", x)
-    else:
-        x = G.gelu(steps.conv(f"{name}.conv1", x))
-        x = G.gelu(steps.conv(f"{name}.conv2", x))
-        x = steps.conv(f"{name}.conv3", x)
+    conv = steps.quantized if integer else steps.conv
+    conv_then = steps.quantized_then if integer else lambda n, step, v: step(steps.conv(n, v))
+    x = conv_then(f"{name}.conv1", G.gelu, x)
+    x = conv_then(f"{name}.conv2", G.gelu, x)
+    x = conv(f"{name}.conv3", x)
     b, c = x.shape[:2]
     return x.reshape(b, c, -1).transpose(0, 2, 1)
 
