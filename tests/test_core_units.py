@@ -42,7 +42,7 @@ def test_fixed_latencies_are_the_units_latencies():
     p = CoreParams(W4)
     assert p.lane_mul_latency == PipelinedMultiplier(signed(48), unsigned(32)).latency
     assert lane_dsp_count() == 6          # 16 lanes: 96 MULT18X18D
-    assert p.out_write_delay == p.acc_ready_delay + p.TAIL_STAGES
+    assert p.out_write_delay == p.acc_ready_delay + p.tail_stages
 
 
 # ---- the PE: decode, terms, accumulators ---------------------------------------------------------
@@ -196,6 +196,50 @@ def test_requant_tail_equals_the_reference_requantizer_at_its_extremes():
 
     simulate(dut, bench)
     assert got == [v & 0xFFFF_FFFF for v in want]
+
+
+def test_the_tails_output_lookup_is_the_isa_lookup_of_the_clamped_value():
+    """A tail with lookup steps: each output is isa.lookup of the requantized, clamped value (steps on
+    the bounds, one past them, repeated, up and down), and with no steps on the clamped value itself."""
+    from hw.core.isa import LookupStep, lookup
+
+    rng = np.random.default_rng(5)
+    n = 300
+    acc = rng.integers(-2**20, 2**20, n)
+    mult = rng.integers(2**30, 2**31, n)
+    shift = rng.integers(36, 44, n)
+    zp = rng.integers(-50, 50, n)
+    lo, hi = -3000, 20000
+    steps = [LookupStep(lo), LookupStep(hi + 1), LookupStep(hi, 1), LookupStep(0), LookupStep(0), LookupStep(-7, 1)]
+    steps += [LookupStep(int(t), int(d)) for t, d in zip(rng.integers(-500, 500, 5), rng.integers(0, 2, 5))]
+    clamped = [int(requantize(np.array([a]), int(mm), int(s), int(z), lo, hi)[0])
+               for a, mm, s, z in zip(acc, mult, shift, zp)]
+    assert len(set(clamped)) > 50
+    dut = RequantTail(lookup_steps=len(steps) + 2)      # two steps left off by the count
+    for base, used in ((-37, len(steps)), (0, 0)):
+        got = []
+
+        async def bench(ctx):
+            ctx.set(dut.q_min, lo)
+            ctx.set(dut.q_max, hi)
+            ctx.set(dut.lookup.n, used)
+            ctx.set(dut.lookup.base, base)
+            for i, step in enumerate(steps + [LookupStep(-2**16), LookupStep(-2**16)]):
+                ctx.set(dut.lookup.steps[i].threshold, step.threshold)
+                ctx.set(dut.lookup.steps[i].down, step.down)
+            for i in range(n + 5):
+                if i < n:
+                    ctx.set(dut.p, int(acc[i]) * int(mult[i]))
+                    ctx.set(dut.shift, int(shift[i]))
+                if 2 <= i < n + 2:
+                    ctx.set(dut.zero_point, int(zp[i - 2]))
+                if 5 <= i:
+                    got.append(ctx.get(dut.out))
+                await ctx.tick()
+
+        simulate(dut, bench)
+        want = lookup(clamped, base, steps) if used else np.array(clamped)
+        assert got == [int(v) & 0xFFFF_FFFF for v in want]
 
 
 # ---- transfers and the simulation memory ----------------------------------------------------------

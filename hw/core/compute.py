@@ -1,7 +1,8 @@
 """The COMPUTE unit: GEMM setup, the issue loop, the operand pipeline, the PE array and the lanes.
 
 A GEMM taken in cycle t0 reads its descriptor from PARAM, one word per cycle from t0 + 1 (three fixed
-words, then ceil(n_seg / slots_per_word) segment words), arms the constant prefetcher in t0 + 4 +
+words, then ceil(n_seg / slots_per_word) segment words and, on a core with an output lookup,
+ceil(lookup_steps / 8) lookup words: seg_words counts both), arms the constant prefetcher in t0 + 4 +
 seg_words, computes any segment start that needs it (``segstart``, 49 + 2 cycles each) and starts
 the issue loop in t0 + 5 + seg_words (+ 51 per such segment). Terms then flow
 
@@ -25,8 +26,8 @@ from .config import SLOT_BITS, CoreConfig
 from .consts import ColumnConstants
 from .decode import column_operand_signals, decode_column, decode_row, row_operand_layout
 from .front import header, take_tokens, tokens_ready, track_end, unit_members
-from .isa import (DESC_WORD_BITS, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode, Opcode, Segment,
-                  element_bits)
+from .isa import (DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescActStrides, DescLoops, DescOtherStrides, Gemm,
+                  LookupStep, Mode, Opcode, Segment, element_bits)
 from .issue import IssueLoop, seg_issue_layout, seg_start_layout
 from .lane import LanePair
 from .layouts import layout_of, view
@@ -117,7 +118,12 @@ class ComputeUnit(wiring.Component):
         seg_words = Signal(4)
         m.d.comb += seg_words.eq((loops.n_seg + spw - 1) >> lg_spw)
         rd = Signal(5)                     # the descriptor word read in this cycle
-        reading = (state == SETUP) & ((rd < 3) | (rd < 3 + seg_words))
+        desc_end = 3 + seg_words
+        if cfg.lookup_steps:               # the lookup's words follow the segments'
+            lookup_words = Signal(4)
+            m.d.comb += lookup_words.eq((loops.lookup_steps + LOOKUP_STEPS_PER_WORD - 1) // LOOKUP_STEPS_PER_WORD)
+            desc_end = desc_end + lookup_words
+        reading = (state == SETUP) & ((rd < 3) | (rd < desc_end))
         arrive, arrive_k = Signal(), Signal(5)
         m.d.sync += [arrive.eq(reading), arrive_k.eq(rd)]
         with m.If(gemm_taken):
@@ -140,6 +146,8 @@ class ComputeUnit(wiring.Component):
         # segment words: issue-side table, lane-side multipliers, and which starts need ``segstart``
         segs = [data.View(layout_of(Segment), self.param_data[j]) for j in range(spw)]
         seg_arrive = arrive & (arrive_k >= 3)
+        if cfg.lookup_steps:
+            seg_arrive = seg_arrive & (arrive_k < 3 + seg_words)
         word_index = (arrive_k - 3)[:4]
         issue_row = Signal(data.ArrayLayout(seg_issue_layout(), spw))
         mult_row = Signal(seg_multipliers_layout(p))
@@ -164,6 +172,22 @@ class ComputeUnit(wiring.Component):
                 end = sgm.j_start + sgm.j_len
             m.d.sync += prev_end.eq(end)
 
+        if cfg.lookup_steps:
+            # the lookup steps as they stand after this cycle's arriving word: the lanes' parameters are
+            # taken in the cycle the last word arrives
+            held = Signal(data.ArrayLayout(layout_of(LookupStep), cfg.lookup_steps))
+            steps = Signal(data.ArrayLayout(layout_of(LookupStep), cfg.lookup_steps))
+            entries = data.View(data.ArrayLayout(layout_of(LookupStep), LOOKUP_STEPS_PER_WORD), desc_word)
+            m.d.comb += steps.eq(held)
+            m.d.sync += held.eq(steps)
+            with m.If(arrive & (arrive_k >= 3 + seg_words)):
+                with m.Switch(arrive_k - 3 - seg_words):
+                    for w in range(-(-cfg.lookup_steps // LOOKUP_STEPS_PER_WORD)):
+                        with m.Case(w):
+                            for j in range(LOOKUP_STEPS_PER_WORD):
+                                if w * LOOKUP_STEPS_PER_WORD + j < cfg.lookup_steps:
+                                    m.d.comb += steps[w * LOOKUP_STEPS_PER_WORD + j].eq(entries[j])
+
         # after the last read: arm the prefetcher, hand the lanes this GEMM's parameters
         last_read_done = Signal()
         m.d.comb += last_read_done.eq((state == SETUP) & ~reading & (rd >= 3))
@@ -177,6 +201,11 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [prm.raw.eq(loops.raw), prm.uses_y.eq(loops.uses_y), prm.out_width.eq(loops.out_width), prm.packed.eq(loops.packed),
                      prm.swap.eq((loops.mode == Mode.HLUQ) & loops.uses_y),
                      prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max)]
+        if cfg.lookup_steps:
+            m.d.comb += [prm.lookup.n.eq(loops.lookup_steps), prm.lookup.base.eq(loops.lookup_base)]
+            for i in range(cfg.lookup_steps):
+                m.d.comb += [prm.lookup.steps[i].threshold.eq(steps[i].threshold),
+                             prm.lookup.steps[i].down.eq(steps[i].down)]
         with m.If(last_read_done):
             m.d.sync += state.eq(GENERAL)
 
@@ -277,6 +306,8 @@ class ComputeUnit(wiring.Component):
         for i, pair in enumerate(pairs):
             m.d.comb += [pair.ctl.eq(seq.ctl), pair.col_we.eq(array.col_valid), pair.col_row.eq(array.col_row),
                          pair.q_min.eq(seq.q_min), pair.q_max.eq(seq.q_max)]
+            if cfg.lookup_steps:
+                m.d.comb += pair.lookup.eq(seq.lookup)
             for j in range(len(pair.lanes)):
                 k = 2 * i + j
                 m.d.comb += [pair.col_x[j].eq(array.col_x[k]), pair.col_y[j].eq(array.col_y[k]),

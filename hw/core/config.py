@@ -18,7 +18,8 @@ PROG_WORD_BITS = 128  # one instruction
 SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
-LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block"}   # fields added later, with the default that keeps old digests
+# fields added later, with the default that keeps old digests
+LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0}
 
 
 class CoreConfigError(ValueError):
@@ -50,6 +51,11 @@ class CoreConfig:
     # accumulators stop crossing the die to a block-RAM row (one of the hotspots of the larger cores'
     # placement, docs/board.md). Behaviour, cycles and the RTL's simulation are the same either way.
     lane_ram: str = "block"
+    # Steps of the output lookup (``isa.LookupStep``) a GEMM may use, 0: none. With n > 0 the lanes' shared
+    # tails turn each clamped output into a code through n comparators, so a layer whose output the host
+    # reads only through an elementwise GELU or ReLU can store the next layer's 4-bit codes instead of
+    # 16-bit host codes (two more pipeline stages in every tail).
+    lookup_steps: int = 0
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -65,6 +71,8 @@ class CoreConfig:
                 problems.append(f"bus_bits {self.bus_bits} is not a multiple of the {name} ({width} bits)")
         if self.bus_bits % SLOT_BITS:
             problems.append(f"bus_bits {self.bus_bits} is not a multiple of a {SLOT_BITS}-bit constant slot")
+        if not 0 <= self.lookup_steps <= 63:
+            problems.append(f"lookup_steps must be 0..63 (a descriptor counts them in 6 bits), got {self.lookup_steps}")
         if self.lane_ram not in LANE_RAMS:
             problems.append(f"lane_ram must be one of {LANE_RAMS}, got {self.lane_ram!r}")
         unknown = sorted(set(self.formats) - set(FORMATS))

@@ -199,7 +199,7 @@ class DescLoops(Packed):
     LAYOUT: ClassVar = _layout(("mode", 2), ("raw", 1), ("out_width", 2), ("tau_log2", 2), ("max_shift", 6),
                                ("zero_code", 8), ("log_levels", 8), ("n_seg", 4), ("uses_y", 1),
                                ("q_min", 33, True), ("q_max", 33, True), ("n_ob", 16), ("n_c", 16), ("n_i", 8),
-                               ("n_d", 8), ("packed", 1))
+                               ("n_d", 8), ("packed", 1), ("lookup_steps", 6), ("lookup_base", 9, True))
     BITS: ClassVar = DESC_WORD_BITS
     mode: int          # Mode
     raw: int           # 1: outputs are the X accumulators of the single segment (QK^T), no combine/requant
@@ -218,6 +218,8 @@ class DescLoops(Packed):
     n_d: int
     packed: int = 0    # 1: rows narrower than a word share OUT words (``CoreConfig.rows_per_out_word``),
                        # and OUT addresses count row slots of the GEMM's width, not words
+    lookup_steps: int = 0   # n > 0 (cores with ``CoreConfig.lookup_steps``): each clamped output v becomes
+    lookup_base: int = 0    # lookup_base + sum of the first n ``LookupStep``s' +-1 where v >= threshold
 
 
 OUT_WIDTHS = {4: 0, 8: 1, 16: 2, 32: 3}   # element bits -> DescLoops.out_width
@@ -284,13 +286,39 @@ class Segment(Packed):
     y_terms: int = 0
 
 
+@dataclass(frozen=True)
+class LookupStep(Packed):
+    """One step of an output lookup, after the segments: a requantized output at or above ``threshold``
+    is one code higher (``down``: lower). A per-tensor code -> code function of the clamped outputs, such
+    as the host code -> next layer's input code through an elementwise GELU or ReLU, is a sum of such
+    steps; ``LOOKUP_STEPS_PER_WORD`` in the low 256 bits of each PARAM word. Thresholds are 17-bit, so a
+    lookup GEMM's clamp bounds lie in 17 signed bits."""
+
+    LAYOUT: ClassVar = _layout(("threshold", 17, True), ("down", 1))
+    BITS: ClassVar = 32
+    threshold: int
+    down: int = 0
+
+
 DESC_FIXED_WORDS = 3
+LOOKUP_STEPS_PER_WORD = DESC_WORD_BITS // LookupStep.BITS
+LOOKUP_VALUE_BITS = next(f.width for f in LookupStep.LAYOUT if f.name == "threshold")
 
 
-def desc_words(n_seg: int, bus_bits: int) -> int:
-    """PARAM words a descriptor with ``n_seg`` segments occupies."""
+def desc_words(n_seg: int, bus_bits: int, lookup_steps: int = 0) -> int:
+    """PARAM words a descriptor with ``n_seg`` segments and ``lookup_steps`` lookup steps occupies."""
     per_word = bus_bits // SLOT_BITS
-    return DESC_FIXED_WORDS + -(-n_seg // per_word)
+    return DESC_FIXED_WORDS + -(-n_seg // per_word) + -(-lookup_steps // LOOKUP_STEPS_PER_WORD)
+
+
+def lookup(values, base: int, steps) -> "np.ndarray":
+    """``base`` plus each step's +-1 where ``values`` reach its threshold (the RTL's tail and the
+    functional model both compute this)."""
+    values = np.asarray(values, np.int64)
+    out = np.full(values.shape, base, np.int64)
+    for step in steps:
+        out += np.where(values >= step.threshold, -1 if step.down else 1, 0)
+    return out
 
 
 # ---- per-column constants (one 128-bit slot per output column, in the PARAM buffer) ---------------

@@ -38,7 +38,7 @@ from sw.bundle.fixed_point import SHIFT_MIN
 from ..units.dsp_multiply import PipelinedMultiplier
 from ..units.pipeline import delay
 from .config import LANE_ACC_BITS, CoreConfig
-from .isa import ColumnSlot, DescLoops
+from .isa import LOOKUP_VALUE_BITS, ColumnSlot, DescLoops, LookupStep
 from .layouts import field_width
 from .params import LANE_B_BITS, REQUANT_SHIFT_FLOOR, CoreParams
 
@@ -64,11 +64,28 @@ def lane_control_layout(rows: int) -> data.StructLayout:
     })
 
 
+def lookup_layout(steps: int) -> data.StructLayout:
+    """A GEMM's output lookup as the tails read it: how many steps are on (0: none), the base code and
+    the steps (``isa.LookupStep``)."""
+    w = {f.name: f for f in DescLoops.LAYOUT}
+    step = data.StructLayout({"threshold": signed(LOOKUP_VALUE_BITS), "down": 1})
+    return data.StructLayout({"n": unsigned(w["lookup_steps"].width), "base": signed(w["lookup_base"].width),
+                              "steps": data.ArrayLayout(step, steps)})
+
+
 def column_constants_layout() -> data.StructLayout:
     """The lane's part of a ColumnSlot (the zero point stays with the array's column decode)."""
     w = {f.name: f for f in ColumnSlot.LAYOUT}
     return data.StructLayout({"bias": signed(w["bias"].width), "multiplier": unsigned(w["multiplier"].width),
                               "shift": unsigned(w["shift"].width), "out_zero_point": signed(w["out_zero_point"].width)})
+
+
+def tree_sum(bits):
+    """The number of ones in ``bits``, as a balanced tree of adders."""
+    terms = [bits[i].as_unsigned() for i in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def shift_keep(m: Module, x, amount, register_after: int):
@@ -104,13 +121,19 @@ class RequantTail(wiring.Component):
     combinational from the third register.
 
     Only 36 bits of f = p >> (shift - 1) are kept; an f that needs more (noted while shifting) is
-    replaced by +-2^35, which any 33-bit clamp bound maps to the right end (|v| >= 2^34 - 2^23)."""
+    replaced by +-2^35, which any 33-bit clamp bound maps to the right end (|v| >= 2^34 - 2^23).
 
-    def __init__(self):
-        super().__init__({
-            "p": In(PRODUCT_SHAPE), "shift": In(7), "zero_point": In(signed(24)),
-            "q_min": In(signed(QBITS)), "q_max": In(signed(QBITS)), "out": Out(OUT_BITS),
-        })
+    With ``lookup_steps`` > 0 two more registers follow: the clamped value, then its comparisons with the
+    thresholds of ``lookup`` (read a cycle after the bounds); ``out`` is then ``isa.lookup`` of it, or the
+    clamped value itself when the GEMM has no lookup (``lookup.n`` = 0)."""
+
+    def __init__(self, lookup_steps: int = 0):
+        self.lookup_steps = lookup_steps
+        members = {"p": In(PRODUCT_SHAPE), "shift": In(7), "zero_point": In(signed(24)),
+                   "q_min": In(signed(QBITS)), "q_max": In(signed(QBITS)), "out": Out(OUT_BITS)}
+        if lookup_steps:
+            members["lookup"] = In(lookup_layout(lookup_steps))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -129,7 +152,24 @@ class RequantTail(wiring.Component):
         m.d.sync += value.eq((f + (self.zero_point << 1) + 1) >> 1)
 
         clamped = Mux(value < self.q_min, self.q_min, Mux(value > self.q_max, self.q_max, value))
-        m.d.comb += self.out.eq(clamped[:OUT_BITS])
+        if not self.lookup_steps:
+            m.d.comb += self.out.eq(clamped[:OUT_BITS])
+            return m
+        held = Signal(signed(OUT_BITS), name="clamped")
+        m.d.sync += held.eq(clamped[:OUT_BITS])
+        # a lookup GEMM's bounds lie in the thresholds' width, so its comparisons need only those bits
+        narrow = held[:LOOKUP_VALUE_BITS].as_signed()
+        up, down = Signal(self.lookup_steps), Signal(self.lookup_steps)
+        passed = Signal(signed(OUT_BITS), name="passed")
+        for i in range(self.lookup_steps):
+            step = self.lookup.steps[i]
+            reached = (narrow >= step.threshold) & (i < self.lookup.n)
+            m.d.sync += [up[i].eq(reached & ~step.down), down[i].eq(reached & step.down)]
+        m.d.sync += passed.eq(held)
+        count = Signal(signed(self.lookup_steps.bit_length() + 1))
+        m.d.comb += count.eq(tree_sum(up) - tree_sum(down))
+        looked_up = self.lookup.base + count
+        m.d.comb += self.out.eq(Mux(self.lookup.n != 0, looked_up, passed))
         return m
 
 
@@ -190,7 +230,7 @@ class Lane(wiring.Component):
             m.d.comb += [write.addr.eq(row), write.data.eq(total), write.en.eq(ctl.acc_we)]
 
         # q+5+L: the row's result, held while its W words are written
-        raw = delay(m, mul.p[:OUT_BITS], self.params.TAIL_STAGES, "raw")
+        raw = delay(m, mul.p[:OUT_BITS], self.params.tail_stages, "raw")
         with m.If(ctl.out_we):
             m.d.sync += self.out.eq(Mux(ctl.out_raw, raw, self.tail_out))
         return m
@@ -205,18 +245,23 @@ class LanePair(wiring.Component):
         self.lanes = [Lane(config) for _ in range(1 if single else 2)]
         acc = signed(config.pe_acc_bits)
         n = len(self.lanes)
-        super().__init__({
+        members = {
             "ctl": In(lane_control_layout(config.rows)),
             "col_x": In(acc).array(n), "col_y": In(acc).array(n),
             "col_we": In(1), "col_row": In(range(max(config.rows, 2))),
             "consts": In(column_constants_layout()).array(n),
             "q_min": In(signed(QBITS)), "q_max": In(signed(QBITS)),
             "out": Out(OUT_BITS).array(n),
-        })
+        }
+        if config.lookup_steps:
+            members["lookup"] = In(lookup_layout(config.lookup_steps))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.tail = tail = RequantTail()
+        m.submodules.tail = tail = RequantTail(self.config.lookup_steps)
+        if self.config.lookup_steps:
+            m.d.comb += tail.lookup.eq(self.lookup)
         ctl_odd = Signal(lane_control_layout(self.config.rows))
         m.d.sync += ctl_odd.eq(self.ctl)
         for i, lane in enumerate(self.lanes):

@@ -187,7 +187,13 @@ class CoreParams:
         """A combine of row r issued at q has updated acc[r] for a read at q + this."""
         return self.LANE_OPERAND_STAGES + self.lane_mul_latency + 1
 
-    TAIL_STAGES = 3        # requantization tail: two shift stages, the rounding; then the clamp into out
+    REQUANT_STAGES = 3     # requantization tail: two shift stages, the rounding; then the clamp
+    LOOKUP_STAGES = 2      # with an output lookup: the clamped value, then the threshold comparisons
+
+    @property
+    def tail_stages(self) -> int:
+        """Registers of a lane pair's tail before its result enters the lane's out register."""
+        return self.REQUANT_STAGES + (self.LOOKUP_STAGES if self.config.lookup_steps else 0)
 
     @property
     def output_delay(self) -> int:
@@ -195,14 +201,14 @@ class CoreParams:
         more: its accumulators are complete (acc_ready_delay), and the previous output pass has used
         the column constants and clamp bounds this pass replaces (that pass ended at least
         REQUANT_ROW_CYCLES before this job started)."""
-        last_use = self.ODD_LAG + self.LANE_OPERAND_STAGES + self.lane_mul_latency + self.TAIL_STAGES
+        last_use = self.ODD_LAG + self.LANE_OPERAND_STAGES + self.lane_mul_latency + self.tail_stages
         return max(self.acc_ready_delay, last_use - REQUANT_ROW_CYCLES)
 
     @property
     def out_write_delay(self) -> int:
         """An output row issued at q (an even lane's) writes its first OUT word at q + this + ODD_LAG
         (operand, constants, multiplier, the tail's registers, the result register)."""
-        return self.LANE_OPERAND_STAGES + self.lane_mul_latency + self.TAIL_STAGES + 1
+        return self.LANE_OPERAND_STAGES + self.lane_mul_latency + self.tail_stages + 1
 
 
 def output_row_cycles(params: CoreParams, raw: bool, out_width: int) -> int:

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..fsim.layout import Descriptor, pack_codes, pack_descriptor, pack_entries
 from .config import SLOT_BITS, CoreConfig
-from .isa import (Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm, Instruction, Mode, Opcode,
-                  Segment, Transfer, element_bits)
+from .isa import (LOOKUP_VALUE_BITS, Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm,
+                  Instruction, LookupStep, Mode, Opcode, Segment, Transfer, element_bits)
 from .params import CoreParams
 from .streams import Streams
 
@@ -81,6 +81,20 @@ class _Builder:
         assert self.param_next <= self.cfg.param_words
         return out[:max(self.param_next, 1) * self.cfg.bus_bytes]
 
+    def lookup(self, q_lo: int, q_hi: int) -> tuple[tuple[LookupStep, ...], int, int]:
+        """Random lookup steps (often as many as the core takes) and the clamp bounds narrowed to the
+        thresholds' width; thresholds fall anywhere in the bounds, on them and one past the top."""
+        rng, bound = self.rng, 1 << (LOOKUP_VALUE_BITS - 2)
+        q_lo, q_hi = max(q_lo, -bound), min(q_hi, bound - 1)
+        steps = []
+        top = self.cfg.lookup_steps
+        for _ in range(top if rng.random() < 0.4 else int(rng.integers(1, top + 1))):
+            kind = rng.random()
+            t = (q_lo if kind < 0.1 else q_hi + 1 if kind < 0.2 else q_hi if kind < 0.3
+                 else int(rng.integers(q_lo, q_hi + 1)))
+            steps.append(LookupStep(threshold=t, down=int(rng.random() < 0.4)))
+        return tuple(steps), q_lo, q_hi
+
     # ---- one GEMM ----------------------------------------------------------------------------------
     def gemm(self, act_half: tuple[int, int], wgt_half: tuple[int, int], out_room: tuple[int, int]):
         """A random GEMM reading codes inside ``act_half`` (code addresses) and WGT vectors inside
@@ -134,12 +148,16 @@ class _Builder:
         q_lo, q_hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         if rng.random() < 0.3:
             q_lo, q_hi = 0, (1 << min(bits, 8)) - 1
+        lookup = ()
+        if cfg.lookup_steps and not raw and rng.random() < 0.6:
+            lookup, q_lo, q_hi = self.lookup(q_lo, q_hi)
         levels = int(rng.integers(1, min(top, cfg.max_shift + 1) + 1)) if mode == Mode.HLUQ else 0
         q_shift = int(rng.integers(0, min(cfg.max_shift, 6) + 1)) if mode == Mode.AGQ else 0
         loops = DescLoops(mode=int(mode), raw=int(raw), out_width=e_log2, tau_log2=tau_log2, max_shift=q_shift,
                           zero_code=int(rng.integers(0, top + 1)), log_levels=levels, n_seg=len(segments),
                           uses_y=uses_y, q_min=q_lo, q_max=q_hi, n_ob=n_ob,
-                          n_c=n_c, n_i=n_i, n_d=n_d, packed=packed)
+                          n_c=n_c, n_i=n_i, n_d=n_d, packed=packed, lookup_steps=len(lookup),
+                          lookup_base=int(rng.integers(-256, 256)) if lookup else 0)
 
         # ACT strides (some negative) and a base that keeps every code inside the half
         strides = {k: int(rng.integers(-3, 8)) for k in ("b", "rb", "ob", "c", "i", "d")}
@@ -188,7 +206,7 @@ class _Builder:
                                     out_zero_point=int(rng.integers(-40, 40))))
         other = DescOtherStrides(wgt_b=wgt_b, wgt_ob=wgt_ob, out_b=out_b, out_ob=out_ob, out_rb=out_rb, out_row=out_row,
                                  col_b=col_b, col_ob=col_ob)
-        desc = Descriptor(loops, DescActStrides(**strides), other, tuple(segments))
+        desc = Descriptor(loops, DescActStrides(**strides), other, tuple(segments), lookup)
         empty = rng.random() < 0.05
         inst = Gemm(opcode=Opcode.GEMM, **NO_FLAGS, desc_addr=0, act_base=act_base, wgt_base=wgt_base,
                     out_base=out_base, col_base=0, n_batch=n_batch, n_rb=0 if empty else n_rb)

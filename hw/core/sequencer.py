@@ -23,9 +23,10 @@ gap. The array may issue a segment's last term (``last_ok``) only when
 so at most one record waits.
 
 Constants: the lanes' column constants (F0) are loaded from the staging registers in the first cycle
-of the output pass of a tile that starts a new column block (``f0_load``), and the clamp bounds with
-every non-raw output pass; both stay until the next such pass starts, which is after every use by the
-previous pass (a combine pass and the wait for acc lie between). Per-GEMM parameters live in two slots
+of the output pass of a tile that starts a new column block (``f0_load``), and the clamp bounds (and
+the output lookup, on cores that have one) with every non-raw output pass; both stay until the next
+such pass starts, which is after every use by the previous pass (a combine pass and the wait for acc
+lie between). Per-GEMM parameters live in two slots
 (GEMM parity) and are copied into the job when it starts.
 """
 
@@ -39,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from ..units.pipeline import delay
 from .config import CoreConfig
 from .isa import DescOtherStrides, Segment
-from .lane import B_RAW, B_REQUANT, B_SEGMENT, QBITS, SRC_ACC, SRC_X, SRC_Y, lane_control_layout
+from .lane import B_RAW, B_REQUANT, B_SEGMENT, QBITS, SRC_ACC, SRC_X, SRC_Y, lane_control_layout, lookup_layout
 from .layouts import field_width
 from .params import REQUANT_ROW_CYCLES, CoreParams, output_row_cycles, read_window
 
@@ -58,12 +59,15 @@ def record_layout(params: CoreParams) -> data.StructLayout:
     })
 
 
-def gemm_params_layout() -> data.StructLayout:
-    return data.StructLayout({
+def gemm_params_layout(lookup_steps: int = 0) -> data.StructLayout:
+    fields = {
         "raw": 1, "uses_y": 1, "out_width": 2, "packed": 1, "out_row": field_width(DescOtherStrides, "out_row"),
         "swap": 1,       # HLUQ with uses_y: the PEs hold docs/core.md's X in Y and its Y in X
         "q_min": QBITS, "q_max": QBITS,
-    })
+    }
+    if lookup_steps:     # the output lookup travels with the clamp bounds
+        fields["lookup"] = lookup_layout(lookup_steps)
+    return data.StructLayout(fields)
 
 
 def seg_table_addr(seg_words: int, slot, word):
@@ -81,11 +85,12 @@ class LaneSequencer(wiring.Component):
         p = self.params
         self.seg_words = p.seg_words(config.max_segments)
         assert p.max_out_words_per_row <= REQUANT_ROW_CYCLES
+        lookup = config.lookup_steps
         super().__init__({
             "run_start": In(1),
             "rec_load": In(1), "rec_in": In(record_layout(p)),
             "seg_end_issued": In(1),
-            "prm_we": In(1), "prm_slot": In(1), "prm_in": In(gemm_params_layout()),
+            "prm_we": In(1), "prm_slot": In(1), "prm_in": In(gemm_params_layout(lookup)),
             "mseg_we": In(1), "mseg_slot": In(1), "mseg_word": In(4), "mseg_in": In(seg_multipliers_layout(p)),
             "last_ok": Out(1), "busy": Out(1),
             "ctl": Out(lane_control_layout(config.rows)),
@@ -94,7 +99,7 @@ class LaneSequencer(wiring.Component):
             "out_en": Out(1), "out_mask": Out(config.bus_bits // config.out_granule_bits),
             "out_addr": Out(p.word_addr_bits["out"]), "out_word": Out(2), "out_e": Out(2), "out_packed": Out(1),
             "signal_next": Out(1),
-        })
+        } | ({"lookup": Out(lookup_layout(lookup))} if lookup else {}))
 
     def elaborate(self, platform):
         m = Module()
@@ -104,7 +109,8 @@ class LaneSequencer(wiring.Component):
 
         # ---- record queue (one place), per-GEMM parameters, segment multipliers --------------------
         rec, rec_valid, pending = Signal(rec_shape, name="rec"), Signal(name="rec_valid"), Signal(name="pending")
-        slots = [Signal(gemm_params_layout(), name=f"gemm_slot{i}") for i in range(2)]
+        params_layout = gemm_params_layout(cfg.lookup_steps)
+        slots = [Signal(params_layout, name=f"gemm_slot{i}") for i in range(2)]
         with m.If(self.prm_we):
             with m.If(self.prm_slot):
                 m.d.sync += slots[1].eq(self.prm_in)
@@ -119,7 +125,7 @@ class LaneSequencer(wiring.Component):
         # ---- job state ---------------------------------------------------------------------------
         phase = Signal(range(5))
         job = Signal(rec_shape)
-        prm = Signal(gemm_params_layout())
+        prm = Signal(params_layout)
         m_x, m_y = Signal(M_BITS), Signal(M_BITS)
         r = Signal(range(rows))
         w = Signal(2)                      # cycle within an output row
@@ -147,7 +153,7 @@ class LaneSequencer(wiring.Component):
         start = rec_valid & ((phase == IDLE) | ending)
         wait_cycles = max(0, p.output_delay - rows)
 
-        next_prm = data.View(gemm_params_layout(), Mux(rec.slot, slots[1], slots[0]))
+        next_prm = data.View(params_layout, Mux(rec.slot, slots[1], slots[0]))
         spw_bits = p.slots_per_word.bit_length() - 1
         m.d.comb += mseg_r.addr.eq(seg_table_addr(self.seg_words, rec.slot, rec.seg >> spw_bits))
         pair = mseg_r.data[rec.seg[:spw_bits]] if spw_bits else mseg_r.data[0]
@@ -206,6 +212,8 @@ class LaneSequencer(wiring.Component):
                      self.f0_load.eq((phase == OUTPUT) & out_first & job.new_group & ~prm.raw)]
         with m.If((phase == OUTPUT) & out_first & ~prm.raw):
             m.d.sync += [self.q_min.eq(prm.q_min), self.q_max.eq(prm.q_max)]
+            if cfg.lookup_steps:
+                m.d.sync += self.lookup.eq(prm.lookup)
 
         # ---- lane control, stage by stage (the even lanes'; lane.py delays it for the odd ones) ----
         combining = (phase == FIRST_PASS) | (phase == SECOND_PASS)
@@ -229,8 +237,8 @@ class LaneSequencer(wiring.Component):
                      ctl.acc_first.eq(delay(m, (phase == FIRST_PASS) & job.first, late + 1, "acc_first")),
                      ctl.requant.eq(delay(m, op_output & ~op_raw, late, "requant"))]
         # the result register
-        m.d.comb += [ctl.out_we.eq(delay(m, op_output, late + p.TAIL_STAGES, "out_we")),
-                     ctl.out_raw.eq(delay(m, op_raw, late + p.TAIL_STAGES, "out_raw"))]
+        m.d.comb += [ctl.out_we.eq(delay(m, op_output, late + p.tail_stages, "out_we")),
+                     ctl.out_raw.eq(delay(m, op_raw, late + p.tail_stages, "out_raw"))]
 
         # ---- OUT writes: output-pass cycle w < W of a row writes word w, once the odd lanes have it ---
         out_slot = data.StructLayout({"pass": 1, "valid": 1, "addr": p.out_addr_bits, "word": 2, "e": 2,

@@ -27,7 +27,8 @@ STORE (``store_unit.py``), taken at t
 
 COMPUTE (``compute.py``, ``issue.py``, ``consts.py``, ``sequencer.py``), GEMM taken at t0, with
 R rows, K cols, spw = bus_bits / 128, RW = ceil(K / spw) slot reads per column block, nsw =
-ceil(n_seg / spw) segment words, W = OUT words per row vector, d = out_write_delay, a = acc_ready_delay
+ceil(n_seg / spw) segment words plus ceil(lookup_steps / 8) lookup words, W = OUT words per row vector,
+d = out_write_delay, a = acc_ready_delay
   C1  Setup: descriptor words are read in t0 + 1 .. t0 + 3 + nsw; the constant prefetcher is armed at
       A = t0 + 4 + nsw; each segment whose start is neither 0 nor the previous segment's end (a
       "general" start) costs 51 cycles; the issue loop starts at y = t0 + 5 + nsw + 51 g, so the
@@ -66,8 +67,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SLOT_BITS, CoreConfig
-from .isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Instruction, Opcode, Segment,
-                  Transfer)
+from .isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, Buffer, DescLoops, Gemm, Instruction,
+                  Opcode, Segment, Transfer)
 from .params import CoreParams, output_row_cycles, read_window
 from .segstart import CYCLES as SEGSTART_CYCLES
 from .streams import UNITS, Streams, word_view
@@ -125,7 +126,7 @@ class _Compute:
         """Returns (timing, cycle the unit is free again, signal_prev cycle, signal_next cycle)."""
         p = self.p
         rows, spw = p.rows, p.slots_per_word
-        nsw = -(-loops.n_seg // spw)
+        nsw = -(-loops.n_seg // spw) + -(-loops.lookup_steps // LOOKUP_STEPS_PER_WORD)
         arm = t0 + 4 + nsw
         y = t0 + 5 + nsw + GENERAL_START_CYCLES * _general_starts(segments)
         if inst.n_batch * loops.n_ob * inst.n_rb == 0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core.config import LANE_ACC_BITS, CoreConfig
-from hw.core.isa import DESC_FIXED_WORDS, Gemm, Mode, element_bits
+from hw.core.isa import DESC_FIXED_WORDS, LOOKUP_VALUE_BITS, Gemm, Mode, element_bits, lookup
 from .layout import (Descriptor, decode_descriptor, decode_slots, out_slots_per_word, out_words_per_row, pack_out_rows,
                      slot_word)
 
@@ -161,6 +161,15 @@ def _check_descriptor(config: CoreConfig, desc: Descriptor, where: str) -> None:
         problems.append(f"{loops.n_seg} MAC segments (channel groups), which this core does not include")
     if loops.uses_y and not config.y_accumulators:
         problems.append("uses_y on a core whose PEs have no Y accumulator")
+    if loops.lookup_steps:
+        if loops.lookup_steps > config.lookup_steps:
+            problems.append(f"{loops.lookup_steps} lookup steps (the core has {config.lookup_steps})")
+        if loops.raw:
+            problems.append("an output lookup on a raw output")
+        bound = 1 << (LOOKUP_VALUE_BITS - 1)
+        if not -bound <= loops.q_min <= loops.q_max < bound:
+            problems.append(f"an output lookup with clamp bounds {loops.q_min}..{loops.q_max} beyond the "
+                            f"{LOOKUP_VALUE_BITS}-bit thresholds")
     total = loops.n_c * loops.n_i * loops.n_d
     for s, seg in enumerate(desc.segments):
         if seg.y_terms and (loops.uses_y or loops.mode == Mode.MAC):
@@ -263,6 +272,8 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
         expand = (slice(None), slice(None), None, slice(None))
         out = requantize(acc, consts["multiplier"][expand], consts["shift"][expand],
                          consts["out_zero_point"][expand], loops.q_min, loops.q_max)
+        if loops.lookup_steps:
+            out = lookup(out, loops.lookup_base, desc.lookup)
     out = np.broadcast_to(out, (nb, nob, nrb * rows, cols)).astype(np.int64)
 
     addr = (inst.out_base + b[:, None, None, None] * so.out_b + ob[None, :, None, None] * so.out_ob

@@ -12,8 +12,9 @@ Words are ``bus_bits`` wide and little-endian: bit ``i`` of a word is bit ``i % 
             P = bus_bits / (cols e) rows in a word (CoreConfig.rows_per_out_word): row slot s at bits
             [(s mod P) cols e, ...) of word s div P, the rest of the word left as it was
     PARAM   a descriptor: DescLoops, DescActStrides, DescOtherStrides in the low 256 bits of three
-            words, then its segments; segments and constant slots are 128-bit entries, bus_bits / 128
-            per word (``hw.core.isa.desc_words``)
+            words, then its segments, then its lookup steps; segments and constant slots are 128-bit
+            entries, bus_bits / 128 per word, lookup steps 32-bit entries, 8 in the low 256 bits of a
+            word (``hw.core.isa.desc_words``)
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 
 from hw.core import isa
 from hw.core.config import SLOT_BITS, CoreConfig
-from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides,
-                         Segment, desc_words)
+from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, ColumnSlot, DescActStrides,
+                         DescLoops, DescOtherStrides, LookupStep, Segment, desc_words)
 
 
 def words_for_bits(bits: int, bus_bits: int) -> int:
@@ -114,9 +115,10 @@ class Descriptor:
     act: DescActStrides
     other: DescOtherStrides
     segments: tuple[Segment, ...]
+    lookup: tuple[LookupStep, ...] = ()      # loops.lookup_steps of them
 
     def words(self, bus_bits: int) -> int:
-        return desc_words(len(self.segments), bus_bits)
+        return desc_words(len(self.segments), bus_bits, len(self.lookup))
 
 
 def _word_bytes(value: int, bits: int, bus_bits: int) -> np.ndarray:
@@ -141,7 +143,15 @@ def pack_descriptor(desc: Descriptor, bus_bits: int) -> np.ndarray:
     if bus_bits < DESC_WORD_BITS:
         raise ValueError(f"descriptors need bus_bits >= {DESC_WORD_BITS}, got {bus_bits}")
     fixed = [_word_bytes(r.encode(), DESC_WORD_BITS, bus_bits) for r in (desc.loops, desc.act, desc.other)]
-    out = np.concatenate(fixed + [pack_entries(desc.segments, bus_bits)])
+    if len(desc.lookup) != desc.loops.lookup_steps:
+        raise ValueError(f"descriptor with {len(desc.lookup)} lookup steps says lookup_steps = "
+                         f"{desc.loops.lookup_steps}")
+    steps = []
+    for w in range(0, len(desc.lookup), LOOKUP_STEPS_PER_WORD):
+        part = desc.lookup[w:w + LOOKUP_STEPS_PER_WORD]
+        value = sum(step.encode() << (i * LookupStep.BITS) for i, step in enumerate(part))
+        steps.append(_word_bytes(value, DESC_WORD_BITS, bus_bits))
+    out = np.concatenate(fixed + [pack_entries(desc.segments, bus_bits)] + steps)
     assert out.size == desc.words(bus_bits) * bus_bits // 8
     return out
 
@@ -160,7 +170,11 @@ def decode_descriptor(param: np.ndarray, desc_addr: int, bus_bits: int) -> Descr
     segments = tuple(Segment.decode(_int_at(param, desc_addr + DESC_FIXED_WORDS + s // per_word,
                                             (s % per_word) * SLOT_BITS, SLOT_BITS, bus_bits))
                      for s in range(loops.n_seg))
-    return Descriptor(loops, act, other, segments)
+    first = desc_addr + DESC_FIXED_WORDS + -(-loops.n_seg // per_word)
+    lookup = tuple(LookupStep.decode(_int_at(param, first + i // LOOKUP_STEPS_PER_WORD,
+                                             (i % LOOKUP_STEPS_PER_WORD) * LookupStep.BITS, LookupStep.BITS, bus_bits))
+                   for i in range(loops.lookup_steps))
+    return Descriptor(loops, act, other, segments, lookup)
 
 
 def slot_word(slot: int, bus_bits: int) -> int:
