@@ -155,7 +155,7 @@ def measure(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: np.ndarr
     for case in cases:
         full = bundle.layers[case.layer]
         layer = take_outputs(full, OUTPUTS)
-        sliced = slice_inputs(case.op, layer.TAG, inputs[case.layer, case.op])
+        sliced = slice_inputs(case.op, layer.TAG, inputs[case.layer, case.op][1])
         program = compile_layer(config, layer, case.op, {k: v.shape for k, v in sliced.items()})
         programs.append((case, layer, sliced, program))
     words = max(p.total_words for *_, p in programs)

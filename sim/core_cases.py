@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.compiler import compile_layer
+from hw.compiler.invocation import InvocationSpec
 from hw.compiler.model import Recorder, invocation_kind, record_invocations, reference_outputs
+from hw.compiler.program import build_program
 from hw.core.config import CoreConfig
 from hw.core.timing import run_timing
 from hw.fsim import run as fsim_run
@@ -49,7 +50,10 @@ ACCEPTANCE = (
     CoreCase("mask_decoder.transformer.layers.0.cross_attn_token_to_image", "scores"),
     CoreCase("mask_decoder.transformer.layers.0.cross_attn_token_to_image", "values"),
     CoreCase("mask_decoder.transformer.layers.0.mlp.lin2"),        # decoder linear, HLUQ input
+    CoreCase("mask_decoder.transformer.layers.0.mlp.lin1"),        # decoder linear, into lin2 through ReLU
 )
+# On a core with an output lookup, the cases whose output the host reads only through GELU / ReLU (the
+# patch merging's conv1 and conv2, the decoder's lin1) write the next layer's codes through it.
 
 
 @dataclass
@@ -77,38 +81,42 @@ class CaseResult:
 
 
 class _Keep(Recorder):
-    """Computes every layer with sw/ref and keeps the input codes of the chosen invocations only."""
+    """Computes every layer with sw/ref and keeps the input codes (and the invocation, with its output
+    lookup) of the chosen invocations only."""
 
     def __init__(self, wanted: set[tuple[str, str | None]]):
         super().__init__(compute=True, keep_inputs=False)
-        self.wanted, self.kept = wanted, {}
+        self.wanted, self.kept, self.specs = wanted, {}, {}
 
-    def _note(self, layer, op, tensors):
+    def _note(self, layer, op, tensors, lookup=None):
         if (layer.name, op) in self.wanted and (layer.name, op) not in self.kept:
             self.kept[layer.name, op] = {k: np.asarray(v, np.int64) for k, v in tensors.items()}
+            self.specs[layer.name, op] = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()},
+                                                           lookup)
 
 
-def case_inputs(bundle: Bundle, image: np.ndarray, box: np.ndarray,
-                cases=ACCEPTANCE) -> dict[tuple[str, str | None], dict[str, np.ndarray]]:
-    """Input codes of each case's first invocation in the model run on ``image`` and ``box``."""
+def case_inputs(bundle: Bundle, image: np.ndarray, box: np.ndarray, cases=ACCEPTANCE
+                ) -> dict[tuple[str, str | None], tuple[InvocationSpec, dict[str, np.ndarray]]]:
+    """Each case's first invocation in the model run on ``image`` and ``box``, and its input codes."""
     missing = [c.layer for c in cases if c.layer not in bundle.layers]
     if missing:
         raise ValueError(f"{bundle.where}: the acceptance set needs layer '{missing[0]}', which the bundle lacks")
     keep = _Keep({(c.layer, c.op) for c in cases})
     record_invocations(bundle, keep, image, box)
-    return keep.kept
+    return {key: (keep.specs[key], inputs) for key, inputs in keep.kept.items()}
 
 
 def _region_words(region) -> tuple[int, int]:
     return region.base, region.words
 
 
-def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: CoreCase,
+def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: CoreCase, spec: InvocationSpec,
                   inputs: dict[str, np.ndarray]) -> CaseResult:
     start = time.perf_counter()
     layer = bundle.layers[case.layer]
-    program = compile_layer(config, layer, case.op, {k: v.shape for k, v in inputs.items()})
+    program = build_program(config, [(spec, layer)], {})
     inv = program.invocations[0]
+    lookup = inv.spec.lookup
     memory = program.memory()
     inv.write_inputs(memory, config.bus_bits, **inputs)
     reads = [_region_words(r) for r in inv.outputs.values()]
@@ -128,10 +136,12 @@ def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: 
     compared = sum(n for _, n in reads)
     word_mismatches = sum(int(np.count_nonzero((words[b:b + n] != fsim_words[b:b + n]).any(axis=1))) for b, n in reads)
     got = inv.read_outputs(got_memory, config.bus_bits)
-    want = reference_outputs(layer, case.op, inputs)
+    want = reference_outputs(layer, case.op, inputs, (lookup.step, bundle.layers[lookup.into]) if lookup else None)
     elements = sum(v.size for v in want.values())
     mismatches = sum(int(np.count_nonzero(got[k] != v)) for k, v in want.items())
-    return CaseResult(invocation_kind(layer, case.op), case.layer, case.op, elements, mismatches, compared,
+    kind = invocation_kind(layer, case.op) + (f", {lookup.step.upper()} lookup into the next layer's codes"
+                                              if lookup else "")
+    return CaseResult(kind, case.layer, case.op, elements, mismatches, compared,
                       word_mismatches, sum(r.cycles for r in results), model_cycles, inv.macs,
                       time.perf_counter() - start)
 
@@ -144,7 +154,7 @@ def simulate_cases(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: n
     sim = CoreSimulator(config, programs_words, work)
     results = []
     for case in cases:
-        result = simulate_case(sim, config, bundle, case, inputs[case.layer, case.op])
+        result = simulate_case(sim, config, bundle, case, *inputs[case.layer, case.op])
         print(result.line(config), file=out, flush=True)
         results.append(result)
     return results

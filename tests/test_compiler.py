@@ -333,32 +333,50 @@ def real_recording(litemedsam_bundle, calib_items):
 
 def test_real_layers_of_every_kind_equal_the_reference(real_recording):
     """Real activations (the reference run on a real image), one invocation of each kind."""
-    from hw.compiler.model import bundle_identity
-    from sw.ref.layers import run_layer
+    from hw.compiler.model import bundle_identity, reference_outputs
 
     bundle, recorder = real_recording
     wanted = ["layers.2.blocks.0.attn.qkv ", "layers.2.blocks.0.attn:scores", "layers.2.blocks.4.attn:values",
               "layers.3.blocks.0.attn:values", "layers.3.blocks.0.mlp.fc2", "layers.3.blocks.0.attn.proj",
               "layers.3.blocks.0.local_conv", "layers.1.downsample.conv2", "layers.2.downsample.conv3", "neck.2",
               "layers.0.self_attn:values", "layers.0.mlp.lin1", "final_attn_token_to_image:scores"]
-    chosen = [(spec, layer) for spec, layer in recorder.calls if any(w in spec.key for w in wanted)]
+    chosen = [(spec, layer) for spec, layer in recorder.calls
+              if any(w in dataclasses.replace(spec, lookup=None).key for w in wanted)]
     assert len(chosen) == len(wanted)
-    inputs, wants = {}, {}
-    for spec, _ in chosen:      # the reference once per invocation, for both cores
-        layer = bundle.layers[spec.layer]
-        x = inputs[spec.key] = {k: v.astype(np.int64) for k, v in recorder.inputs[spec.key].items()}
-        if spec.op == "scores":
-            wants[spec.key] = attention_scores(x["q"], layer.q.zero_point, x["k"], layer.k.zero_point)
-        elif spec.op == "values":
-            wants[spec.key] = run_attention_values(layer, x["probs"], x["v"])
-        else:
-            wants[spec.key] = run_layer(layer, x["input"])
-    for config in (PRESETS["w8-16x16"], W4_X_ONLY):
+    assert [spec.lookup.into for spec, _ in chosen if spec.lookup] == ["image_encoder.layers.1.downsample.conv3",
+                                                                       "mask_decoder.transformer.layers.0.mlp.lin2"]
+    inputs = {spec.layer + (spec.op or ""): {k: v.astype(np.int64) for k, v in recorder.inputs[spec.key].items()}
+              for spec, _ in chosen}
+    # a core with an output lookup (the W4 ones) writes the depthwise conv2's outputs as conv3's codes and
+    # the decoder lin1's as lin2's; the W8 core host codes
+    for config in (PRESETS["w8-16x16"], W4_X_ONLY, PRESETS["w4-16x16"]):
         program = build_program(config, chosen, bundle_identity(bundle))
-        assert sorted(inv.key for inv in program.invocations) == sorted(wants)
+        assert len(program.invocations) == len(wanted)
+        assert sum(inv.spec.lookup is not None for inv in program.invocations) == 2 * bool(config.lookup_steps)
         for inv in program.invocations:
-            got = program.run(inv.key, inputs[inv.key])
-            assert np.array_equal(next(iter(got.values())), wants[inv.key]), (config.digest, inv.key)
+            layer = bundle.layers[inv.spec.layer]
+            x = inputs[inv.spec.layer + (inv.spec.op or "")]
+            feeds = (inv.spec.lookup.step, recorder.feeds[layer.name]) if inv.spec.lookup else None
+            want = reference_outputs(layer, inv.spec.op, x, feeds)
+            got = program.run(inv.key, x)
+            assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want), (config.digest,
+                                                                                                      inv.key)
+
+
+def test_code_map_steps_give_back_any_code_map():
+    """Base plus +-1 steps (a jump of d: |d| steps at one threshold) reproduce a code map exactly."""
+    from hw.core.isa import LookupStep, lookup
+    from sw.ref.code_map import CodeMap
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        codes = np.clip(np.cumsum(rng.choice([-2, -1, 0, 0, 0, 0, 1, 3], 300)), 0, 15)
+        code_map = CodeMap(-150, codes)
+        base, steps = code_map.steps()
+        host = np.arange(-150, 150)
+        assert np.array_equal(lookup(host, base, [LookupStep(t, d) for t, d in steps]), codes)
+        assert np.array_equal(code_map(host), codes)
+        assert len(steps) == int(np.abs(np.diff(codes)).sum())
 
 
 def test_outputs_an_elementwise_step_reads_map_one_code_to_one_code(real_recording):
@@ -366,12 +384,14 @@ def test_outputs_an_elementwise_step_reads_map_one_code_to_one_code(real_recordi
     layer's real input codes are a function of this layer's output codes, element by element (what a
     lookup on the accelerator could compute); a residual add's output (``host``) is not."""
     from hw.compiler.model import output_reader
+    from hw.core.isa import LookupStep, lookup
+    from sw.ref.code_map import elementwise_code_map
     from sw.ref.layers import run_layer
 
     bundle, recorder = real_recording
     calls = recorder.calls
     read_by = {spec.key: output_reader(layer, spec.op, recorder.elementwise) for spec, layer in calls}
-    by_name = lambda part: {r for k, r in read_by.items() if part in k}
+    by_name = lambda part: {r for k, r in read_by.items() if part in k.split(" ")[0]}
     assert by_name("mlp.fc1") == {"gelu"} and by_name("downsample.conv1") == by_name("downsample.conv2") == {"gelu"}
     assert by_name("mask_decoder.transformer.layers.0.mlp.lin1") == {"relu"} and by_name(":scores") == {"softmax"}
     assert by_name("attn.qkv") == by_name(":values") == {"codes"}
@@ -382,18 +402,67 @@ def test_outputs_an_elementwise_step_reads_map_one_code_to_one_code(real_recordi
         return pairs.shape[1] == np.unique(out).size
 
     elementwise = mixed = 0
-    for (spec, layer), (nxt, _) in zip(calls, calls[1:]):
+    steps = {}
+    for (spec, layer), (nxt, nxt_layer) in zip(calls, calls[1:]):
         if spec.op is not None or read_by[spec.key] == "codes":
             continue
         out = run_layer(layer, recorder.inputs[spec.key]["input"].astype(np.int64))
         codes = recorder.inputs[nxt.key].get("input")
         if read_by[spec.key] in ("gelu", "relu"):
             assert codes is not None and codes.size == out.size and function_of(out, codes), spec.key
+            assert recorder.feeds[spec.layer] is nxt_layer
+            # sw.ref's code map is that function, and the core's lookup steps are the code map, exactly
+            code_map = elementwise_code_map(layer, read_by[spec.key], nxt_layer)
+            if code_map is not None:
+                assert np.array_equal(code_map(out), codes.reshape(out.shape)), spec.key
+                base, found = code_map.steps()
+                host = np.arange(layer.output.q_min, layer.output.q_max + 1)
+                assert np.array_equal(lookup(host, base, [LookupStep(t, d) for t, d in found]), code_map.codes)
+                steps[spec.layer] = len(found)
             elementwise += 1
         elif codes is not None and codes.size == out.size:     # a residual add or LayerNorm lies between
             assert not function_of(out, codes), spec.key
             mixed += 1
     assert elementwise == sum(r in ("gelu", "relu") for r in read_by.values()) >= 10 and mixed >= 1
+    # the bundle's MLPs have HLUQ inputs: every GELU / ReLU boundary but those into CAG layers has a map,
+    # and each takes a few dozen steps at most (CoreConfig.lookup_steps sizes the core for it)
+    assert len(steps) >= 10 and max(steps.values()) <= 32, steps
+    assert sum(n <= PRESETS["w4-16x16"].lookup_steps for n in steps.values()) >= len(steps) // 2
+
+
+def test_the_runtime_takes_the_next_layers_codes_from_the_core_where_it_has_a_lookup(litemedsam_bundle, calib_items,
+                                                                                        tmp_path):
+    """The patch merging and a decoder MLP on the W4 core's functional model: conv1, conv2 and lin1 run
+    with their output lookups, the host skips those GELUs / ReLU, and the masks are sw/ref's bit for bit;
+    a stored program keeps its lookups."""
+    import torch
+
+    from hw.compiler.model import bundle_identity, record_invocations
+    from hw.compiler.store import load_program, write_program
+    from hw.runtime import FsimBackend, reference_model, run_model
+    from hw.runtime.threads import single_blas_thread
+    from sw.bundle import load_bundle
+
+    bundle_dir, qmodel = litemedsam_bundle
+    bundle = load_bundle(bundle_dir)
+    prefixes = ("image_encoder.layers.1.downsample.", "mask_decoder.transformer.layers.0.mlp.")
+    calls = [c for c in record_invocations(bundle).calls if c[0].layer.startswith(prefixes)]
+    program = build_program(PRESETS["w4-16x16"], calls, bundle_identity(bundle))
+    looked_up = sorted(inv.spec.layer.rsplit(".", 1)[1] for inv in program.invocations if inv.spec.lookup)
+    assert looked_up == ["conv1", "conv2", "lin1"]
+    program = load_program(write_program(program, tmp_path / "program"), PRESETS["w4-16x16"], bundle)
+    assert sorted(inv.spec.layer.rsplit(".", 1)[1] for inv in program.invocations if inv.spec.lookup) == looked_up
+    item = calib_items[2]
+    x, meta = qmodel.preprocess(item.image)
+    with torch.no_grad():
+        box = qmodel.boxes_to_input(item.boxes[:1], meta).double().numpy()
+    x = x.double().numpy()
+    with single_blas_thread():
+        run = run_model(bundle, program, FsimBackend(), x, box, offload=lambda layer, op: layer.startswith(prefixes))
+        embedding, logits, iou = reference_model(bundle, x, box)
+    assert len(run.offloaded()) == len(program.invocations) == 5 and run.mismatches == 0 and run.ok
+    assert run.elements > 100_000
+    assert np.array_equal(run.embedding, embedding) and np.array_equal(run.logits, logits)
 
 
 def test_compiler_and_functional_model_run_without_torch():

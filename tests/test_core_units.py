@@ -224,7 +224,7 @@ def test_the_tails_output_lookup_is_the_isa_lookup_of_the_clamped_value():
             ctx.set(dut.q_max, hi)
             ctx.set(dut.lookup.n, used)
             ctx.set(dut.lookup.base, base)
-            for i, step in enumerate(steps + [LookupStep(-2**16), LookupStep(-2**16)]):
+            for i, step in enumerate(steps + [LookupStep(-2**15), LookupStep(-2**15)]):
                 ctx.set(dut.lookup.steps[i].threshold, step.threshold)
                 ctx.set(dut.lookup.steps[i].down, step.down)
             for i in range(n + 5):

@@ -102,7 +102,7 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
     j_pad = round_up(j, vw)
     ks = round_up(K, spw)
     wpr = out_words_per_row(K, spec.arith.element_bits, config.bus_bits)
-    cap = Capacity.of(config, slots, len(spec.arith.segments))
+    cap = Capacity.of(config, slots, spec.arith)
     phase_min = max(-(-wp // s), wo_pad + n_d - 1)
 
     def rows_in(ny):

@@ -11,14 +11,16 @@ its runs of the core (``parts``), and its tensor regions with pack/unpack (``wri
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import IsaError
+from hw.core.isa import LOOKUP_VALUE_BITS, IsaError
 from hw.core.streams import Streams
 from sw.bundle import AttentionLayer, ConvLayer, Layer, LinearLayer
+from sw.ref.code_map import elementwise_code_map
 
 from .conv import ConvSpec, plan_conv
 from .errors import CompileError
@@ -33,14 +35,54 @@ INPUT_NAMES = {("linear", None): ("input",), ("conv2d", None): ("input",), ("att
 
 
 @dataclass(frozen=True)
+class OutputLookup:
+    """The elementwise host step (``step``, a ``sw.ref.graph_host`` function's name) between a layer and
+    the layer ``into`` that alone reads its result, as a map from host code to ``into``'s input code
+    (``code_bits`` wide): ``base`` plus the +-1 steps (threshold, down) of ``sw.ref.code_map``. A core
+    with enough ``lookup_steps`` computes it on its outputs (``lookup_fits``)."""
+
+    step: str
+    into: str
+    code_bits: int
+    base: int
+    steps: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, layer: Layer, step: str, into: Layer) -> "OutputLookup | None":
+        """None where the step has no per-tensor code map (``elementwise_code_map``)."""
+        code_map = elementwise_code_map(layer, step, into)
+        if code_map is None:
+            return None
+        base, steps = code_map.steps()
+        return cls(step, into.name, int(into.input.act_bits), base, steps)
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "into": self.into, "code_bits": self.code_bits, "base": self.base,
+                "steps": [list(s) for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "OutputLookup":
+        return cls(data["step"], data["into"], int(data["code_bits"]), int(data["base"]),
+                   tuple((int(t), int(d)) for t, d in data["steps"]))
+
+
+def lookup_fits(config: CoreConfig, lookup: OutputLookup) -> bool:
+    """Whether ``config``'s output lookup holds these steps (and their thresholds fit their 16 bits)."""
+    bound = 1 << (LOOKUP_VALUE_BITS - 1)
+    return (0 < len(lookup.steps) <= config.lookup_steps and lookup.code_bits <= 8
+            and all(-bound <= t < bound for t, _ in lookup.steps))
+
+
+@dataclass(frozen=True)
 class InvocationSpec:
     layer: str
     kind: str
     op: str | None
     shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    lookup: OutputLookup | None = None      # outputs are the next layer's codes, through this map
 
     @classmethod
-    def of(cls, layer: Layer, op: str | None, shapes: dict) -> "InvocationSpec":
+    def of(cls, layer: Layer, op: str | None, shapes: dict, lookup: OutputLookup | None = None) -> "InvocationSpec":
         kind = layer.TAG
         if (kind, op) not in INPUT_NAMES:
             raise CompileError(f"{layer.name}: no {kind} invocation{f' with op {op}' if op else ''} "
@@ -49,13 +91,15 @@ class InvocationSpec:
         if set(shapes) != set(names):
             raise CompileError(f"{layer.name}: a {kind} invocation takes shapes of {', '.join(names)}, got "
                                f"{', '.join(sorted(shapes))}")
-        return cls(layer.name, kind, op, tuple((n, tuple(int(d) for d in shapes[n])) for n in names))
+        return cls(layer.name, kind, op, tuple((n, tuple(int(d) for d in shapes[n])) for n in names), lookup)
 
     @property
     def key(self) -> str:
-        """Unique name: layer, op and input shapes."""
+        """Unique name: layer, op, input shapes and, for outputs that are the next layer's codes, the
+        step and that layer."""
         shapes = " ".join(f"{n}={'x'.join(map(str, s))}" for n, s in self.shapes)
-        return f"{self.layer}{':' + self.op if self.op else ''} {shapes}"
+        into = f" {self.lookup.step}->{self.lookup.into}" if self.lookup else ""
+        return f"{self.layer}{':' + self.op if self.op else ''} {shapes}{into}"
 
     @property
     def where(self) -> str:
@@ -69,9 +113,9 @@ def lower(config: CoreConfig, layer: Layer, spec: InvocationSpec):
     where = spec.where
     try:
         if isinstance(layer, LinearLayer):
-            return lower_linear(config, layer, spec.shape("input"), where)
+            return lower_linear(config, layer, spec.shape("input"), where, spec.lookup)
         if isinstance(layer, ConvLayer):
-            return lower_conv(config, layer, spec.shape("input"), where)
+            return lower_conv(config, layer, spec.shape("input"), where, spec.lookup)
         if isinstance(layer, AttentionLayer) and spec.op == "scores":
             return lower_scores(config, layer, spec.shape("q"), spec.shape("k"), where)
         if isinstance(layer, AttentionLayer) and spec.op == "values":
@@ -81,8 +125,16 @@ def lower(config: CoreConfig, layer: Layer, spec: InvocationSpec):
     raise CompileError(f"{where}: a {layer.TAG} layer does not match a {spec.kind} invocation")
 
 
+def for_core(spec: "InvocationSpec", config: CoreConfig) -> "InvocationSpec":
+    """``spec`` as ``config`` runs it: an output lookup the core cannot hold is left to the host, and
+    the invocation writes host codes."""
+    if spec.lookup is not None and not lookup_fits(config, spec.lookup):
+        return dataclasses.replace(spec, lookup=None)
+    return spec
+
+
 def plan_invocation(config: CoreConfig, layer: Layer, spec: InvocationSpec) -> Plan:
-    lowered = lower(config, layer, spec)
+    lowered = lower(config, layer, for_core(spec, config))
     planner = plan_conv if isinstance(lowered, ConvSpec) else plan_rows
     try:
         return planner(config, lowered, 2)

@@ -28,7 +28,7 @@ from sw.bundle import (AgqCodes, AttentionLayer, CagCodes, ConvLayer, GemmLayer,
 
 from .conv import ConvSpec, conv_output_size, tap_weights
 from .errors import CompileError
-from .plan import Arith
+from .plan import Arith, code_element_bits
 from .rows import RowsSpec, TensorView
 
 MULTIPLIER_BITS = 32        # Segment.m_x / m_y: the lanes' multiplier operand
@@ -93,11 +93,6 @@ def _output(layer, where: str) -> tuple[int, int, int, bool]:
             raise CompileError(f"{where}: host codes of {out.host_bits} bits, the core writes at most 32")
         return bits, out.q_min, out.q_max, True
     return code_element_bits(out.act_bits), out.q_min, out.q_max, False
-
-
-def code_element_bits(code_bits: int) -> int:
-    """OUT element width of codes: 4-bit codes are stored as 4-bit elements (half the words of 8)."""
-    return 4 if code_bits <= 4 else 8
 
 
 def _column_slots(layer: GemmLayer, cols: int, zero_points: np.ndarray) -> list[ColumnSlot]:
@@ -169,31 +164,43 @@ def _check_weights(where: str, config: CoreConfig, layer: GemmLayer) -> None:
     check_codes(where, "weights", layer.weights.weight_bits, config.weight_bits, "weight_bits")
 
 
-def lower_linear(config: CoreConfig, layer: LinearLayer, shape: tuple, where: str) -> RowsSpec:
+def _looked_up(where: str, config: CoreConfig, layer: GemmLayer, arith: Arith, lookup) -> tuple[Arith, bool]:
+    """(arith, signed output): the host codes, or with ``lookup`` (an ``invocation.OutputLookup`` the
+    core holds) the next layer's codes."""
+    if lookup is None:
+        return arith, isinstance(layer.output, HostOutput)
+    if not isinstance(layer.output, HostOutput) or len(lookup.steps) > config.lookup_steps:
+        raise CompileError(f"{where}: an output lookup of {len(lookup.steps)} steps on "
+                           f"{layer.output.TAG} outputs (the core holds {config.lookup_steps} steps)")
+    return arith.looked_up(lookup.code_bits, lookup.base, lookup.steps), False
+
+
+def lower_linear(config: CoreConfig, layer: LinearLayer, shape: tuple, where: str, lookup=None) -> RowsSpec:
     _check_weights(where, config, layer)
     c, o = layer.in_features, layer.out_features
     if not shape or shape[-1] != c:
         raise CompileError(f"{where}: input of shape {list(shape)} does not end in the layer's {c} inputs")
     order = layer.input.permutation if isinstance(layer.input, CagCodes) else np.arange(c)
     arith, row_pad, row_max = _gemm_arith(where, config, layer, order)
+    arith, signed = _looked_up(where, config, layer, arith, lookup)
     codes = layer.weights.codes[:, order].astype(np.int64)                  # [O, J]
     zp = layer.weights.zero_point.astype(np.int64)
     _gemm_bounds(where, config, layer, (codes - zp[:, None]).T, arith.segments, arith.loops.mode, row_max)
     n = int(np.prod(shape[:-1], dtype=np.int64))
     return _gemm_spec(config, layer, where, arith, row_pad, codes.T,
                       TensorView("input", tuple(shape), tuple(range(len(shape))), (1, n, c)),
-                      TensorView("output", tuple(shape[:-1]) + (o,), tuple(range(len(shape))), (1, n, o)),
+                      TensorView("output", tuple(shape[:-1]) + (o,), tuple(range(len(shape))), (1, n, o)), signed,
                       channel_order=order if isinstance(layer.input, CagCodes) else None)
 
 
-def _gemm_spec(config, layer, where, arith, row_pad, weights, rows_in, out, channel_order=None) -> RowsSpec:
+def _gemm_spec(config, layer, where, arith, row_pad, weights, rows_in, out, signed, channel_order=None) -> RowsSpec:
     K = config.cols
     o = layer.out_channels
     zp = layer.weights.zero_point.astype(np.int64)
     weight_pad = np.zeros(-(-o // K) * K, np.int64)
     weight_pad[:o] = zp
     return RowsSpec(where=where, arith=arith, rows_in=rows_in, row_pad=np.asarray(row_pad, np.int64),
-                    row_code_bits=layer.input.act_bits, out=out, out_signed=isinstance(layer.output, HostOutput),
+                    row_code_bits=layer.input.act_bits, out=out, out_signed=signed,
                     slots=_column_slots(layer, K, zp), shared_slots=False, weights=weights, weight_pad=weight_pad,
                     channel_order=channel_order)
 
@@ -203,7 +210,7 @@ def is_pointwise(layer: ConvLayer) -> bool:
     return layer.kernel_size == (1, 1) and layer.stride == 1 and layer.padding == 0 and layer.groups == 1
 
 
-def lower_conv(config: CoreConfig, layer: ConvLayer, shape: tuple, where: str) -> RowsSpec | ConvSpec:
+def lower_conv(config: CoreConfig, layer: ConvLayer, shape: tuple, where: str, lookup=None) -> RowsSpec | ConvSpec:
     _check_weights(where, config, layer)
     if len(shape) != 4 or shape[1] != layer.in_channels:
         raise CompileError(f"{where}: input of shape {list(shape)} is not [B, {layer.in_channels}, H, W]")
@@ -211,18 +218,19 @@ def lower_conv(config: CoreConfig, layer: ConvLayer, shape: tuple, where: str) -
     b, c, h, w = shape
     if is_pointwise(layer):
         arith, row_pad, row_max = _gemm_arith(where, config, layer, np.arange(c))
+        arith, signed = _looked_up(where, config, layer, arith, lookup)
         codes = layer.weights.codes[:, :, 0, 0].astype(np.int64)
         _gemm_bounds(where, config, layer, (codes - zp[:, None]).T, arith.segments, arith.loops.mode, row_max)
         o = layer.out_channels
         return _gemm_spec(config, layer, where, arith, row_pad, codes.T,
                           TensorView("input", tuple(shape), (0, 2, 3, 1), (1, b * h * w, c)),
-                          TensorView("output", (b, o, h, w), (0, 2, 3, 1), (1, b * h * w, o)))
+                          TensorView("output", (b, o, h, w), (0, 2, 3, 1), (1, b * h * w, o)), signed)
     kh, kw = layer.kernel_size
     ho, wo = conv_output_size(h, w, kh, kw, layer.stride, layer.padding)
     if ho < 1 or wo < 1:
         raise CompileError(f"{where}: input of shape {list(shape)} is smaller than the {kh}x{kw} kernel")
     arith, _, row_max = _gemm_arith(where, config, layer, np.arange(c))
-    signed = isinstance(layer.output, HostOutput)
+    arith, signed = _looked_up(where, config, layer, arith, lookup)
     spec = ConvSpec(where=where, arith=arith, shape=tuple(shape), code_bits=layer.input.act_bits,
                     zero_point=layer.input.zero_point, weights=layer.weights.codes, weight_zero=zp,
                     groups=layer.groups, stride=layer.stride, padding=layer.padding,

@@ -19,9 +19,9 @@ from sw.bundle.store import MANIFEST
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import run_attention_values, run_layer
 from sw.ref.run import decode_masks, encode_image
-from sw.ref.steps import IntegerLayers
+from sw.ref.steps import IntegerLayers, elementwise_codes
 
-from .invocation import InvocationSpec
+from .invocation import InvocationSpec, OutputLookup
 
 
 class Recorder(IntegerLayers):
@@ -33,12 +33,19 @@ class Recorder(IntegerLayers):
         self.calls: list[tuple[InvocationSpec, object]] = []
         self.inputs: dict[str, dict[str, np.ndarray]] = {}
         self.elementwise: dict[str, str] = {}   # layer -> the elementwise host step its output goes through
+        self.feeds: dict[str, GemmLayer] = {}   # ... and the layer that reads the step's result
 
-    def elementwise_after(self, layer: GemmLayer, step: str) -> None:
+    def gemm_into(self, layer: GemmLayer, codes: np.ndarray, step: str, into: GemmLayer) -> np.ndarray:
+        """Noted with the output lookup that turns the layer's host codes into ``into``'s codes."""
         self.elementwise[layer.name] = step
+        self.feeds[layer.name] = into
+        self._note(layer, None, {"input": codes}, OutputLookup.of(layer, step, into))
+        if self.compute:
+            return elementwise_codes(layer, super().gemm(layer, codes), step, into)
+        return self._zeros(layer, codes)
 
-    def _note(self, layer, op, tensors: dict[str, np.ndarray]) -> None:
-        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()})
+    def _note(self, layer, op, tensors: dict[str, np.ndarray], lookup: OutputLookup | None = None) -> None:
+        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()}, lookup)
         if spec.key not in self.inputs:
             self.calls.append((spec, layer))
             self.inputs[spec.key] = ({k: np.asarray(v).astype(np.uint8) for k, v in tensors.items()}
@@ -46,8 +53,11 @@ class Recorder(IntegerLayers):
 
     def gemm(self, layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
         self._note(layer, None, {"input": codes})
-        if self.compute:
-            return super().gemm(layer, codes)
+        return super().gemm(layer, codes) if self.compute else self._zeros(layer, codes)
+
+    @staticmethod
+    def _zeros(layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
+        """Zeros shaped like the layer's output."""
         if isinstance(layer, ConvLayer):
             from .conv import conv_output_size
 
@@ -133,8 +143,13 @@ def output_reader(layer, op: str | None, elementwise: dict[str, str]) -> str:
     return elementwise.get(layer.name, "host")
 
 
-def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What sw/ref computes for an invocation's inputs, keyed like the program's output regions."""
+def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray],
+                      feeds: tuple[str, GemmLayer] | None = None) -> dict[str, np.ndarray]:
+    """What sw/ref computes for an invocation's inputs, keyed like the program's output regions; with
+    ``feeds`` = (step, into) (an invocation with an output lookup), ``into``'s input codes."""
+    if feeds is not None:
+        step, into = feeds
+        return {"output": elementwise_codes(layer, run_layer(layer, inputs["input"]), step, into)}
     if op == "scores":
         return {"scores": attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)}
     if op == "values":

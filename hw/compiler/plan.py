@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import (OUT_WIDTHS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Segment, desc_words,
-                         element_bits)
+from hw.core.isa import (OUT_WIDTHS, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, LookupStep, Segment,
+                         desc_words, element_bits)
 from hw.fsim.layout import Descriptor
 
 from .emit import Job
@@ -21,6 +21,11 @@ from .regions import Region
 MAX_OUT_ROW = (1 << 8) - 1          # DescOtherStrides.out_row
 
 
+def code_element_bits(code_bits: int) -> int:
+    """OUT element width of codes: 4-bit codes are stored as 4-bit elements (half the words of 8)."""
+    return 4 if code_bits <= 4 else 8
+
+
 @dataclass(frozen=True)
 class Arith:
     """An invocation's descriptor but for the loop counts (n_ob, n_c, n_i, n_d), which the tiling sets:
@@ -28,6 +33,7 @@ class Arith:
 
     loops: DescLoops
     segments: tuple[Segment, ...]
+    lookup: tuple[LookupStep, ...] = ()
 
     @classmethod
     def of(cls, mode: int, raw: int, element_bits: int, segments: tuple[Segment, ...], q_min: int = 0,
@@ -42,11 +48,21 @@ class Arith:
     def element_bits(self) -> int:
         return element_bits(self.loops.out_width)
 
+    def looked_up(self, code_bits: int, base: int, steps) -> "Arith":
+        """The same GEMM writing codes of ``code_bits`` through an output lookup (``base``, steps of
+        (threshold, down)) of its clamped outputs."""
+        loops = dataclasses.replace(self.loops, out_width=OUT_WIDTHS[code_element_bits(code_bits)],
+                                    lookup_steps=len(steps), lookup_base=base)
+        return Arith(loops, self.segments, tuple(LookupStep(t, d) for t, d in steps))
+
+    def desc_words(self, bus_bits: int) -> int:
+        return desc_words(len(self.segments), bus_bits, len(self.lookup))
+
     def descriptor(self, n_ob: int, n_c: int, n_i: int, n_d: int, act: DescActStrides,
                    other: DescOtherStrides, packed: bool = False) -> Descriptor:
         loops = dataclasses.replace(self.loops, n_seg=len(self.segments), n_ob=n_ob, n_c=n_c, n_i=n_i, n_d=n_d,
                                     packed=int(packed))
-        return Descriptor(loops, act, other, self.segments)
+        return Descriptor(loops, act, other, self.segments, self.lookup)
 
 
 @dataclass(frozen=True)
@@ -59,9 +75,9 @@ class Capacity:
     out_words: int
 
     @classmethod
-    def of(cls, config: CoreConfig, slots: int, n_seg: int, descriptors: int = 2) -> "Capacity":
+    def of(cls, config: CoreConfig, slots: int, arith: Arith, descriptors: int = 2) -> "Capacity":
         # room for a few descriptors (full and last column chunk) ahead of the slot halves
-        reserve = descriptors * desc_words(n_seg, config.bus_bits)
+        reserve = descriptors * arith.desc_words(config.bus_bits)
         return cls(act_codes=config.act_words // slots * config.codes_per_act_word,
                    wgt_vectors=config.wgt_words // slots * config.vectors_per_wgt_word,
                    slots=(config.param_words - reserve) // slots * config.slots_per_param_word,

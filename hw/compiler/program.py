@@ -26,7 +26,7 @@ from sw.bundle import Layer
 
 from .emit import descriptor_image, descriptor_table, emit_streams
 from .errors import CompileError
-from .invocation import Invocation, InvocationSpec, plan_invocation
+from .invocation import Invocation, InvocationSpec, for_core, plan_invocation
 
 
 @dataclass
@@ -91,10 +91,12 @@ class _Static:
 
 
 def build_program(config: CoreConfig, items: list[tuple[InvocationSpec, Layer]], bundle: dict) -> Program:
-    """Plan, place and emit every invocation (duplicates, by key, compile once)."""
+    """Plan, place and emit every invocation (duplicates, by key, compile once). An output lookup the core
+    cannot hold is left to the host: that invocation writes host codes (its spec without the lookup)."""
     static = _Static(config)
     placed, seen = [], set()
     for spec, layer in items:
+        spec = for_core(spec, config)
         if spec.key in seen:
             continue
         seen.add(spec.key)

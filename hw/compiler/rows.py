@@ -66,7 +66,7 @@ def plan_rows(config: CoreConfig, spec: RowsSpec, slots: int) -> Plan:
     packed = per_word > 1 and R % per_word == 0
     unit = per_word if packed else 1              # OUT addresses (row slots) per word
     per_item_wgt = spec.columns_in is not None
-    cap = Capacity.of(config, slots, len(spec.arith.segments))
+    cap = Capacity.of(config, slots, spec.arith)
     out_room = cap.out_words * unit
 
     def wgt_ok(nb, nob):

@@ -27,7 +27,7 @@ from hw.core.streams import UNITS, Streams
 from sw.atomic_file import atomic_directory
 from sw.errors import SamhwError
 
-from .invocation import Invocation, InvocationSpec
+from .invocation import Invocation, InvocationSpec, OutputLookup
 from .program import Program
 from .regions import Region
 
@@ -77,7 +77,8 @@ def _manifest_entry(inv: Invocation) -> dict:
             "shapes": [[n, list(s)] for n, s in spec.shapes], "parts": len(inv.parts),
             "instructions": inv.instruction_counts(), "gemms": inv.gemms, "macs": inv.macs, "slots": inv.slots,
             "static": inv.static, "inputs": [r.to_json() for r in inv.inputs.values()],
-            "outputs": [r.to_json() for r in inv.outputs.values()]}
+            "outputs": [r.to_json() for r in inv.outputs.values()]} | (
+            {"lookup": spec.lookup.to_json()} if spec.lookup else {})
 
 
 def write_program(program: Program, out: str | Path) -> Path:
@@ -164,8 +165,9 @@ def load_program(path: str | Path, config: CoreConfig | None = None, bundle=None
 def _read_invocation(i: int, entry: dict, arrays: dict, config: CoreConfig, static_words: int, tensor_words: int,
                      where: Path) -> Invocation:
     try:
+        lookup = OutputLookup.from_json(entry["lookup"]) if entry.get("lookup") else None
         spec = InvocationSpec(entry["layer"], entry["kind"], entry["op"],
-                              tuple((n, tuple(s)) for n, s in entry["shapes"]))
+                              tuple((n, tuple(s)) for n, s in entry["shapes"]), lookup)
         parts = []
         for p in range(int(entry["parts"])):
             words = {u: tuple(int.from_bytes(row.tobytes(), "little") for row in arrays[_stream_key(i, p, u)])

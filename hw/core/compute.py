@@ -26,8 +26,8 @@ from .config import SLOT_BITS, CoreConfig
 from .consts import ColumnConstants
 from .decode import column_operand_signals, decode_column, decode_row, row_operand_layout
 from .front import header, take_tokens, tokens_ready, track_end, unit_members
-from .isa import (DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescActStrides, DescLoops, DescOtherStrides, Gemm,
-                  LookupStep, Mode, Opcode, Segment, element_bits)
+from .isa import (DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode,
+                  Opcode, Segment, element_bits)
 from .issue import IssueLoop, seg_issue_layout, seg_start_layout
 from .lane import LanePair
 from .layouts import layout_of, view
@@ -172,21 +172,9 @@ class ComputeUnit(wiring.Component):
                 end = sgm.j_start + sgm.j_len
             m.d.sync += prev_end.eq(end)
 
-        if cfg.lookup_steps:
-            # the lookup steps as they stand after this cycle's arriving word: the lanes' parameters are
-            # taken in the cycle the last word arrives
-            held = Signal(data.ArrayLayout(layout_of(LookupStep), cfg.lookup_steps))
-            steps = Signal(data.ArrayLayout(layout_of(LookupStep), cfg.lookup_steps))
-            entries = data.View(data.ArrayLayout(layout_of(LookupStep), LOOKUP_STEPS_PER_WORD), desc_word)
-            m.d.comb += steps.eq(held)
-            m.d.sync += held.eq(steps)
-            with m.If(arrive & (arrive_k >= 3 + seg_words)):
-                with m.Switch(arrive_k - 3 - seg_words):
-                    for w in range(-(-cfg.lookup_steps // LOOKUP_STEPS_PER_WORD)):
-                        with m.Case(w):
-                            for j in range(LOOKUP_STEPS_PER_WORD):
-                                if w * LOOKUP_STEPS_PER_WORD + j < cfg.lookup_steps:
-                                    m.d.comb += steps[w * LOOKUP_STEPS_PER_WORD + j].eq(entries[j])
+        if cfg.lookup_steps:     # lookup words go to this GEMM's parameter slot as they arrive
+            m.d.comb += [seq.lookup_we.eq(arrive & (arrive_k >= 3 + seg_words)), seq.lookup_slot.eq(slot),
+                         seq.lookup_word.eq(arrive_k - 3 - seg_words), seq.lookup_in.eq(desc_word)]
 
         # after the last read: arm the prefetcher, hand the lanes this GEMM's parameters
         last_read_done = Signal()
@@ -203,9 +191,6 @@ class ComputeUnit(wiring.Component):
                      prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max)]
         if cfg.lookup_steps:
             m.d.comb += [prm.lookup.n.eq(loops.lookup_steps), prm.lookup.base.eq(loops.lookup_base)]
-            for i in range(cfg.lookup_steps):
-                m.d.comb += [prm.lookup.steps[i].threshold.eq(steps[i].threshold),
-                             prm.lookup.steps[i].down.eq(steps[i].down)]
         with m.If(last_read_done):
             m.d.sync += state.eq(GENERAL)
 

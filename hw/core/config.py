@@ -148,11 +148,12 @@ class CoreConfig:
 
 # Named configurations: the one that runs every layer of both LiteMedSAM bundles (8-bit codes), and the
 # 4-bit one sized for the LFE5U-85F: its PE accumulators are 32 bits, which every W4A4 layer needs (the
-# decoder's token-to-image A.V reaches 31 signed bits) and the 85F's LUTs afford.
+# decoder's token-to-image A.V reaches 31 signed bits) and the 85F's LUTs afford; its 21 lookup steps hold
+# every GELU / ReLU boundary of the W4A4 bundles (at most 21 steps: tests/test_compiler.py).
 PRESETS = {
     "w8-16x16": CoreConfig(),
     "w4-16x16": CoreConfig(act_bits=4, weight_bits=4, act_words=2048, wgt_words=2048, out_words=1024,
-                           param_words=512, prog_words=512, max_shift=15, pe_acc_bits=32),
+                           param_words=512, prog_words=512, max_shift=15, pe_acc_bits=32, lookup_steps=21),
 }
 
 

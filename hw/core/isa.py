@@ -291,10 +291,10 @@ class LookupStep(Packed):
     """One step of an output lookup, after the segments: a requantized output at or above ``threshold``
     is one code higher (``down``: lower). A per-tensor code -> code function of the clamped outputs, such
     as the host code -> next layer's input code through an elementwise GELU or ReLU, is a sum of such
-    steps; ``LOOKUP_STEPS_PER_WORD`` in the low 256 bits of each PARAM word. Thresholds are 17-bit, so a
-    lookup GEMM's clamp bounds lie in 17 signed bits."""
+    steps; ``LOOKUP_STEPS_PER_WORD`` in the low 256 bits of each PARAM word. Thresholds are 16-bit (the
+    host codes' width), so a lookup GEMM's clamp bounds lie in 16 signed bits."""
 
-    LAYOUT: ClassVar = _layout(("threshold", 17, True), ("down", 1))
+    LAYOUT: ClassVar = _layout(("threshold", 16, True), ("down", 1))
     BITS: ClassVar = 32
     threshold: int
     down: int = 0

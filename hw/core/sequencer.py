@@ -39,9 +39,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..units.pipeline import delay
 from .config import CoreConfig
-from .isa import DescOtherStrides, Segment
+from .isa import DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescOtherStrides, LookupStep, Segment
 from .lane import B_RAW, B_REQUANT, B_SEGMENT, QBITS, SRC_ACC, SRC_X, SRC_Y, lane_control_layout, lookup_layout
-from .layouts import field_width
+from .layouts import field_width, layout_of
 from .params import REQUANT_ROW_CYCLES, CoreParams, output_row_cycles, read_window
 
 IDLE, FIRST_PASS, SECOND_PASS, WAIT, OUTPUT = range(5)
@@ -99,7 +99,10 @@ class LaneSequencer(wiring.Component):
             "out_en": Out(1), "out_mask": Out(config.bus_bits // config.out_granule_bits),
             "out_addr": Out(p.word_addr_bits["out"]), "out_word": Out(2), "out_e": Out(2), "out_packed": Out(1),
             "signal_next": Out(1),
-        } | ({"lookup": Out(lookup_layout(lookup))} if lookup else {}))
+        } | ({"lookup": Out(lookup_layout(lookup)),       # the lanes' lookup, with the clamp bounds
+              # a descriptor's lookup word (LOOKUP_STEPS_PER_WORD steps), written into the GEMM's slot
+              "lookup_we": In(1), "lookup_slot": In(1), "lookup_word": In(3), "lookup_in": In(DESC_WORD_BITS)}
+             if lookup else {}))
 
     def elaborate(self, platform):
         m = Module()
@@ -111,11 +114,26 @@ class LaneSequencer(wiring.Component):
         rec, rec_valid, pending = Signal(rec_shape, name="rec"), Signal(name="rec_valid"), Signal(name="pending")
         params_layout = gemm_params_layout(cfg.lookup_steps)
         slots = [Signal(params_layout, name=f"gemm_slot{i}") for i in range(2)]
+        # the slot's lookup steps come word by word during the setup (``lookup_we``), the rest at its end
+        kept = params_layout.size - (lookup_layout(cfg.lookup_steps).size - lookup_layout(0).size)
         with m.If(self.prm_we):
             with m.If(self.prm_slot):
-                m.d.sync += slots[1].eq(self.prm_in)
+                m.d.sync += slots[1].as_value()[:kept].eq(self.prm_in.as_value()[:kept])
             with m.Else():
-                m.d.sync += slots[0].eq(self.prm_in)
+                m.d.sync += slots[0].as_value()[:kept].eq(self.prm_in.as_value()[:kept])
+        if cfg.lookup_steps:
+            entries = data.View(data.ArrayLayout(layout_of(LookupStep), LOOKUP_STEPS_PER_WORD), self.lookup_in)
+            with m.If(self.lookup_we):
+                for i in range(2):
+                    with m.If(self.lookup_slot == i):
+                        with m.Switch(self.lookup_word):
+                            for w in range(-(-cfg.lookup_steps // LOOKUP_STEPS_PER_WORD)):
+                                with m.Case(w):
+                                    for j in range(LOOKUP_STEPS_PER_WORD):
+                                        k = w * LOOKUP_STEPS_PER_WORD + j
+                                        if k < cfg.lookup_steps:
+                                            m.d.sync += [slots[i].lookup.steps[k].threshold.eq(entries[j].threshold),
+                                                         slots[i].lookup.steps[k].down.eq(entries[j].down)]
         table_rows = 2 << max(self.seg_words - 1, 1).bit_length()
         m.submodules.mseg = mseg = Memory(shape=seg_multipliers_layout(p), depth=table_rows, init=[])
         mseg_w, mseg_r = mseg.write_port(), mseg.read_port(domain="comb")

@@ -9,7 +9,9 @@
 ``decode_masks`` run the model graph (stem, LayerNorms, GELU, softmax, residuals, the decoder's
 upscaling and heads, all in float64 exactly as the reference defines them) and hand it each integer
 layer; it finds the layer's invocation in the compiled program, runs it on the backend and returns the
-backend's output codes. With ``check`` (default) it also computes ``sw/ref``'s output of the same input
+backend's output codes. Where the host reads a layer's output only through a GELU or ReLU into the next
+layer (``IntegerLayers.gemm_into``) and the program holds that invocation with an output lookup, the
+backend returns the next layer's codes itself; otherwise the host applies the step to its host codes. With ``check`` (default) it also computes ``sw/ref``'s output of the same input
 codes and counts the codes that differ, per layer. When every layer's output equals the reference, the
 run *is* the reference run (the host steps between layers are the same code on the same values), so the
 masks are identical to ``sw/ref``'s; ``reference_model`` runs the reference alone to compare anyway.
@@ -29,11 +31,11 @@ from typing import Callable
 
 import numpy as np
 
-from hw.compiler.invocation import InvocationSpec
+from hw.compiler.invocation import InvocationSpec, OutputLookup
 from hw.compiler.model import invocation_kind, reference_outputs
 from sw.errors import SamhwError
 from sw.ref.run import decode_masks, encode_image
-from sw.ref.steps import IntegerLayers
+from sw.ref.steps import IntegerLayers, elementwise_codes
 
 from .backend import Backend
 
@@ -160,11 +162,24 @@ class Accelerator(IntegerLayers):
         self.by_key = {inv.key: inv for inv in program.invocations}
         self.records: dict[tuple[str, str | None], LayerRecord] = {}
         self.host_tail: dict[str, float] = {}
+        self.lookups: dict[tuple[str, str, str], OutputLookup | None] = {}
         self._mark = time.perf_counter()
 
     # ---- IntegerLayers ----------------------------------------------------------------------
     def gemm(self, layer, codes):
         return self._call(layer, None, {"input": codes}, lambda: super(Accelerator, self).gemm(layer, codes))
+
+    def gemm_into(self, layer, codes, step, into):
+        """On the backend with its output lookup where the program has one for this layer, else host codes
+        from the backend and the step on the host."""
+        names = (layer.name, step, into.name)
+        if names not in self.lookups:
+            self.lookups[names] = OutputLookup.of(layer, step, into)
+        lookup = self.lookups[names]
+        if lookup is None or not self.offload(layer.name, None) or not self._has(layer, None, {"input": codes}, lookup):
+            return elementwise_codes(layer, self.gemm(layer, codes), step, into)
+        return self._call(layer, None, {"input": codes},
+                          lambda: super(Accelerator, self).gemm_into(layer, codes, step, into), lookup, (step, into))
 
     def scores(self, layer, q, k):
         return self._call(layer, "scores", {"q": q, "k": k}, lambda: super(Accelerator, self).scores(layer, q, k))
@@ -186,15 +201,22 @@ class Accelerator(IntegerLayers):
             self.records[key] = LayerRecord(len(self.records), layer.name, op, invocation_kind(layer, op), where)
         return self.records[key]
 
-    def _plan(self, layer, op: str | None, tensors: dict[str, np.ndarray]):
+    def _has(self, layer, op: str | None, tensors: dict[str, np.ndarray], lookup: OutputLookup) -> bool:
+        """Whether the program runs these tensors with this output lookup."""
+        try:
+            return self._plan(layer, op, tensors, lookup) is not None
+        except ProgramMismatch:
+            return False
+
+    def _plan(self, layer, op: str | None, tensors: dict[str, np.ndarray], lookup: OutputLookup | None = None):
         """(invocation, n): the program invocation these tensors run on, n times along their first axis."""
-        spec = InvocationSpec.of(layer, op, {k: np.shape(v) for k, v in tensors.items()})
+        spec = InvocationSpec.of(layer, op, {k: np.shape(v) for k, v in tensors.items()}, lookup)
         inv = self.by_key.get(spec.key)
         if inv is not None:
             return inv, 1
         shapes = dict(spec.shapes)
         for cand in self.program.invocations:
-            if cand.spec.layer != spec.layer or cand.spec.op != op:
+            if cand.spec.layer != spec.layer or cand.spec.op != op or cand.spec.lookup != lookup:
                 continue
             theirs = dict(cand.spec.shapes)
             counts = {shapes[n][0] // s[0] if s and s[0] and shapes[n][0] % s[0] == 0 else 0 for n, s in theirs.items()}
@@ -205,7 +227,8 @@ class Accelerator(IntegerLayers):
                               + (f" (it has {have[0]})" if have else " (the layer is not in the program)")
                               + ": it was compiled from another bundle or for another input size")
 
-    def _call(self, layer, op: str | None, tensors: dict[str, np.ndarray], reference: Callable[[], np.ndarray]):
+    def _call(self, layer, op: str | None, tensors: dict[str, np.ndarray], reference: Callable[[], np.ndarray],
+              lookup: OutputLookup | None = None, feeds: tuple | None = None):
         start = time.perf_counter()
         host = start - self._mark
         if not self.offload(layer.name, op):
@@ -217,7 +240,7 @@ class Accelerator(IntegerLayers):
             self._mark = time.perf_counter()
             return out
         record = self._record(layer, op, self.backend.name)
-        inv, n = self._plan(layer, op, tensors)
+        inv, n = self._plan(layer, op, tensors, lookup)
         tensors = {k: np.asarray(v) for k, v in tensors.items()}
         chunks: list[dict[str, np.ndarray]] = []
         size = {k: v.shape[0] // n for k, v in tensors.items()}
@@ -239,7 +262,7 @@ class Accelerator(IntegerLayers):
         record.host_seconds += host
         if self.check:
             checked = time.perf_counter()
-            want = reference_outputs(layer, op, tensors)
+            want = reference_outputs(layer, op, tensors, feeds)
             for k, v in want.items():
                 record.elements += v.size
                 record.mismatches += int(np.count_nonzero(outputs[k] != v)) if outputs[k].shape == v.shape else v.size

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.compiler.errors import CompileError
+from hw.compiler.invocation import for_core
 from hw.core.config import CoreConfig
 from sw.atomic_file import write_atomic
 
@@ -108,8 +109,10 @@ def analyze(workload: Workload, config: CoreConfig, mapping=None) -> Analysis:
     out = Analysis(workload.name, config, notes=list(workload.notes))
     for call in workload.calls:
         cost, refusal, grown = _cost_or_grow(config, call, mapping)
+        # an output the core's lookup turns into the next layer's codes: the host step is on chip
+        read_by = "lookup" if for_core(call.spec, config).lookup else call.read_by
         out.results.append(CallResult(call.spec.key, call.spec.layer, call.spec.op, call.kind, call.part, call.count,
-                                      cost, refusal, grown, call.read_by))
+                                      cost, refusal, grown, read_by))
     out.seconds = time.perf_counter() - start
     return out
 

@@ -85,7 +85,8 @@ def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
              "| host step moved on chip | outputs it reads (`read_by`) | their share of the stored bytes now | "
              "bytes ratio at most |", "|---|---|---|---|"]
     for st in bounds["by_step"]:
-        lines.append(f"| {st['step']} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
+        step = st["step"] + (" (on chip: the core's output lookup)" if st.get("on_chip") else "")
+        lines.append(f"| {step} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
                      f"{_x(st['bytes_ratio'])} |")
     return lines + [""]
 

@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from hw.compiler.invocation import InvocationSpec
+from hw.compiler.invocation import InvocationSpec, OutputLookup
 from hw.compiler.model import invocation_kind, output_reader
 from sw.models.sam_vit_config import VARIANTS
 from sw.bundle import AttentionLayer, Bundle, CagCodes, CodesOutput, ConvLayer, LinearLayer, Weights
@@ -96,8 +96,8 @@ def vit_encoder_calls(template: Bundle, variant: str = SAM_VIT_B, seed: int = 0)
     hidden = d * shape.mlp_ratio
     calls = []
 
-    def add(layer, op, shapes, count, elementwise=None):
-        spec = InvocationSpec.of(layer, op, shapes)
+    def add(layer, op, shapes, count, elementwise=None, into=None):
+        spec = InvocationSpec.of(layer, op, shapes, OutputLookup.of(layer, elementwise, into) if into else None)
         calls.append(Call(spec, layer, count, invocation_kind(layer, op),
                           output_reader(layer, op, {layer.name: elementwise} if elementwise else {})))
 
@@ -119,7 +119,7 @@ def vit_encoder_calls(template: Bundle, variant: str = SAM_VIT_B, seed: int = 0)
         add(att, "scores", {"q": (items, h, tokens, hd), "k": (items, h, tokens, hd)}, count)
         add(att, "values", {"probs": (items, h, tokens, tokens), "v": (items, h, tokens, hd)}, count)
         add(proj, None, {"input": (items, side, side, d)}, count)
-        add(lin1, None, {"input": (1, shape.grid, shape.grid, d)}, count, elementwise="gelu")   # the MLP's GELU
+        add(lin1, None, {"input": (1, shape.grid, shape.grid, d)}, count, "gelu", lin2)   # the MLP's GELU
         add(lin2, None, {"input": (1, shape.grid, shape.grid, hidden)}, count)
     neck0 = resized_conv(template.layers["image_encoder.neck.0"], "image_encoder.neck.0", d, shape.prompt_embed_dim, 1, 0, rng)
     neck2 = resized_conv(template.layers["image_encoder.neck.2"], "image_encoder.neck.2", shape.prompt_embed_dim,

@@ -85,8 +85,9 @@ def _limits(subject, base) -> dict:
 # layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
 # (LayerNorm, residual adds) mixes a token's channels or two tensors. Each reads the outputs whose
 # ``read_by`` (hw.compiler.model.output_reader) it names; the last row packs the outputs that already are
-# codes densely, so the cumulative bound ends at ``code_outputs``.
-HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu")), ("the softmax", ("softmax",)),
+# codes densely, so the cumulative bound ends at ``code_outputs``. Outputs read by ``lookup`` went through
+# the core's output lookup: that step is on chip already (``on_chip``), its outputs codes.
+HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu", "lookup")), ("the softmax", ("softmax",)),
               ("LayerNorm, residual adds and the rest", ("host",)),
               ("(no host step: the outputs that already are codes, packed densely)", None))
 
@@ -102,8 +103,16 @@ def _step_bounds(s: dict, baseline_bytes: float, loads: float, code_bits: int) -
         store += sum(s[f"out_elements_read_by_{r}"] for r in take) * code_bits / 8 - moved
         done |= take
         out.append({"step": name, "readers": sorted(take), "store_share": moved / s["bytes_store"] if s["bytes_store"] else 0.0,
-                    "bytes_ratio": _ratio(baseline_bytes, loads + store)})
+                    "bytes_ratio": _ratio(baseline_bytes, loads + store), "on_chip": bool(take) and take <= {"lookup"}})
     return out
+
+
+def _step_text(first: bool, st: dict) -> str:
+    if st.get("on_chip"):
+        return (f"{st['step']} is on chip (the core's output lookup writes its result as codes, "
+                f"{st['store_share']:.0%} of the stored bytes)")
+    return (f"{st['step']} on chip (its inputs {st['store_share']:.0%} of the stored bytes) "
+            f"{'would take it' if first else 'then'} to {st['bytes_ratio']:.2f}x")
 
 
 def _bounds_text(bounds: dict) -> str:
@@ -111,8 +120,7 @@ def _bounds_text(bounds: dict) -> str:
             f"outputs' elements fill {bounds['dense_store_share']:.0%} of the words the core stores: columns are "
             f"padded to whole blocks of the array, and rows of a word or more are not packed) and {bounds['code_outputs']:.2f}x with every "
             f"output a {bounds['code_bits']}-bit code (what moving the host steps on chip would store), the loads "
-            "unchanged: " + "; ".join(f"{st['step']} on chip (its inputs {st['store_share']:.0%} of the stored bytes) "
-                                      f"{'would take it' if i == 0 else 'then'} to {st['bytes_ratio']:.2f}x"
+            "unchanged: " + "; ".join(_step_text(not any(not b.get("on_chip") for b in bounds["by_step"][:i]), st)
                                       for i, st in enumerate(bounds["by_step"][:-1]))
             + "; beyond that only on-chip reuse across layers cuts the bytes")
 

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw.compiler.invocation import InvocationSpec
+from hw.compiler.invocation import InvocationSpec, OutputLookup
 from hw.compiler.model import Recorder, bundle_identity, invocation_kind, output_reader, record_invocations
 from sw.atomic_file import write_atomic
 from sw.bundle import Bundle, Layer
@@ -63,10 +63,10 @@ class CountingRecorder(Recorder):
         super().__init__()
         self.counts: Counter = Counter()
 
-    def _note(self, layer, op, tensors) -> None:
-        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()})
+    def _note(self, layer, op, tensors, lookup=None) -> None:
+        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()}, lookup)
         self.counts[spec.key] += 1
-        super()._note(layer, op, tensors)
+        super()._note(layer, op, tensors, lookup)
 
 
 def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
@@ -79,11 +79,14 @@ def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
     if cache_dir is not None and identity.get("manifest_sha256"):
         path = Path(cache_dir) / f"invocations_{identity['manifest_sha256'][:16]}.json"
         data = json.loads(path.read_text()) if path.is_file() else {}
-        if data.get("calls") and all("read_by" in e for e in data["calls"]):   # older lists lack it: recorded again
+        # older lists lack the reader or the layer an elementwise step feeds: recorded again
+        if data.get("calls") and all("read_by" in e and "feeds" in e for e in data["calls"]):
             calls = []
             for e in data["calls"]:
                 layer = bundle.layers[e["layer"]]
-                spec = InvocationSpec.of(layer, e["op"], {k: tuple(v) for k, v in e["shapes"].items()})
+                # the output lookup is the bundle's (sw.ref.code_map): derived again, not stored
+                lookup = OutputLookup.of(layer, e["read_by"], bundle.layers[e["feeds"]]) if e["feeds"] else None
+                spec = InvocationSpec.of(layer, e["op"], {k: tuple(v) for k, v in e["shapes"].items()}, lookup)
                 calls.append(Call(spec, layer, e["count"], invocation_kind(layer, e["op"]), e["read_by"]))
             return Workload(name, h.model, calls, identity, record_seconds=data["record_seconds"],
                             cache=str(path))
@@ -95,6 +98,6 @@ def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
     if path is not None:
         write_atomic(path, json.dumps({"bundle": identity, "record_seconds": seconds, "calls": [
             {"layer": c.spec.layer, "op": c.spec.op, "shapes": dict(c.spec.shapes), "count": c.count,
-             "read_by": c.read_by}
+             "read_by": c.read_by, "feeds": c.spec.lookup.into if c.spec.lookup else None}
             for c in calls]}, indent=0) + "\n")
     return Workload(name, h.model, calls, identity, record_seconds=seconds)

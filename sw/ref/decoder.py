@@ -66,8 +66,8 @@ def _two_way_block(steps: Steps, name: str, queries, keys, query_pe, key_pe, ski
     q, k = queries + query_pe, keys + key_pe
     queries = steps.layer_norm(f"{name}.norm2", queries + _attention(steps, f"{name}.cross_attn_token_to_image", q, k, keys))
 
-    hidden = steps.quantized_then(f"{name}.mlp.lin1", G.relu, queries)
-    queries = steps.layer_norm(f"{name}.norm3", queries + steps.quantized(f"{name}.mlp.lin2", hidden))
+    hidden = steps.quantized_into(f"{name}.mlp.lin1", G.relu, queries, f"{name}.mlp.lin2")
+    queries = steps.layer_norm(f"{name}.norm3", queries + steps.from_codes(f"{name}.mlp.lin2", hidden))
 
     q, k = queries + query_pe, keys + key_pe
     keys = steps.layer_norm(f"{name}.norm4", keys + _attention(steps, f"{name}.cross_attn_image_to_token", k, q, queries))

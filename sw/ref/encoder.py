@@ -32,11 +32,14 @@ def _mbconv(steps: Steps, name: str, x: np.ndarray) -> np.ndarray:
 def _patch_merging(steps: Steps, name: str, x: np.ndarray, integer: bool) -> np.ndarray:
     """[B, C, H, W] -> tokens [B, L, C'] through the host's float convs in the stem (``integer`` False),
     the accelerator's integer convs after it."""
-    conv = steps.quantized if integer else steps.conv
-    conv_then = steps.quantized_then if integer else lambda n, step, v: step(steps.conv(n, v))
-    x = conv_then(f"{name}.conv1", G.gelu, x)
-    x = conv_then(f"{name}.conv2", G.gelu, x)
-    x = conv(f"{name}.conv3", x)
+    if integer:     # conv1 and conv2 hand the next conv its codes through GELU
+        codes = steps.quantized_into(f"{name}.conv1", G.gelu, x, f"{name}.conv2")
+        codes = steps.codes_into(f"{name}.conv2", G.gelu, codes, f"{name}.conv3")
+        x = steps.from_codes(f"{name}.conv3", codes)
+    else:
+        x = G.gelu(steps.conv(f"{name}.conv1", x))
+        x = G.gelu(steps.conv(f"{name}.conv2", x))
+        x = steps.conv(f"{name}.conv3", x)
     b, c = x.shape[:2]
     return x.reshape(b, c, -1).transpose(0, 2, 1)
 
@@ -72,8 +75,9 @@ def block(steps: Steps, name: str, x: np.ndarray, resolution: tuple[int, int], w
     x = x + attn
     x = steps.quantized(f"{name}.local_conv", x.transpose(0, 2, 1).reshape(b, c, h, w))
     x = x.reshape(b, c, length).transpose(0, 2, 1)
-    hidden = steps.quantized_then(f"{name}.mlp.fc1", G.gelu, steps.layer_norm(f"{name}.mlp.norm", x))
-    return x + steps.quantized(f"{name}.mlp.fc2", hidden)
+    hidden = steps.quantized_into(f"{name}.mlp.fc1", G.gelu, steps.layer_norm(f"{name}.mlp.norm", x),
+                                  f"{name}.mlp.fc2")
+    return x + steps.from_codes(f"{name}.mlp.fc2", hidden)
 
 
 def _attention_stage(steps: Steps, i: int, x: np.ndarray, cfg: TinyVitStructure) -> np.ndarray:

@@ -31,6 +31,12 @@ def encode_input(fmt: InputCodes, x: np.ndarray) -> np.ndarray:
     raise TypeError(f"unknown input code format {type(fmt).__name__}")
 
 
+def elementwise_codes(layer: GemmLayer, host_codes: np.ndarray, step: str, into: GemmLayer) -> np.ndarray:
+    """Host codes of ``layer`` through elementwise ``step`` (a ``graph_host`` function's name), encoded
+    by ``into``'s input quantizer: what the host does between two integer layers of an MLP."""
+    return encode_input(into.input, getattr(G, step)(host_codes.astype(np.float64) * layer.output.scale))
+
+
 class IntegerLayers:
     """Where the integer layers run: this reference computes them with ``sw/ref/layers.py``. ``Steps``
     takes any object with these three methods, so a caller can observe every integer call (the shapes a
@@ -40,10 +46,12 @@ class IntegerLayers:
         """Output codes of a linear or conv layer from its input codes."""
         return run_layer(layer, codes)
 
-    def elementwise_after(self, layer: GemmLayer, step: str) -> None:
-        """Told that the host reads ``layer``'s output only through elementwise ``step`` (``gelu``,
-        ``relu``) into the next integer layer, so a recorder can note which outputs a lookup on the
-        accelerator could turn into that layer's codes; running layers need not care."""
+    def gemm_into(self, layer: GemmLayer, codes: np.ndarray, step: str, into: GemmLayer) -> np.ndarray:
+        """``into``'s input codes from ``layer``'s input codes, where the host reads ``layer``'s output
+        only through elementwise ``step`` (a ``graph_host`` function's name: the MLPs' GELU and ReLU):
+        a recorder notes such outputs, and an accelerator with an output lookup computes the codes
+        itself (``sw.ref.code_map``)."""
+        return elementwise_codes(layer, self.gemm(layer, codes), step, into)
 
     def scores(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Integer QK^T [..., heads, Nq, Nk] from query and key codes [..., heads, N, d]."""
@@ -117,11 +125,17 @@ class Steps:
         """Float in, float out through integer layer ``name`` (inputs channels-last, convs NCHW)."""
         return self.from_codes(name, encode_input(self.bundle.gemm(name).input, x))
 
-    def quantized_then(self, name: str, step, x: np.ndarray) -> np.ndarray:
-        """``step(quantized(name, x))`` for an elementwise host step whose result only the next integer
-        layer reads (the MLPs' GELU and ReLU); the integer layers are told (``elementwise_after``)."""
-        self.layers.elementwise_after(self.bundle.gemm(name), step.__name__)
-        return step(self.quantized(name, x))
+    def quantized_into(self, name: str, step, x: np.ndarray, into: str) -> np.ndarray:
+        """Float in, ``into``'s input codes out: integer layer ``name``, then an elementwise host step whose
+        result only ``into`` reads (the MLPs' GELU and ReLU), then ``into``'s input quantizer."""
+        return self.codes_into(name, step, encode_input(self.bundle.gemm(name).input, x), into)
+
+    def codes_into(self, name: str, step, codes: np.ndarray, into: str) -> np.ndarray:
+        """``quantized_into`` from ``name``'s input codes (``IntegerLayers.gemm_into``)."""
+        layer = self.bundle.gemm(name)
+        if not isinstance(layer.output, HostOutput):
+            raise BundleError(f"{self.bundle.where}: layer '{name}' writes {layer.output.TAG}, not host codes")
+        return self.layers.gemm_into(layer, codes, step.__name__, self.bundle.gemm(into))
 
     def projection_codes(self, name: str, x: np.ndarray) -> np.ndarray:
         """q/k/v projection: float in, the attention quantizers' codes out (they never become floats)."""
