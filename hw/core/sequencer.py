@@ -26,8 +26,11 @@ Constants: the lanes' column constants (F0) are loaded from the staging register
 of the output pass of a tile that starts a new column block (``f0_load``), and the clamp bounds (and
 the output lookup, on cores that have one) with every non-raw output pass; both stay until the next
 such pass starts, which is after every use by the previous pass (a combine pass and the wait for acc
-lie between). Per-GEMM parameters live in two slots
-(GEMM parity) and are copied into the job when it starts.
+lie between). Per-GEMM parameters live in two slots (GEMM parity) and are copied into the job when it
+starts. A slot is written during its GEMM's setup (the lookup steps word by word, the rest at the
+setup's end): by then the GEMM two before has started its last job, because this GEMM is taken only
+after the GEMM between issued its last term, which waits until the job before it has started (jobs
+start in order), or, for a GEMM without tiles, until the lanes have drained.
 """
 
 from __future__ import annotations
