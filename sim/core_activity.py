@@ -5,7 +5,8 @@
 For every layer kind of the co-simulation's acceptance set (``sim.core_cases.ACCEPTANCE``) the real
 input codes of that layer (the first val image with a box and its first box, as ``samhw simulate``)
 are cut to a small slice (``slice_inputs``: at most ``ROWS`` rows, ``KEYS`` keys, a ``CROP`` x ``CROP``
-corner of a conv input), compiled for the core configuration with its PE array set to ``--pes``, and
+corner of a conv input), compiled for the core configuration with its PE array set to ``--pes`` (with
+the output lookup the model run gives the layer, where the core holds it: ``lookup_steps``), and
 run on a Verilator build with ``--coverage-toggle``, one batch per case, so each case has its own
 coverage file. ``activity_of`` counts every signal bit's toggles, split by block (the PE array, the
 lanes, the rest of the core; the simulation memory is left out) and by kind (register bits: assigned
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.compiler import compile_layer
+from hw.compiler.invocation import InvocationSpec
 from hw.compiler.model import invocation_kind
+from hw.compiler.program import build_program
 from hw.core.config import CoreConfig
 from hw.core.timing import run_timing
 from sw.bundle import Bundle, CodesOutput, GemmLayer
@@ -155,8 +157,11 @@ def measure(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: np.ndarr
     for case in cases:
         full = bundle.layers[case.layer]
         layer = take_outputs(full, OUTPUTS)
-        sliced = slice_inputs(case.op, layer.TAG, inputs[case.layer, case.op][1])
-        program = compile_layer(config, layer, case.op, {k: v.shape for k, v in sliced.items()})
+        recorded, codes = inputs[case.layer, case.op]
+        sliced = slice_inputs(case.op, layer.TAG, codes)
+        # with its output lookup, where the model run has one (the core decides whether it holds it)
+        spec = InvocationSpec.of(layer, case.op, {k: v.shape for k, v in sliced.items()}, recorded.lookup)
+        program = build_program(config, [(spec, layer)], {})
         programs.append((case, layer, sliced, program))
     words = max(p.total_words for *_, p in programs)
     memory_words = 1 << max(10, (words - 1).bit_length())
@@ -187,6 +192,7 @@ def measure(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: np.ndarr
         cycles = sum(r.cycles for r in results)
         setup = sum(4 * len(s) + 2 for s in inv.parts)
         entry = {"layer": case.layer, "op": case.op, "kind": invocation_kind(layer, case.op),
+                 "lookup_steps": len(inv.spec.lookup.steps) if inv.spec.lookup else 0,
                  "shapes": {k: list(v.shape) for k, v in sliced.items()}, "cycles": cycles,
                  "model_cycles": model_cycles, "setup_cycles": setup, "terms": terms, "macs": inv.macs,
                  "tiles": tiles, "lane_cycles": lane_cycles, "out_words": out_words,
