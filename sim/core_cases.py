@@ -88,11 +88,10 @@ class _Keep(Recorder):
         super().__init__(compute=True, keep_inputs=False)
         self.wanted, self.kept, self.specs = wanted, {}, {}
 
-    def _note(self, layer, op, tensors, lookup=None):
-        if (layer.name, op) in self.wanted and (layer.name, op) not in self.kept:
-            self.kept[layer.name, op] = {k: np.asarray(v, np.int64) for k, v in tensors.items()}
-            self.specs[layer.name, op] = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()},
-                                                           lookup)
+    def noted(self, spec, layer, tensors):
+        if (layer.name, spec.op) in self.wanted and (layer.name, spec.op) not in self.kept:
+            self.kept[layer.name, spec.op] = {k: np.asarray(v, np.int64) for k, v in tensors.items()}
+            self.specs[layer.name, spec.op] = spec
 
 
 def case_inputs(bundle: Bundle, image: np.ndarray, box: np.ndarray, cases=ACCEPTANCE

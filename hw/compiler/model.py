@@ -45,7 +45,10 @@ class Recorder(IntegerLayers):
         return self._zeros(layer, codes)
 
     def _note(self, layer, op, tensors: dict[str, np.ndarray], lookup: OutputLookup | None = None) -> None:
-        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()}, lookup)
+        self.noted(InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()}, lookup), layer, tensors)
+
+    def noted(self, spec: InvocationSpec, layer, tensors: dict[str, np.ndarray]) -> None:
+        """Every integer call, as its invocation: the first of each key is kept (subclasses see them all)."""
         if spec.key not in self.inputs:
             self.calls.append((spec, layer))
             self.inputs[spec.key] = ({k: np.asarray(v).astype(np.uint8) for k, v in tensors.items()}

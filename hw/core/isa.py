@@ -308,7 +308,12 @@ LOOKUP_VALUE_BITS = next(f.width for f in LookupStep.LAYOUT if f.name == "thresh
 def desc_words(n_seg: int, bus_bits: int, lookup_steps: int = 0) -> int:
     """PARAM words a descriptor with ``n_seg`` segments and ``lookup_steps`` lookup steps occupies."""
     per_word = bus_bits // SLOT_BITS
-    return DESC_FIXED_WORDS + -(-n_seg // per_word) + -(-lookup_steps // LOOKUP_STEPS_PER_WORD)
+    return DESC_FIXED_WORDS + -(-n_seg // per_word) + lookup_words(lookup_steps)
+
+
+def lookup_words(lookup_steps: int) -> int:
+    """Descriptor words that ``lookup_steps`` lookup steps take."""
+    return -(-lookup_steps // LOOKUP_STEPS_PER_WORD)
 
 
 def lookup(values, base: int, steps) -> "np.ndarray":

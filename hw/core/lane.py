@@ -38,7 +38,7 @@ from sw.bundle.fixed_point import SHIFT_MIN
 from ..units.dsp_multiply import PipelinedMultiplier
 from ..units.pipeline import delay
 from .config import LANE_ACC_BITS, CoreConfig
-from .isa import LOOKUP_VALUE_BITS, ColumnSlot, DescLoops, LookupStep
+from .isa import LOOKUP_VALUE_BITS, ColumnSlot, DescLoops
 from .layouts import field_width
 from .params import LANE_B_BITS, REQUANT_SHIFT_FLOOR, CoreParams
 

@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..units.pipeline import delay
 from .config import CoreConfig
-from .isa import DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescOtherStrides, LookupStep, Segment
+from .isa import DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescOtherStrides, LookupStep, Segment, lookup_words
 from .lane import B_RAW, B_REQUANT, B_SEGMENT, QBITS, SRC_ACC, SRC_X, SRC_Y, lane_control_layout, lookup_layout
 from .layouts import field_width, layout_of
 from .params import REQUANT_ROW_CYCLES, CoreParams, output_row_cycles, read_window
@@ -130,7 +130,7 @@ class LaneSequencer(wiring.Component):
                 for i in range(2):
                     with m.If(self.lookup_slot == i):
                         with m.Switch(self.lookup_word):
-                            for w in range(-(-cfg.lookup_steps // LOOKUP_STEPS_PER_WORD)):
+                            for w in range(lookup_words(cfg.lookup_steps)):
                                 with m.Case(w):
                                     for j in range(LOOKUP_STEPS_PER_WORD):
                                         k = w * LOOKUP_STEPS_PER_WORD + j

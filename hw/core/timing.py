@@ -67,8 +67,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SLOT_BITS, CoreConfig
-from .isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, Buffer, DescLoops, Gemm, Instruction,
-                  Opcode, Segment, Transfer)
+from .isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Instruction, Opcode, Segment, Transfer,
+                  desc_words)
 from .params import CoreParams, output_row_cycles, read_window
 from .segstart import CYCLES as SEGSTART_CYCLES
 from .streams import UNITS, Streams, word_view
@@ -125,8 +125,8 @@ class _Compute:
     def gemm(self, t0: int, inst: Gemm, loops: DescLoops, segments: list[Segment]) -> tuple[GemmTiming, int, int, int]:
         """Returns (timing, cycle the unit is free again, signal_prev cycle, signal_next cycle)."""
         p = self.p
-        rows, spw = p.rows, p.slots_per_word
-        nsw = -(-loops.n_seg // spw) + -(-loops.lookup_steps // LOOKUP_STEPS_PER_WORD)
+        rows = p.rows
+        nsw = desc_words(loops.n_seg, p.config.bus_bits, loops.lookup_steps) - DESC_FIXED_WORDS
         arm = t0 + 4 + nsw
         y = t0 + 5 + nsw + GENERAL_START_CYCLES * _general_starts(segments)
         if inst.n_batch * loops.n_ob * inst.n_rb == 0:

@@ -170,7 +170,7 @@ def decode_descriptor(param: np.ndarray, desc_addr: int, bus_bits: int) -> Descr
     segments = tuple(Segment.decode(_int_at(param, desc_addr + DESC_FIXED_WORDS + s // per_word,
                                             (s % per_word) * SLOT_BITS, SLOT_BITS, bus_bits))
                      for s in range(loops.n_seg))
-    first = desc_addr + DESC_FIXED_WORDS + -(-loops.n_seg // per_word)
+    first = desc_addr + desc_words(loops.n_seg, bus_bits)
     lookup = tuple(LookupStep.decode(_int_at(param, first + i // LOOKUP_STEPS_PER_WORD,
                                              (i % LOOKUP_STEPS_PER_WORD) * LookupStep.BITS, LookupStep.BITS, bus_bits))
                    for i in range(loops.lookup_steps))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from hw.compiler.invocation import for_core, plan_invocation
+from hw.compiler.invocation import plan_invocation
 from hw.compiler.program import build_program
 from hw.core.config import CoreConfig
 from hw.core.isa import Buffer, Opcode, element_bits
@@ -107,7 +107,7 @@ def lane_work(config: CoreConfig, plan) -> tuple[int, int, int, int]:
 def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
     """Compile ``call`` for ``config`` and count its cycles and traffic; ``mapping`` (fp32.py) rescales
     the transfers of another architecture before the cycle model times them."""
-    spec, layer = for_core(call.spec, config), call.layer
+    spec, layer = call.spec, call.layer      # plan_invocation and build_program leave what the core cannot hold
     plan = plan_invocation(config, layer, spec)
     tiles, lane, rows, words = lane_work(config, plan)
     program = build_program(config, [(spec, layer)], {})

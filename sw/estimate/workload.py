@@ -63,10 +63,9 @@ class CountingRecorder(Recorder):
         super().__init__()
         self.counts: Counter = Counter()
 
-    def _note(self, layer, op, tensors, lookup=None) -> None:
-        spec = InvocationSpec.of(layer, op, {k: v.shape for k, v in tensors.items()}, lookup)
+    def noted(self, spec, layer, tensors) -> None:
         self.counts[spec.key] += 1
-        super()._note(layer, op, tensors, lookup)
+        super().noted(spec, layer, tensors)
 
 
 def bundle_workload(bundle: Bundle, cache_dir: Path | None = None) -> Workload:
