@@ -77,17 +77,21 @@ def _headline(result, model) -> list[str]:
 
 
 def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
-    """What each host step moved on chip would allow: the bytes ratio while the core waits on memory."""
+    """What each host step moved on chip would allow (sw/estimate/projection.py)."""
     bounds = limits["bytes_bounds"]
     lines = [f"Host steps moved on chip, one after another (their inputs stored as dense {bounds['code_bits']}-bit "
-             f"codes, the loads unchanged): the bytes ratio against {baseline}, now {_x(limits['bytes_ratio'])}, "
-             "bounds the speed-up while the core waits on memory.", "",
+             f"codes, the loads unchanged), against {baseline}: the bytes ratio, now {_x(limits['bytes_ratio'])}, "
+             "and the speed-up and energy ratio they would give at most, each unit free (its cycles, logic and "
+             "energy not counted, the core's cycles as now; memory time, SDRAM and I/O energy follow the bytes, "
+             "static energy the time).", "",
              "| host step moved on chip | outputs it reads (`read_by`) | their share of the stored bytes now | "
-             "bytes ratio at most |", "|---|---|---|---|"]
+             "bytes ratio at most | speed-up at most | energy ratio at most | memory-bound share then | "
+             "largest energy part then |", "|---|---|---|---|---|---|---|---|"]
     for st in bounds["by_step"]:
         step = st["step"] + (" (on chip: the core's output lookup)" if st.get("on_chip") else "")
         lines.append(f"| {step} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
-                     f"{_x(st['bytes_ratio'])} |")
+                     f"{_x(st['bytes_ratio'])} | {_x(st['speedup'])} | {_x(st['energy_ratio'])} | "
+                     f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
     return lines + [""]
 
 

@@ -4,6 +4,7 @@ energy, the ratios against each baseline, the moonshot check and its limiting fa
 from __future__ import annotations
 
 from .energy import PJ
+from .projection import host_step_projection
 from .resources import rel
 from .sources import PUBLISHED
 
@@ -71,7 +72,7 @@ def _limits(subject, base) -> dict:
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
               "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
-              "by_step": _step_bounds(s, b["bytes"], loads, code_bits)}
+              "by_step": host_step_projection(subject, base, code_bits)}
     return {"traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock, "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
             "subject_memory_bound_share": mem_share,
@@ -81,38 +82,24 @@ def _limits(subject, base) -> dict:
             "energy_ratio_by_part": {k: _ratio(parts_b[k], parts_s[k]) for k in parts_s}}
 
 
-# The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
-# layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
-# (LayerNorm, residual adds) mixes a token's channels or two tensors. Each reads the outputs whose
-# ``read_by`` (hw.compiler.model.output_reader) it names; the last row packs the outputs that already are
-# codes densely, so the cumulative bound ends at ``code_outputs``. Outputs read by ``lookup`` went through
-# the core's output lookup: that step is on chip already (``on_chip``), its outputs codes.
-HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu", "lookup")), ("the softmax", ("softmax",)),
-              ("LayerNorm, residual adds and the rest", ("host",)),
-              ("(no host step: the outputs that already are codes, packed densely)", None))
-
-
-def _step_bounds(s: dict, baseline_bytes: float, loads: float, code_bits: int) -> list[dict]:
-    """Bytes ratio with the outputs each host step reads written as dense codes, cumulative."""
-    prefix = "bytes_store_read_by_"
-    readers = {k[len(prefix):] for k in s if k.startswith(prefix)}
-    out, done, store = [], set(), s["bytes_store"]
-    for name, steps in HOST_STEPS:
-        take = (set(steps) if steps else readers) & readers - done
-        moved = sum(s[prefix + r] for r in take)
-        store += sum(s[f"out_elements_read_by_{r}"] for r in take) * code_bits / 8 - moved
-        done |= take
-        out.append({"step": name, "readers": sorted(take), "store_share": moved / s["bytes_store"] if s["bytes_store"] else 0.0,
-                    "bytes_ratio": _ratio(baseline_bytes, loads + store), "on_chip": bool(take) and take <= {"lookup"}})
-    return out
-
-
 def _step_text(first: bool, st: dict) -> str:
     if st.get("on_chip"):
         return (f"{st['step']} is on chip (the core's output lookup writes its result as codes, "
                 f"{st['store_share']:.0%} of the stored bytes)")
     return (f"{st['step']} on chip (its inputs {st['store_share']:.0%} of the stored bytes) "
-            f"{'would take it' if first else 'then'} to {st['bytes_ratio']:.2f}x")
+            f"{'would take it' if first else 'then'} to {st['bytes_ratio']:.2f}x "
+            f"({st['speedup']:.2f}x speed, {st['energy_ratio']:.2f}x energy at most)")
+
+
+def _all_steps_text(bounds: dict) -> str:
+    """Whether moving every host step on chip could reach the moonshot, and what would limit it then."""
+    last = bounds["by_step"][-1]
+    reach = last["speedup"] >= MOONSHOT and last["energy_ratio"] >= MOONSHOT
+    return (f"with every host step on chip (each unit free, the core's cycles as now) at most "
+            f"{last['speedup']:.2f}x speed and {last['energy_ratio']:.2f}x energy: the moonshot is "
+            f"{'within' if reach else 'out of'} reach of moving host steps on chip alone (then "
+            f"{last['memory_bound_share']:.0%} of the time memory-bound, the largest energy part "
+            f"{last['energy_top']} at {last['energy_top_share']:.0%})")
 
 
 def _bounds_text(bounds: dict) -> str:
@@ -122,7 +109,7 @@ def _bounds_text(bounds: dict) -> str:
             f"output a {bounds['code_bits']}-bit code (what moving the host steps on chip would store), the loads "
             "unchanged: " + "; ".join(_step_text(not any(not b.get("on_chip") for b in bounds["by_step"][:i]), st)
                                       for i, st in enumerate(bounds["by_step"][:-1]))
-            + "; beyond that only on-chip reuse across layers cuts the bytes")
+            + "; beyond that only on-chip reuse across layers cuts the bytes; " + _all_steps_text(bounds))
 
 
 def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) -> str:
@@ -143,7 +130,8 @@ def _limit_text(model: str, speed: float, energy: float, lim: dict, board: str) 
     else:
         speed_limit = (f"the speed-up is the compute ratio: {lim['pe_ratio']:.2f}x PEs x {lim['clock_ratio']:.2f}x "
                        f"clock x {lim['utilization_ratio']:.2f}x utilization = {lim['speedup_core_memory']:.2f}x "
-                       f"with the core's own memory ({mem:.0%} of the time memory-bound on {board})")
+                       f"with the core's own memory ({mem:.0%} of the time memory-bound on {board}); "
+                       f"{_bounds_text(lim['bytes_bounds'])}")
     energy_limit = (f"energy: the W4 core's largest part is {lim['energy_top_subject']} "
                     f"({lim['energy_top_subject_share']:.0%}), the FP32 array's {lim['energy_top_baseline']} "
                     f"({lim['energy_top_baseline_share']:.0%})")

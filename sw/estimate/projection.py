@@ -1,0 +1,76 @@
+"""What moving the host steps on chip would give, one step after another (numpy only).
+
+A host step moved on chip lets the core write the next layer's codes instead of the outputs the step
+reads: those outputs become dense codes of the core's activation width. Per invocation, the external
+bytes change by that much; the memory time and the SDRAM and I/O energy follow the bytes, the static
+energy the time (the longer of the core's and the memory's, as ``perf.call_time``). The core's cycles and
+the rest of its energy stay as they are, and the on-chip unit's own cycles, logic and energy are not
+counted: each row is what the step could give at most were its unit free, and the loads unchanged.
+"""
+
+from __future__ import annotations
+
+# The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
+# layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
+# (LayerNorm, residual adds) mixes a token's channels or two tensors. Each reads the outputs whose
+# ``read_by`` (hw.compiler.model.output_reader) it names; the last row packs the outputs that already are
+# codes densely, so the cumulative bound ends with every output a dense code. Outputs read by ``lookup``
+# went through the core's output lookup: that step is on chip already (``on_chip``), its outputs codes.
+HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu", "lookup")), ("the softmax", ("softmax",)),
+              ("LayerNorm, residual adds and the rest", ("host",)),
+              ("(no host step: the outputs that already are codes, packed densely)", None))
+ON_CHIP = {"lookup"}
+BYTE_PARTS = ("sdram", "io")      # energy that follows the external bytes
+
+
+def _ratio(a, b):
+    return a / b if b else None
+
+
+def _project(run, taken: set, code_bits: int) -> dict:
+    """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes."""
+    tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "energy": {}}
+    for r, row in zip(run.analysis.results, run.rows):
+        cost, n = r.cost, r.count
+        store = cost.out_elements * code_bits / 8 if r.read_by in taken else cost.write_bytes
+        moved = cost.bytes - cost.write_bytes + store
+        scale = moved / cost.bytes if cost.bytes else 0.0
+        memory_s = row["memory_s"] * scale
+        seconds = max(row["core_s"], memory_s)
+        for k, v in row["energy_pj"].items():
+            v = v * scale if k in BYTE_PARTS else v * seconds / row["seconds"] if k == "static" and row["seconds"] else v
+            tot["energy"][k] = tot["energy"].get(k, 0.0) + v * n
+        tot["seconds"] += seconds * n
+        tot["bytes"] += moved * n
+        tot["store"] += cost.write_bytes * n if r.read_by in taken else 0.0
+        tot["memory_bound_s"] += seconds * n if memory_s > row["core_s"] else 0.0
+    return tot
+
+
+def host_step_projection(subject, baseline, code_bits: int) -> list[dict]:
+    """Per host step, cumulative: the outputs it reads (``readers``), their share of the subject's stored
+    bytes now, and the bytes ratio, speed-up and energy ratio against ``baseline`` (image + box) with
+    them and every earlier step's on chip; also the memory-bound share and the largest energy part then."""
+    base = {"seconds": 0.0, "bytes": 0.0, "energy": 0.0}
+    for r, row in zip(baseline.analysis.results, baseline.rows):
+        base["seconds"] += row["seconds"] * r.count
+        base["bytes"] += r.cost.bytes * r.count
+        base["energy"] += sum(row["energy_pj"].values()) * r.count
+    readers = {r.read_by for r in subject.analysis.results}
+    store_now = sum(r.cost.write_bytes * r.count for r in subject.analysis.results)
+    out, done = [], set()
+    for name, steps in HOST_STEPS:
+        take = (set(steps) if steps else readers) & readers - done
+        before = _project(subject, done, code_bits)
+        done |= take
+        p = _project(subject, done, code_bits)
+        energy = sum(p["energy"].values())
+        top = max(p["energy"], key=p["energy"].get)
+        out.append({"step": name, "readers": sorted(take),
+                    "store_share": (p["store"] - before["store"]) / store_now if store_now else 0.0,
+                    "bytes_ratio": _ratio(base["bytes"], p["bytes"]), "speedup": _ratio(base["seconds"], p["seconds"]),
+                    "energy_ratio": _ratio(base["energy"], energy),
+                    "memory_bound_share": p["memory_bound_s"] / p["seconds"] if p["seconds"] else 0.0,
+                    "energy_top": top, "energy_top_share": p["energy"][top] / energy if energy else 0.0,
+                    "on_chip": bool(take) and take <= ON_CHIP})
+    return out
