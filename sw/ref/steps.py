@@ -39,7 +39,7 @@ def elementwise_codes(layer: GemmLayer, host_codes: np.ndarray, step: str, into:
 
 class IntegerLayers:
     """Where the integer layers run: this reference computes them with ``sw/ref/layers.py``. ``Steps``
-    takes any object with these three methods, so a caller can observe every integer call (the shapes a
+    takes any object with these methods, so a caller can observe every integer call (the shapes a
     compiler needs) or run it elsewhere (an accelerator), with the host steps around it unchanged."""
 
     def gemm(self, layer: GemmLayer, codes: np.ndarray) -> np.ndarray:
@@ -56,6 +56,11 @@ class IntegerLayers:
     def scores(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Integer QK^T [..., heads, Nq, Nk] from query and key codes [..., heads, N, d]."""
         return attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
+
+    def probabilities(self, layer: AttentionLayer, scores: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Post-softmax codes from the integer scores (and the query codes, which SAM ViT's position term
+        reads): the host's float step here; ``sw.ref.log_softmax`` is its integer form."""
+        return probabilities_from_scores(layer, scores, q)
 
     def values(self, layer: AttentionLayer, probs: np.ndarray, v: np.ndarray) -> np.ndarray:
         """A.V requantized into the output projection's input codes."""
@@ -146,7 +151,7 @@ class Steps:
 
     def attention(self, name: str, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Codes [..., heads, Nq, d] of the output projection's input from q/k/v codes [..., heads, N, d];
-        the softmax between the two integer stages is the host's (``probabilities_from_scores``)."""
+        the softmax between the two integer stages is ``IntegerLayers.probabilities``."""
         layer = self.bundle.attention(name)
-        probs = probabilities_from_scores(layer, self.layers.scores(layer, q, k), q)
+        probs = self.layers.probabilities(layer, self.layers.scores(layer, q, k), q)
         return self.layers.values(layer, probs, v)
