@@ -28,13 +28,13 @@ from .decode import column_operand_signals, decode_column, decode_row, row_opera
 from .front import header, take_tokens, tokens_ready, track_end, unit_members
 from .isa import (DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode,
                   Opcode, Segment, element_bits)
-from .issue import IssueLoop, seg_issue_layout, seg_start_layout
+from .issue import IssueLoop, seg_issue_layout
 from .lane import LanePair
 from .layouts import layout_of, view
 from .params import CoreParams
 from .pe import PEArray
 from .segstart import SegmentStart
-from .sequencer import LaneSequencer, gemm_params_layout, record_layout, seg_multipliers_layout
+from .sequencer import LaneSequencer, record_layout, seg_multipliers_layout
 
 IDLE, SETUP, GENERAL, GENERAL_RUN, ISSUE, EMPTY = range(6)
 DESC_LAG = 2    # the row decode reads the descriptor as it was this many cycles before

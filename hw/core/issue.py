@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreConfig
 from .isa import DescActStrides, DescLoops, DescOtherStrides, Gemm, Segment
-from .layouts import field_width, layout_of
+from .layouts import layout_of
 from .params import CoreParams
 from .segstart import IDX_BITS, J_BITS, OFF_BITS
 

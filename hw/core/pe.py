@@ -25,7 +25,7 @@ the previous one's (the issue loop's rule).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..units.pipeline import delay

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..fsim.layout import Descriptor, pack_codes, pack_descriptor, pack_entries
-from .config import SLOT_BITS, CoreConfig
+from ..fsim.layout import Descriptor, pack_codes, pack_descriptor
+from .config import CoreConfig
 from .isa import (LOOKUP_VALUE_BITS, Buffer, ColumnSlot, DescActStrides, DescLoops, DescOtherStrides, Gemm,
                   Instruction, LookupStep, Mode, Opcode, Segment, Transfer, element_bits)
 from .params import CoreParams

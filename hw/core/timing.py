@@ -67,8 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SLOT_BITS, CoreConfig
-from .isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Instruction, Opcode, Segment, Transfer,
-                  desc_words)
+from .isa import DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Opcode, Segment, Transfer, desc_words
 from .params import CoreParams, output_row_cycles, read_window
 from .segstart import CYCLES as SEGSTART_CYCLES
 from .streams import UNITS, Streams, word_view

@@ -92,7 +92,8 @@ def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
         lines.append(f"| {step} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
                      f"{_x(st['bytes_ratio'])} | {_x(st['speedup'])} | {_x(st['energy_ratio'])} | "
                      f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
-    return lines + [""]
+    return lines + ["", "The softmax's integer form, what its unit would compute, is `sw/ref/log_softmax.py`; "
+                    "`scripts/log_softmax_study.py` measures it against the float step.", ""]
 
 
 def _fmt_mhz(v) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import (AttentionLayer, Bundle, BundleError, CagCodes, ConvLayer, GemmLayer, HluqCodes, HostOutput,
-                      InputCodes, LinearLayer, UniformCodes)
+from ..bundle import (AttentionLayer, Bundle, BundleError, CagCodes, GemmLayer, HluqCodes, HostOutput, InputCodes,
+                      LinearLayer, UniformCodes)
 from . import graph_host as G
 from .host import cag_encode, hluq_encode, uniform_encode
 from .kernels import attention_scores
