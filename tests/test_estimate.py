@@ -149,6 +149,9 @@ def test_energy_is_linear_in_activity_and_coefficients():
     assert e["array"] == pytest.approx((100 * 0.2 * c["lut_toggle"] + 50 * 0.1 * c["ff_toggle"]) * 100)
     assert e["sdram"] == pytest.approx((15 + 3) * 32 * 8 * c["sdram_bit"])
     assert e["clock"] == pytest.approx(100 * 200 * c["ff_clock"])
+    # the clock runs on while the core waits on a slower memory: all the cycles the board time takes
+    e, _ = dynamic_pj(_design(), cost, "k", c, clock_cycles=700.0)
+    assert e["clock"] == pytest.approx(100 * 700 * c["ff_clock"])
     assert static_pj(2.0, {"fpga_static": 100.0, "sdram_static": 50.0}) == pytest.approx(0.3e12)
 
 
@@ -288,6 +291,12 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
     coeff = coefficients()
     c = {k: v.value for k, v in coeff.items()}
     runs = {k: _run(d, analyze(wl, d.config, d.mapping), board, c) for k, d in designs.items()}
+    ff = sum(b["ff"] for b in res.values())
+    for key, run in runs.items():      # the clock runs for the invocation's whole time on the board
+        for row in run.rows:
+            hz = run.design.clock_mhz * 1e6
+            assert row["energy_pj"]["clock"] == pytest.approx(ff * row["seconds"] * hz * c["ff_clock"])
+            assert row["seconds"] * hz >= row["cycles"]
     opts = EstimateOptions(bundle="b", command="samhw estimate b")
     inp = {"files": {"resources": tmp_path / "s.json"}}
     result = summarize(opts, board, designs, {"litemedsam": runs}, {"host_subject": None}, coeff,
@@ -298,7 +307,13 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
     assert r["speedup"] == pytest.approx(s["fp32"]["image_box"]["seconds"] / s["subject"]["image_box"]["seconds"])
     assert r["energy_ratio"] == pytest.approx(s["fp32"]["image_box"]["energy_j"] / s["subject"]["image_box"]["energy_j"])
     assert result["models"]["litemedsam"]["ratios"]["int8"]["image_box"]["speedup"] == pytest.approx(1.0)
-    assert "moonshot" in result["models"]["litemedsam"]
+    # the moonshot takes, per metric, the lower ratio of the iso-resource bracket's two ends
+    moon, ratios = result["models"]["litemedsam"]["moonshot"], result["models"]["litemedsam"]["ratios"]
+    for metric in ("speedup", "energy_ratio"):
+        assert moon[metric] == min(ratios[k]["image_box"][metric] for k in ("fp32", "fp32_small"))
+        assert moon["all_steps_on_chip"][metric] == min(ratios[k]["limits"]["bytes_bounds"]["by_step"][-1][metric]
+                                                        for k in ("fp32", "fp32_small"))
+    assert moon["reached"] == (moon["speedup"] >= 10 and moon["energy_ratio"] >= 10)
     # the bytes ratio's bounds per host step moved on chip: the GELU's outputs become dense 8-bit codes first
     from sw.estimate.summary import image_box
     bounds = result["models"]["litemedsam"]["ratios"]["fp32"]["limits"]["bytes_bounds"]
@@ -324,7 +339,8 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
             t = call_time(SimpleNamespace(cycles=cost.cycles, bytes=moved, load_beats=cost.load_beats,
                                           store_beats=cost.store_beats, terms=cost.terms), 100.0,
                           board.memory_bytes_per_s)
-            e.update(sdram=moved * 8 * c["sdram_bit"], io=moved * 8 * c["io_bit"], static=static_pj(t["seconds"], c))
+            e.update(sdram=moved * 8 * c["sdram_bit"], io=moved * 8 * c["io_bit"], static=static_pj(t["seconds"], c),
+                     clock=dynamic_pj(runs["subject"].design, cost, res.kind, c, t["seconds"] * 100.0e6)[0]["clock"])
         else:
             t = row
         seconds += t["seconds"] * res.count

@@ -1,16 +1,18 @@
 """Energy of one invocation on one design: dynamic energy from activity x per-resource coefficients,
 plus static power x time (numpy only). Coefficients and their sources: ``sources.py``.
 
-    dynamic = toggles(LUT) x lut_toggle + toggles(FF) x ff_toggle + FF x cycles x ff_clock
+    dynamic = toggles(LUT) x lut_toggle + toggles(FF) x ff_toggle + FF x clock cycles x ff_clock
             + MULT18X18D operations x dsp_op + block RAM bits accessed x ebr_bit
             + external bits x (sdram_bit + io_bit)
     static  = (fpga_static + sdram_static) x time
 
 Toggles(resource) of a block = resource count (synthesis) x measured toggles per bit per event
 (``activity.py``) x events of this invocation (``costs.CallCost``): issued terms for the PE array,
-lane-busy cycles for the lanes, cycles for the rest. Block RAM bits: per issued term one ACT row
-vector (two words: the even and the odd bank) and one WGT word; one OUT word per output-pass cycle;
-one word per LOAD / STORE beat.
+lane-busy cycles for the lanes, cycles for the rest. Clock cycles are the invocation's time on the
+board times the clock: while the core waits on a slower external memory its clock runs on, so every
+FF's clock input keeps switching (the cycle model's count is the time with the core's own memory).
+Block RAM bits: per issued term one ACT row vector (two words: the even and the odd bank) and one WGT
+word; one OUT word per output-pass cycle; one word per LOAD / STORE beat.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 PJ = 1e-12
 
 
-def dynamic_pj(design, cost, kind: str, c: dict) -> tuple[dict, str]:
-    """Energy components in pJ and the measured kinds the activity came from."""
+def dynamic_pj(design, cost, kind: str, c: dict, clock_cycles: float | None = None) -> tuple[dict, str]:
+    """Energy components in pJ and the measured kinds the activity came from; ``clock_cycles``: the
+    cycles the clock runs (default: the cycle model's count)."""
     r = design.resources
     bus = design.bus_bits
     out = {}
@@ -38,7 +41,8 @@ def dynamic_pj(design, cost, kind: str, c: dict) -> tuple[dict, str]:
         core_rates = rates.core
         out["dsp"] = cost.lane_cycles * design.config.cols * design.dsp_per_lane * c["dsp_op"]
     out["control"] = toggle("core", core_rates, cost.cycles)
-    out["clock"] = sum(b["ff"] for b in r.values()) * cost.cycles * c["ff_clock"]
+    out["clock"] = sum(b["ff"] for b in r.values()) * (cost.cycles if clock_cycles is None else clock_cycles) \
+        * c["ff_clock"]
     words = 3 * cost.terms + cost.out_words + sum(cost.load_beats.values()) + cost.store_beats
     out["bram"] = words * bus * c["ebr_bit"]
     bits = cost.bytes * 8

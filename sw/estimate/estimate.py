@@ -158,7 +158,7 @@ def _run(design: Design, analysis: Analysis, board, coeff: dict) -> DesignRun:
     run.totals = {p: zero() for p in PARTS}
     for r in analysis.results:
         t = call_time(r.cost, design.clock_mhz, board.memory_bytes_per_s)
-        dyn, source = dynamic_pj(design, r.cost, r.kind, coeff)
+        dyn, source = dynamic_pj(design, r.cost, r.kind, coeff, t["seconds"] * design.clock_mhz * 1e6)
         dyn["static"] = static_pj(t["seconds"], coeff)
         row = {"key": r.key, "layer": r.layer, "op": r.op, "kind": r.kind, "part": r.part, "count": r.count,
                "macs": r.cost.macs, "cycles": r.cost.cycles, "bytes": r.cost.bytes, "terms": r.cost.terms,

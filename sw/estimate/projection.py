@@ -2,10 +2,11 @@
 
 A host step moved on chip lets the core write the next layer's codes instead of the outputs the step
 reads: those outputs become dense codes of the core's activation width. Per invocation, the external
-bytes change by that much; the memory time and the SDRAM and I/O energy follow the bytes, the static
-energy the time (the longer of the core's and the memory's, as ``perf.call_time``). The core's cycles and
-the rest of its energy stay as they are, and the on-chip unit's own cycles, logic and energy are not
-counted: each row is what the step could give at most were its unit free, and the loads unchanged.
+bytes change by that much; the memory time and the SDRAM and I/O energy follow the bytes, the clock's
+and the static energy the time (the longer of the core's and the memory's, as ``perf.call_time``). The
+core's cycles and the rest of its energy stay as they are, and the on-chip unit's own cycles, logic and
+energy are not counted: each row is what the step could give at most were its unit free, and the loads
+unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu", "lookup")), ("the
               ("(no host step: the outputs that already are codes, packed densely)", None))
 ON_CHIP = {"lookup"}
 BYTE_PARTS = ("sdram", "io")      # energy that follows the external bytes
+TIME_PARTS = ("clock", "static")  # energy that follows the time
 
 
 def _ratio(a, b):
@@ -38,7 +40,10 @@ def _project(run, taken: set, code_bits: int) -> dict:
         memory_s = row["memory_s"] * scale
         seconds = max(row["core_s"], memory_s)
         for k, v in row["energy_pj"].items():
-            v = v * scale if k in BYTE_PARTS else v * seconds / row["seconds"] if k == "static" and row["seconds"] else v
+            if k in BYTE_PARTS:
+                v = v * scale
+            elif k in TIME_PARTS and row["seconds"]:
+                v = v * seconds / row["seconds"]
             tot["energy"][k] = tot["energy"].get(k, 0.0) + v * n
         tot["seconds"] += seconds * n
         tot["bytes"] += moved * n

@@ -83,7 +83,7 @@ def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
              f"codes, the loads unchanged), against {baseline}: the bytes ratio, now {_x(limits['bytes_ratio'])}, "
              "and the speed-up and energy ratio they would give at most, each unit free (its cycles, logic and "
              "energy not counted, the core's cycles as now; memory time, SDRAM and I/O energy follow the bytes, "
-             "static energy the time).", "",
+             "clock and static energy the time).", "",
              "| host step moved on chip | outputs it reads (`read_by`) | their share of the stored bytes now | "
              "bytes ratio at most | speed-up at most | energy ratio at most | memory-bound share then | "
              "largest energy part then |", "|---|---|---|---|---|---|---|---|"]
@@ -306,8 +306,10 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               f"model) is the core's. Lane cost and clock are measured (docs/fp32_lane.md, read from "
               f"`{result['resources']['sources'].get('fp32_4x4')}`). {fp['notes'][0]}. The cycle "
               f"model takes power-of-two arrays only, so the baseline is given the next power of two "
-              f"({fp['label']}, more than fits: our ratios against it are conservative) and, as a bracket, "
-              f"{d['fp32_small']['label']} (which fits); an FP32 design at the bound lies between the two.", "",
+              f"({fp['label']}, more than fits: it finishes compute-bound layers sooner, so the speed-up against it "
+              f"is conservative) and, as a bracket, {d['fp32_small']['label']} (which fits, with fewer FFs to clock "
+              f"while it waits on the memory); an FP32 design at the bound lies between the two, so the moonshot "
+              f"takes, for speed and for energy, the lower ratio of the two.", "",
               "How it maps onto the cycle model (`sw/estimate/fp32.py`): the W8A8 uniform bundle's invocations (one "
               "MAC segment per GEMM, as an FP32 dot product) compiled for an 8-bit configuration in which each code "
               "stands for one float32; every LOAD of activations or weights moved 4x (4-byte operands: 8x the bytes "
@@ -341,7 +343,9 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
                 lines += [f"- {x['refusal']} -> timed with {x['grown']}" for x in refusals] + [""]
     lines += ["## Energy coefficients", "",
               "Dynamic energy = toggles x coefficient per resource (LUT4, FF data and clock, MULT18X18D, block RAM, "
-              "SDRAM and its I/O), from measured activity; static = power x time (`sw/estimate/energy.py`). The "
+              "SDRAM and its I/O), from measured activity; the clock's every FF for every cycle of the time on the "
+              "board (the clock runs on while the core waits on the memory); static = power x time "
+              "(`sw/estimate/energy.py`). The "
               "FPGA-specific per-resource energies are not public (Lattice's Power Calculator holds them), so the "
               "logic coefficients are ASIC energies scaled by the FPGA/ASIC gap, labelled as such:", "",
               *_coefficients(result)]
