@@ -83,5 +83,7 @@ def test_layers_object_routes_every_softmax_and_refuses_what_it_does_not_define(
     sam = dataclasses.replace(layer, rel_pos_h=table, rel_pos_w=table)
     with pytest.raises(BundleError, match="attn: SAM ViT's relative-position term"):
         LogSoftmax.of(sam)
+    with pytest.raises(ValueError, match="attn: unsupported integer softmax widths F=10, E=8, G=10"):
+        LogSoftmax.of(layer, exp_bits=8)
     with pytest.raises(BundleError, match="do not match the bias"):
         LogSoftmax.of(layer).codes(_scores(rng, 7, 7))

@@ -61,6 +61,9 @@ class LogSoftmax:
     @classmethod
     def of(cls, layer: AttentionLayer, frac_bits: int = FRAC_BITS, exp_bits: int = EXP_BITS,
            log_bits: int = LOG_BITS) -> "LogSoftmax":
+        if not (1 <= frac_bits <= 16 and 1 <= log_bits <= exp_bits <= 30):
+            raise ValueError(f"{layer.name}: unsupported integer softmax widths F={frac_bits}, E={exp_bits}, "
+                             f"G={log_bits} (need 1 <= F <= 16 and 1 <= G <= E <= 30)")
         sm = layer.softmax
         if not isinstance(sm, AgqCodes):
             raise BundleError(f"{layer.name}: the integer softmax writes AGQ codes, this layer's post-softmax codes "
