@@ -12,7 +12,7 @@ from sw.atomic_file import write_atomic
 
 from .activity import class_of
 from .plots import MODELS, ORDER, write_plots
-from .summary import BASELINES
+from .summary import BASELINES, MOONSHOT_BRACKET
 
 PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
 
@@ -66,7 +66,8 @@ def _headline(result, model) -> list[str]:
     lines.append("")
     if "moonshot" in m:
         lines += [f"**{m['moonshot']['text']}**", ""]
-        lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"])
+        ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
+        lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "
@@ -76,21 +77,25 @@ def _headline(result, model) -> list[str]:
     return lines
 
 
-def _host_step_bounds(limits: dict, baseline: str) -> list[str]:
-    """What each host step moved on chip would allow (sw/estimate/projection.py)."""
+def _host_step_bounds(limits: dict, baseline: str, ends: list[dict]) -> list[str]:
+    """What each host step moved on chip would allow (sw/estimate/projection.py), against ``baseline`` and,
+    per metric, against the lower of the iso-resource bracket's ends (``ends``: their limits)."""
     bounds = limits["bytes_bounds"]
+    low = lambda i, metric: min(e["bytes_bounds"]["by_step"][i][metric] for e in ends)  # noqa: E731
     lines = [f"Host steps moved on chip, one after another (their inputs stored as dense {bounds['code_bits']}-bit "
              f"codes, the loads unchanged), against {baseline}: the bytes ratio, now {_x(limits['bytes_ratio'])}, "
              "and the speed-up and energy ratio they would give at most, each unit free (its cycles, logic and "
              "energy not counted, the core's cycles as now; memory time, SDRAM and I/O energy follow the bytes, "
              "clock and static energy the time).", "",
              "| host step moved on chip | outputs it reads (`read_by`) | their share of the stored bytes now | "
-             "bytes ratio at most | speed-up at most | energy ratio at most | memory-bound share then | "
-             "largest energy part then |", "|---|---|---|---|---|---|---|---|"]
-    for st in bounds["by_step"]:
+             "bytes ratio at most | speed-up at most | energy ratio at most | speed-up / energy ratio at most "
+             "against the bracket's lower end (the moonshot's) | memory-bound share then | largest energy part then |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for i, st in enumerate(bounds["by_step"]):
         step = st["step"] + (" (on chip: the core's output lookup)" if st.get("on_chip") else "")
         lines.append(f"| {step} | {', '.join(st['readers']) or '—'} | {st['store_share']:.0%} | "
                      f"{_x(st['bytes_ratio'])} | {_x(st['speedup'])} | {_x(st['energy_ratio'])} | "
+                     f"{_x(low(i, 'speedup'))} / {_x(low(i, 'energy_ratio'))} | "
                      f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
     return lines + ["", "The softmax's integer form, what its unit would compute, is `sw/ref/log_softmax.py`; "
                     "`scripts/log_softmax_study.py` measures it against the float step.", ""]
