@@ -52,30 +52,28 @@ def _project(run, taken: set, code_bits: int) -> dict:
     return tot
 
 
-def host_step_projection(subject, baseline, code_bits: int) -> list[dict]:
+def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
     """Per host step, cumulative: the outputs it reads (``readers``), their share of the subject's stored
-    bytes now, and the bytes ratio, speed-up and energy ratio against ``baseline`` (image + box) with
-    them and every earlier step's on chip; also the memory-bound share and the largest energy part then."""
-    base = {"seconds": 0.0, "bytes": 0.0, "energy": 0.0}
-    for r, row in zip(baseline.analysis.results, baseline.rows):
-        base["seconds"] += row["seconds"] * r.count
-        base["bytes"] += r.cost.bytes * r.count
-        base["energy"] += sum(row["energy_pj"].values()) * r.count
+    bytes now, and the bytes ratio, speed-up and energy ratio against ``baseline`` (its image + box
+    totals: seconds, bytes, energy_pj) with them and every earlier step's on chip; also the memory-bound
+    share and the largest energy part then."""
     readers = {r.read_by for r in subject.analysis.results}
     store_now = sum(r.cost.write_bytes * r.count for r in subject.analysis.results)
     out, done = [], set()
+    before = _project(subject, done, code_bits)
     for name, steps in HOST_STEPS:
         take = (set(steps) if steps else readers) & readers - done
-        before = _project(subject, done, code_bits)
         done |= take
         p = _project(subject, done, code_bits)
         energy = sum(p["energy"].values())
         top = max(p["energy"], key=p["energy"].get)
         out.append({"step": name, "readers": sorted(take),
                     "store_share": (p["store"] - before["store"]) / store_now if store_now else 0.0,
-                    "bytes_ratio": _ratio(base["bytes"], p["bytes"]), "speedup": _ratio(base["seconds"], p["seconds"]),
-                    "energy_ratio": _ratio(base["energy"], energy),
+                    "bytes_ratio": _ratio(baseline["bytes"], p["bytes"]),
+                    "speedup": _ratio(baseline["seconds"], p["seconds"]),
+                    "energy_ratio": _ratio(baseline["energy_pj"], energy),
                     "memory_bound_share": p["memory_bound_s"] / p["seconds"] if p["seconds"] else 0.0,
                     "energy_top": top, "energy_top_share": p["energy"][top] / energy if energy else 0.0,
                     "on_chip": bool(take) and take <= ON_CHIP})
+        before = p
     return out

@@ -76,7 +76,7 @@ def _limits(subject, base) -> dict:
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
               "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
-              "by_step": host_step_projection(subject, base, code_bits)}
+              "by_step": host_step_projection(subject, b, code_bits)}
     return {"label": bd.label, "traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock,
             "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
