@@ -29,7 +29,6 @@ from sw.ref.steps import IntegerLayers  # noqa: E402
 SETTINGS = ((6, 14, 6), (8, 16, 8), (10, 20, 10), (12, 24, 12))
 DEFAULT = (FRAC_BITS, EXP_BITS, LOG_BITS)
 assert DEFAULT in SETTINGS
-PROMPT_BATCH = 4
 
 
 class Agreement(IntegerLayers):
@@ -53,24 +52,12 @@ class Agreement(IntegerLayers):
 _state: dict = {}
 
 
-def _masks(model, meta, decode, embedding, boxes):
-    import torch
-
-    from sw.ref.run import decode_masks
-
-    chunks = [decode_masks(_state["bundle"], embedding, boxes[i:i + PROMPT_BATCH], decode)
-              for i in range(0, len(boxes), PROMPT_BATCH)]
-    logits = torch.cat([torch.as_tensor(c[0]).float() for c in chunks])
-    iou = np.concatenate([np.asarray(c[1], np.float64).reshape(-1) for c in chunks])
-    return (model.postprocess(logits, meta) > 0).numpy(), iou
-
-
 def image_row(image_id: int):
     import torch
 
     from sw.data.images import load_rgb
-    from sw.eval.metrics import mask_iou
-    from sw.ref.run import encode_image
+    from sw.ref.run import decode_masks, encode_image
+    from sw.verify.masks import decoded_masks, mask_ious
 
     torch.set_num_threads(1)
     split, model, bundle = _state["split"], _state["model"], _state["bundle"]
@@ -82,12 +69,14 @@ def image_row(image_id: int):
         box_in = model.boxes_to_input(boxes, meta).double().numpy()
     x = x.double().numpy()
     start = time.perf_counter()
+
+    def masks(layers):
+        decode = lambda e, b: decode_masks(bundle, e, b, layers)  # noqa: E731
+        return decoded_masks(model, meta, decode, encode_image(bundle, x, layers), box_in)
+
     agree = Agreement()
-    host = _masks(model, meta, agree, encode_image(bundle, x, agree), box_in)
-    integer = LogSoftmaxLayers()
-    chip = _masks(model, meta, integer, encode_image(bundle, x, integer), box_in)
-    return image_id, {"counts": agree.counts, "host": host, "chip": chip,
-                      "iou": [mask_iou(a, b) for a, b in zip(host[0], chip[0])],
+    host, chip = masks(agree), masks(LogSoftmaxLayers())
+    return image_id, {"counts": agree.counts, "host": host, "chip": chip, "iou": mask_ious(host[0], chip[0]),
                       "seconds": time.perf_counter() - start}
 
 

@@ -42,7 +42,7 @@ class MaskModels:
     kernels: object
 
 
-def _masks(model, meta, decode: Callable, embedding, boxes) -> tuple[np.ndarray, np.ndarray]:
+def decoded_masks(model, meta, decode: Callable, embedding, boxes) -> tuple[np.ndarray, np.ndarray]:
     """Bool masks at the original size and predicted IoU, for ``decode(embedding, boxes) -> (logits, iou)``."""
     import torch
 
@@ -52,7 +52,7 @@ def _masks(model, meta, decode: Callable, embedding, boxes) -> tuple[np.ndarray,
     return (model.postprocess(logits, meta) > 0).numpy(), iou
 
 
-def _ious(a: np.ndarray, b: np.ndarray) -> list[float]:
+def mask_ious(a: np.ndarray, b: np.ndarray) -> list[float]:
     from ..eval.metrics import mask_iou
 
     return [mask_iou(x, y) for x, y in zip(a, b)]
@@ -68,21 +68,21 @@ def _image_row(models: MaskModels, image, boxes_xyxy) -> dict:
     boxes = qmodel.boxes_to_input(boxes_xyxy, meta)
     with torch.inference_mode():
         emb = qmodel.encode(x)
-        fq = _masks(qmodel, meta, qmodel.decode, emb, boxes)
+        fq = decoded_masks(qmodel, meta, qmodel.decode, emb, boxes)
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * NOISE
-        noisy = _masks(qmodel, meta, qmodel.decode, qmodel.encode(x + noise), boxes)
+        noisy = decoded_masks(qmodel, meta, qmodel.decode, qmodel.encode(x + noise), boxes)
         emulated_decode = lambda e, b: emulated.decode(e.double(), b.double())  # noqa: E731
-        emulated_dec = _masks(qmodel, meta, emulated_decode, emb, boxes)
-        emulated_all = _masks(qmodel, meta, emulated_decode, emulated.encode(x.double()), boxes)
+        emulated_dec = decoded_masks(qmodel, meta, emulated_decode, emb, boxes)
+        emulated_all = decoded_masks(qmodel, meta, emulated_decode, emulated.encode(x.double()), boxes)
         kernels_decode = lambda e, b: kernels.decode(e.double(), b.double())  # noqa: E731
-        kernels_all = _masks(qmodel, meta, kernels_decode, kernels.encode(x.double()), boxes)
+        kernels_all = decoded_masks(qmodel, meta, kernels_decode, kernels.encode(x.double()), boxes)
     ref_decode = lambda e, b: decode_masks(bundle, e, b.numpy())  # noqa: E731
     start = time.perf_counter()
-    ref = _masks(qmodel, meta, ref_decode, encode_image(bundle, x.numpy()), boxes)
+    ref = decoded_masks(qmodel, meta, ref_decode, encode_image(bundle, x.numpy()), boxes)
     seconds = time.perf_counter() - start
-    ref_dec = _masks(qmodel, meta, ref_decode, emb.double().numpy(), boxes)
-    return {"ref": _ious(ref[0], fq[0]), "noisy": _ious(noisy[0], fq[0]), "emulated": _ious(ref[0], emulated_all[0]),
-            "decoder": _ious(ref_dec[0], emulated_dec[0]), "kernels": _ious(ref[0], kernels_all[0]),
+    ref_dec = decoded_masks(qmodel, meta, ref_decode, emb.double().numpy(), boxes)
+    return {"ref": mask_ious(ref[0], fq[0]), "noisy": mask_ious(noisy[0], fq[0]), "emulated": mask_ious(ref[0], emulated_all[0]),
+            "decoder": mask_ious(ref_dec[0], emulated_dec[0]), "kernels": mask_ious(ref[0], kernels_all[0]),
             "seconds": seconds, "predictions": {"fake-quant": fq, "fake-quant + 1e-6 noise": noisy,
                                                  "integer reference": ref}}
 
