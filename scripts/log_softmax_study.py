@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sw.ref.log_softmax import EXP_BITS, FRAC_BITS, LOG_BITS, LogSoftmax, LogSoftmaxLayers  # noqa: E402
+from sw.ref.log_softmax import EXP_BITS, FRAC_BITS, LOG_BITS, LogSoftmaxLayers  # noqa: E402
 from sw.ref.steps import IntegerLayers  # noqa: E402
 
 # (F, E, G): fraction bits of the logits, bits of 2^-d, mantissa bits of the logarithm

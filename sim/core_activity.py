@@ -146,6 +146,20 @@ def activity_of(points, registers: dict[str, set[str]]) -> dict:
     return {b: {k: {"toggles": t, "bits": n} for k, (t, n) in kinds.items()} for b, kinds in sums.items()}
 
 
+def toggle_sums(points, registers: dict[str, set[str]]) -> dict:
+    """Toggles and bits of a whole unit (all its points), register (clocked assignments of the Verilog)
+    and combinational; each bit counted once, both of its points' toggles counted."""
+    sums = {"register": [0, 0], "comb": [0, 0]}
+    for hierarchy, point, count in points:
+        module = hierarchy.split("TOP.", 1)[-1]
+        bit, _, edge = point.rpartition(":")
+        signal = _unmangle(re.sub(r"\[\d+\]$", "", bit)).strip()
+        kind = "register" if signal in registers.get(module, ()) else "comb"
+        sums[kind][0] += count
+        sums[kind][1] += edge == "0->1"
+    return {k: {"toggles": t, "bits": n} for k, (t, n) in sums.items()}
+
+
 def small_config(config: CoreConfig, rows: int, cols: int) -> CoreConfig:
     return dataclasses.replace(config, rows=rows, cols=cols)
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 TOP = "fp32_lane"
 LAYERS = ("image_encoder.layers.2.blocks.0.attn.proj", "image_encoder.layers.2.blocks.0.mlp.fc2")
 GROUPS = 4          # output groups of INTERLEAVE rows per layer
@@ -83,48 +81,22 @@ def measure(bundle_dir: str, work: str = "sim_build") -> dict:
     from hw.generate import unit_verilog
     from sw.bundle import captured_inputs_path, load_bundle, load_captured_inputs
 
-    from .core_activity import _unmangle, parse_coverage, register_bits
-    from .verilator import WAIVERS, verilator_runner
+    from .core_activity import parse_coverage, register_bits, toggle_sums
+    from .verilator import run_unit
 
     bundle = load_bundle(bundle_dir)
     captured = load_captured_inputs(captured_inputs_path(bundle_dir))
     terms = real_terms(bundle, captured)
     build = Path(work).resolve() / "fp32_lane_coverage"
     build.mkdir(parents=True, exist_ok=True)
-    verilog = build / f"{TOP}.v"
     text = unit_verilog(Fp32MacLane(), TOP)
-    if not verilog.exists() or verilog.read_text() != text:
-        verilog.write_text(text)
     np.save(build / "terms.npy", terms)
-    public = build / "public.vlt"   # the ports, for cocotb (the runner drops --public-flat-rw)
-    public.write_text(f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n')
-    runner = verilator_runner()
-    runner.build(sources=[str(WAIVERS), str(public), str(verilog)], hdl_toplevel=TOP, build_dir=str(build),
-                 build_args=["-Wall", "-Wno-fatal", "-O3", "--coverage-toggle"], always=False,
-                 log_file=str(build / "build.log"))
-    coverage = build / "coverage.dat"
-    coverage.unlink(missing_ok=True)
-    pythonpath = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    try:
-        runner.test(test_module="sim.fp32_activity", hdl_toplevel=TOP, build_dir=str(build), test_dir=str(build),
-                    log_file=str(build / "sim.log"), plusargs=[f"+verilator+coverage+file+{coverage}"],
-                    extra_env={"SAMHW_TERMS": str(build / "terms.npy"), "PYTHONPATH": pythonpath})
-    except SystemExit:
-        pass
+    coverage = run_unit(text, TOP, build, "sim.fp32_activity", {"SAMHW_TERMS": str(build / "terms.npy")},
+                        coverage=True)
     points = parse_coverage(coverage)
-    registers = register_bits(text)
     # one block: the whole lane (its hierarchy is TOP and the multiplier / adder below it)
-    sums = {"register": [0, 0], "comb": [0, 0]}
-    for hierarchy, point, count in points:
-        module = hierarchy.split("TOP.", 1)[-1]
-        bit, _, edge = point.rpartition(":")
-        signal = _unmangle(re.sub(r"\[\d+\]$", "", bit)).strip()
-        kind = "register" if signal in registers.get(module, ()) else "comb"
-        sums[kind][0] += count
-        sums[kind][1] += edge == "0->1"
     return {"layers": list(LAYERS), "bundle": str(bundle_dir), "terms": int(len(terms)),
-            "cycles": int(len(terms)) + 21, "lane": {k: {"toggles": t, "bits": n} for k, (t, n) in sums.items()},
-            "points": len(points)}
+            "cycles": int(len(terms)) + 21, "lane": toggle_sums(points, register_bits(text)), "points": len(points)}
 
 
 def main(argv=None) -> int:

@@ -64,3 +64,30 @@ def verilator_runner():
 
     verilator_env()
     return _Runner()
+
+
+def run_unit(text: str, top: str, build: Path, test_module: str, env: dict[str, str],
+             coverage: bool = False) -> Path | None:
+    """Builds the Verilog ``text`` of one unit (top module ``top``) in ``build`` with Verilator (again only
+    when the text changed) and runs the cocotb ``test_module`` on it with ``env``; with ``coverage`` the
+    build counts toggles, and the coverage file's path is returned."""
+    root = Path(__file__).resolve().parents[1]
+    verilog = build / f"{top}.v"
+    if not verilog.exists() or verilog.read_text() != text:
+        verilog.write_text(text)
+    public = build / "public.vlt"   # the ports, for cocotb (the runner drops --public-flat-rw)
+    public.write_text(f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n')
+    runner = verilator_runner()
+    runner.build(sources=[str(WAIVERS), str(public), str(verilog)], hdl_toplevel=top, build_dir=str(build),
+                 build_args=["-Wall", "-Wno-fatal", "-O3"] + ["--coverage-toggle"] * coverage, always=False,
+                 log_file=str(build / "build.log"))
+    points = build / "coverage.dat"
+    points.unlink(missing_ok=True)
+    pythonpath = os.pathsep.join([str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=str(build), test_dir=str(build),
+                    log_file=str(build / "sim.log"), plusargs=[f"+verilator+coverage+file+{points}"] * coverage,
+                    extra_env={**env, "PYTHONPATH": pythonpath})
+    except SystemExit:   # cocotb's runner exits on a failed test; the caller checks what the test wrote
+        pass
+    return points if coverage else None

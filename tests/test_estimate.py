@@ -194,7 +194,7 @@ def test_activity_rates_and_kind_fallback(tmp_path):
 
 
 def test_toggle_coverage_is_split_into_register_and_comb_bits(tmp_path):
-    from sim.core_activity import activity_of, parse_coverage, register_bits
+    from sim.core_activity import activity_of, parse_coverage, register_bits, toggle_sums
 
     verilog = ("module \\top.core.compute.array.pe_0_0 (clk, a);\n  wire [1:0] \\$1 ;\n  reg [1:0] \\$signal ;\n"
                "  assign \\$1  = a;\n  always @(posedge clk)\n    \\$signal  <= \\$1 ;\nendmodule\n")
@@ -212,6 +212,8 @@ def test_toggle_coverage_is_split_into_register_and_comb_bits(tmp_path):
     assert sums["array"]["register"] == {"toggles": 8, "bits": 2}
     assert sums["array"]["comb"] == {"toggles": 10, "bits": 1}
     assert sums["core"]["register"]["bits"] == 0   # the simulation memory is not part of the core
+    # a whole unit (the FP32 lane, the softmax unit): every point, no blocks
+    assert toggle_sums(points, regs) == {"register": {"toggles": 8, "bits": 2}, "comb": {"toggles": 109, "bits": 2}}
 
 
 def test_cosim_report_is_parsed(tmp_path):
@@ -394,3 +396,64 @@ def test_core_clock_is_the_cores_own_board_build_else_a_stated_assumption(tmp_pa
     assert mhz == flow_target_mhz() and source.startswith("assumed")
     assert "64x4 PEs, reaches 57.5 MHz" in source and "broken" not in source
     assert core_clock("ulx3s-85f", 42.0, "bbbb", tmp_path) == (42.0, "given with --clock-mhz")
+
+
+def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
+    """The built softmax unit in the projection: a QK^T's rows and keys from its key, the unit's cycles
+    from its cycle model added after the core's time (serial) or beside it (overlap), its logic, DSP and
+    block RAM energy on the scores and its clock energy on every invocation; fits against the device."""
+    from types import SimpleNamespace
+
+    from hw.softmax.unit import UnitWidths, row_cycles
+    from sw.estimate.projection import _project, softmax_unit_projection
+    from sw.estimate.softmax_unit import SoftmaxUnitCost, score_rows
+
+    assert score_rows("a.attn:scores q=2x4x49x8 k=2x4x49x8", 2 * 4 * 49 * 49) == (392, 49)
+    with pytest.raises(ValueError, match="not a QK"):
+        score_rows("a.fc1 input=4x8", 32)
+    with pytest.raises(ValueError, match="output elements"):
+        score_rows("a.attn:scores q=2x4x49x8 k=2x4x49x8", 7)
+    (tmp_path / "syn.json").write_text(json.dumps({"units": [
+        {"lanes": 4, "max_keys": 64, "lut4": 5000, "ff": 3000, "dsp": 16, "ebr": 20, "fmax_mhz": 95.0}]}))
+    (tmp_path / "act.json").write_text(json.dumps({"unit": {
+        "register": {"toggles": 600, "bits": 10}, "comb": {"toggles": 900, "bits": 30}, "cycles": 200}}))
+    unit, = SoftmaxUnitCost.variants(tmp_path / "syn.json", tmp_path / "act.json")
+    assert unit.rates == (0.3, 0.15) and unit.widths == UnitWidths(lanes=4, max_keys=64)
+    c = {k: v.value for k, v in coefficients().items()}
+    key = "a.attn:scores q=1x2x49x8 k=1x2x49x8"
+    u = unit.call(key, 2 * 49 * 49, c)
+    assert u["cycles"] == 98 * row_cycles(49, unit.widths)
+    assert u["logic"] == pytest.approx((5000 * 0.15 * c["lut_toggle"] + 3000 * 0.3 * c["ff_toggle"]) * u["cycles"])
+    assert u["dsp"] == pytest.approx(4 * 98 * 49 * c["dsp_op"])
+    with pytest.raises(ValueError, match="exceed the unit's 64"):
+        unit.call("a.attn:scores q=1x1x7x8 k=1x1x100x8", 700, c)
+
+    def result(key, read_by, out_elements, count=1):
+        cost = SimpleNamespace(out_elements=out_elements, bytes=4000, write_bytes=3000)
+        return SimpleNamespace(key=key, read_by=read_by, cost=cost, count=count)
+
+    def row(core_s, memory_s):
+        return {"core_s": core_s, "memory_s": memory_s, "seconds": max(core_s, memory_s),
+                "energy_pj": {"clock": 10.0, "static": 5.0, "sdram": 40.0, "array": 7.0}}
+
+    run = SimpleNamespace(design=SimpleNamespace(clock_mhz=100.0, resources={"core": {"lut": 80000, "ff": 1}}, ebr=150),
+                          analysis=SimpleNamespace(results=[result(key, "softmax", 2 * 49 * 49),
+                                                            result("a.fc1 input=49x8", "gelu", 49 * 16, 3)]),
+                          rows=[row(1e-5, 3e-5), row(2e-5, 1e-5)])
+    unit_s = u["cycles"] / 100e6
+    serial = _project(run, {"softmax", "gelu"}, 4, unit, c)
+    overlap = _project(run, {"softmax", "gelu"}, 4, unit, c, overlap=True)
+    plain = _project(run, {"softmax", "gelu"}, 4)
+    memory0 = 3e-5 * (1000 + 2 * 49 * 49 / 2) / 4000
+    assert plain["seconds"] == pytest.approx(max(1e-5, memory0) + 3 * 2e-5)
+    assert serial["seconds"] == pytest.approx(max(1e-5, memory0) + unit_s + 3 * 2e-5)
+    assert overlap["seconds"] == pytest.approx(max(1e-5, memory0, unit_s) + 3 * 2e-5)
+    assert serial["unit_s"] == pytest.approx(unit_s)
+    clock = 3000 * serial["seconds"] * 100e6 * c["ff_clock"]
+    assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock)
+    baseline = {"seconds": 1.0, "energy_pj": 1e9}
+    out, = softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
+    assert out["fits"] is False and out["over"] == {"lut": 80000 + 5000 - 83640, "ebr": 150 + 20 - 208}
+    assert softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
+    assert out["serial"]["speedup"] == pytest.approx(1.0 / serial["seconds"])
+    assert out["overlap"]["speedup"] >= out["serial"]["speedup"]

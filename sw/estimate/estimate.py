@@ -28,6 +28,7 @@ from .perf import call_time
 from .resources import ROOT, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
+from .softmax_unit import SoftmaxUnitCost
 from .sources import coefficients
 from .summary import BASELINES, image_box
 from .workload import bundle_workload
@@ -85,7 +86,11 @@ def _inputs(opts: EstimateOptions) -> dict:
         "host_subject": folder / f"host_{Path(opts.bundle).name}.json",
         "resources": folder / "synthesis.json",
     }
-    return {"folder": folder, "files": files, "how": how, "core": core}
+    unit_files = (folder / "softmax_unit_synthesis.json", folder / "activity_softmax_unit.json")
+    units = SoftmaxUnitCost.variants(*unit_files) if all(f.is_file() for f in unit_files) else []
+    if units:
+        files.update(softmax_unit_synthesis=unit_files[0], activity_softmax_unit=unit_files[1])
+    return {"folder": folder, "files": files, "how": how, "core": core, "softmax_units": units}
 
 
 def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> tuple[dict, list]:

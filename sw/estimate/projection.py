@@ -29,9 +29,12 @@ def _ratio(a, b):
     return a / b if b else None
 
 
-def _project(run, taken: set, code_bits: int) -> dict:
-    """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes."""
-    tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "energy": {}}
+def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, overlap: bool = False) -> dict:
+    """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes; with ``unit``
+    (``softmax_unit.SoftmaxUnitCost``) the softmax's scores also pass that unit, after the core's time or
+    (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``)."""
+    tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "energy": {}}
+    clock_hz = run.design.clock_mhz * 1e6
     for r, row in zip(run.analysis.results, run.rows):
         cost, n = r.cost, r.count
         store = cost.out_elements * code_bits / 8 if r.read_by in taken else cost.write_bytes
@@ -39,7 +42,17 @@ def _project(run, taken: set, code_bits: int) -> dict:
         scale = moved / cost.bytes if cost.bytes else 0.0
         memory_s = row["memory_s"] * scale
         seconds = max(row["core_s"], memory_s)
-        for k, v in row["energy_pj"].items():
+        energy = dict(row["energy_pj"])
+        if unit is not None:
+            energy["softmax_unit"] = 0.0
+            if r.read_by == "softmax":
+                u = unit.call(r.key, cost.out_elements, coeff)
+                unit_s = u["cycles"] / clock_hz
+                seconds = max(seconds, unit_s) if overlap else seconds + unit_s
+                energy["softmax_unit"] = u["logic"] + u["dsp"] + u["bram"]
+                tot["unit_s"] += unit_s * n
+            energy["softmax_unit"] += unit.ff * seconds * clock_hz * coeff["ff_clock"]
+        for k, v in energy.items():
             if k in BYTE_PARTS:
                 v = v * scale
             elif k in TIME_PARTS and row["seconds"]:
@@ -76,4 +89,32 @@ def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
                     "energy_top": top, "energy_top_share": p["energy"][top] / energy if energy else 0.0,
                     "on_chip": bool(take) and take <= ON_CHIP})
         before = p
+    return out
+
+
+def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list, coeff: dict,
+                            device: dict) -> list[dict]:
+    """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
+    softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
+    counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
+    unit works); speed-up and energy ratio against ``baseline``, the unit's share of the time, and what core
+    and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
+    readers = {r.read_by for r in subject.analysis.results}
+    taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
+    core_lut = sum(b["lut"] for b in subject.design.resources.values())
+    out = []
+    for unit in units:
+        over = {"lut": core_lut + unit.lut - device["lut4"], "ebr": (subject.design.ebr or 0) + unit.ebr - device["ebr"]}
+        row = {"lanes": unit.widths.lanes, "max_keys": unit.widths.max_keys, "lut": unit.lut, "ff": unit.ff,
+               "dsp": unit.dsp, "ebr": unit.ebr, "fmax_mhz": unit.fmax_mhz, "core_lut": core_lut,
+               "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
+               "clock_mhz": subject.design.clock_mhz}
+        for mode in ("serial", "overlap"):
+            p = _project(subject, taken, code_bits, unit, coeff, overlap=mode == "overlap")
+            energy = sum(p["energy"].values())
+            row[mode] = {"speedup": _ratio(baseline["seconds"], p["seconds"]),
+                         "energy_ratio": _ratio(baseline["energy_pj"], energy),
+                         "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,
+                         "unit_energy_share": p["energy"]["softmax_unit"] / energy if energy else 0.0}
+        out.append(row)
     return out

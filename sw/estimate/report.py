@@ -68,6 +68,7 @@ def _headline(result, model) -> list[str]:
         lines += [f"**{m['moonshot']['text']}**", ""]
         ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
+        lines += _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"])
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "
@@ -99,6 +100,34 @@ def _host_step_bounds(limits: dict, baseline: str, ends: list[dict]) -> list[str
                      f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
     return lines + ["", "The softmax's integer form, what its unit would compute, is `sw/ref/log_softmax.py`; "
                     "`scripts/log_softmax_study.py` measures it against the float step.", ""]
+
+
+def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
+    """The softmax on chip with its built unit costed (``projection.softmax_unit_projection``), each ratio
+    the lower of the iso-resource bracket's ends."""
+    rows = moon.get("softmax_unit") or []
+    if not rows:
+        return ["No softmax unit costed: its synthesis (`scripts/softmax_unit_synth.py`) and activity "
+                "(`scripts/softmax_unit_cosim.py`) are not in the estimate's inputs.", ""]
+    lines = ["The softmax unit built (`hw.softmax.LogSoftmaxUnit`, bit-exact with `sw/ref/log_softmax.py` in "
+             "Verilator on real scores: docs/softmax_unit_cosim.md; synthesis: docs/softmax_unit_synthesis.md) "
+             "and costed: the GELU / ReLU and the softmax on chip as in the second row above, now with the unit's "
+             f"cycles (its cycle model) at the {subject}'s clock, and its logic, DSP, block RAM and clock energy "
+             "(measured activity). `serial`: the core waits while the unit works through a QK^T's rows; "
+             "`overlap`: the core goes on beside it. Each ratio is the lower of the bracket's ends (the "
+             "moonshot's).", "",
+             f"| lanes | unit LUT4 | unit DP16KD | core + unit beyond the device's {device['lut4']} LUT4 / "
+             f"{device['ebr']} DP16KD | unit's routed Fmax | "
+             "serial: speed-up / energy ratio | the unit's share of the time | overlap: speed-up / energy ratio "
+             "| the unit's share of the time |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fit = "fits" if r["fits"] else f"{max(r['over']['lut'], 0)} / {max(r['over']['ebr'], 0)} over"
+        slow = " (below the clock)" if r["fmax_mhz"] < r["clock_mhz"] else ""
+        lines.append(f"| {r['lanes']} | {r['lut']} | {r['ebr']} | {fit} | {r['fmax_mhz']:g} MHz{slow} | "
+                     f"{_x(r['serial']['speedup'])} / {_x(r['serial']['energy_ratio'])} | "
+                     f"{r['serial']['unit_share']:.0%} | {_x(r['overlap']['speedup'])} / "
+                     f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} |")
+    return lines + [""]
 
 
 def _fmt_mhz(v) -> str:

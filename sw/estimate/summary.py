@@ -4,7 +4,7 @@ energy, the ratios against each baseline, the moonshot check and its limiting fa
 from __future__ import annotations
 
 from .energy import PJ
-from .projection import host_step_projection
+from .projection import host_step_projection, softmax_unit_projection
 from .resources import rel
 from .sources import PUBLISHED
 
@@ -50,8 +50,9 @@ def _ratio(a, b):
     return a / b if b else None
 
 
-def _limits(subject, base) -> dict:
-    """Factors of the speed-up against one baseline (one image and one box, accelerator only)."""
+def _limits(subject, base, unit: dict | None = None) -> dict:
+    """Factors of the speed-up against one baseline (one image and one box, accelerator only); ``unit``:
+    the built softmax units, the coefficients and the device's LUT4 (``softmax_unit_projection``)."""
     s, b = image_box(subject), image_box(base)
     sd, bd = subject.design, base.design
     pe = sd.config.pes / bd.config.pes
@@ -76,7 +77,8 @@ def _limits(subject, base) -> dict:
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
               "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
-              "by_step": host_step_projection(subject, b, code_bits)}
+              "by_step": host_step_projection(subject, b, code_bits),
+              "softmax_unit": softmax_unit_projection(subject, b, code_bits, **unit) if unit else []}
     return {"label": bd.label, "traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock,
             "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
@@ -129,13 +131,35 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
     last = dict(steps["fp32"] if "fp32" in steps else steps[ends[0]])
     last["speedup"] = min(st["speedup"] for st in steps.values())
     last["energy_ratio"] = min(st["energy_ratio"] for st in steps.values())
+    units = {k: ratios[k]["limits"]["bytes_bounds"]["softmax_unit"] for k in ends}
+    with_unit = []
+    for i, row in enumerate(units[ends[0]]):
+        low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz")}
+        for mode in ("serial", "overlap"):
+            low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
+            low_row[mode]["unit_share"] = units[ends[0]][i][mode]["unit_share"]
+        with_unit.append(low_row)
     moon = {"speedup": ratios[speed_key]["image_box"]["speedup"], "speedup_against": labels[speed_key],
             "energy_ratio": ratios[energy_key]["image_box"]["energy_ratio"], "energy_against": labels[energy_key],
-            "bracket": [labels[k] for k in ends], "target": MOONSHOT, "all_steps_on_chip": last}
+            "bracket": [labels[k] for k in ends], "target": MOONSHOT, "all_steps_on_chip": last,
+            "softmax_unit": with_unit}
     moon["reached"] = moon["speedup"] >= MOONSHOT and moon["energy_ratio"] >= MOONSHOT
     lim = ratios["fp32" if "fp32" in ratios else ends[0]]["limits"]
-    moon["text"] = _limit_text(model, moon, lim, board)
+    moon["text"] = _limit_text(model, moon, lim, board) + _unit_text(with_unit)
     return moon
+
+
+def _unit_text(rows: list[dict]) -> str:
+    """The softmax on chip with the built unit costed: the lane count that gives the most, beside the core."""
+    if not rows:
+        return ""
+    best = max(rows, key=lambda r: min(r["overlap"]["speedup"], r["overlap"]["energy_ratio"]))
+    over = best["over"]
+    fit = ("core and unit fit the device" if best["fits"] else
+           f"core and unit need {max(over['lut'], 0)} LUT4 and {max(over['ebr'], 0)} DP16KD more than the device has")
+    return (f" With the softmax unit built and costed (its cycles, logic and energy; best of {len(rows)} lane counts: "
+            f"{best['lanes']} lanes, working beside the core) the softmax on chip gives {best['overlap']['speedup']:.2f}x "
+            f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket; {fit}.")
 
 
 def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
@@ -192,6 +216,10 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                                "activity": rel(d.activity.path) if d.activity else None,
                                "fp32_lanes": d.lanes if d.fp32 else None,
                                "fp32_bound": d.mapping.lanes_bound if d.mapping else None}
+    softmax_units = None
+    if inp.get("softmax_units"):
+        softmax_units = {"units": inp["softmax_units"], "coeff": {k: v.value for k, v in coeff_records.items()},
+                "device": board.device}
     for model, runs in models.items():
         host = measured.get("host_subject") if model == "litemedsam" else None
         cpu = measured.get(f"cpu_{model}")
@@ -215,7 +243,7 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                 es, eb = m["designs"]["subject"]["end_to_end"], m["designs"][base]["end_to_end"]
                 ratio["end_to_end"] = {"speedup": _ratio(eb["seconds"], es["seconds"]),
                                        "energy_ratio": _ratio(eb["energy_j"], es["energy_j"])}
-            ratio["limits"] = _limits(s, b)
+            ratio["limits"] = _limits(s, b, softmax_units)
             m["ratios"][base] = ratio
         if cpu:
             cpu_s = cpu["encoder_s"] + cpu["decoder_s"]

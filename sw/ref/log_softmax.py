@@ -38,7 +38,17 @@ from .steps import IntegerLayers
 FRAC_BITS = 10    # F: 1/1024 of a log2 step; AGQ's finest step (tau = 4) is 256 of them
 EXP_BITS = 20     # E: 2^-d to 20 bits; a row of 4096 keys sums below 2^33
 LOG_BITS = 10     # G: mantissa bits the logarithm's LUT reads
-_T_LIMIT = 1 << 40
+T_LIMIT = 1 << 40   # logits are clamped to +-2^40 (2^30 log2 steps at F = 10) before the bias
+
+
+def exp_table(frac_bits: int = FRAC_BITS, exp_bits: int = EXP_BITS) -> np.ndarray:
+    """EXP[f] = round(2^E 2^(-f / 2^F)), f = 0 .. 2^F - 1 (int64): the same for every layer."""
+    return np.round(2.0**exp_bits * 2.0 ** (-np.arange(2**frac_bits) / 2**frac_bits)).astype(np.int64)
+
+
+def log_table(frac_bits: int = FRAC_BITS, log_bits: int = LOG_BITS) -> np.ndarray:
+    """LOG[i] = round(2^F log2(1 + i / 2^G)), i = 0 .. 2^G - 1 (int64): the same for every layer."""
+    return np.round(2**frac_bits * np.log2(1 + np.arange(2**log_bits) / 2**log_bits)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -76,15 +86,14 @@ class LogSoftmax:
         bias = None
         if layer.attention_bias is not None:
             bias = np.round(layer.attention_bias.astype(np.float64) / math.log(2) * 2**frac_bits).astype(np.int64)
-        exp_lut = np.round(2.0**exp_bits * 2.0 ** (-np.arange(2**frac_bits) / 2**frac_bits)).astype(np.int64)
-        log_lut = np.round(2**frac_bits * np.log2(1 + np.arange(2**log_bits) / 2**log_bits)).astype(np.int64)
+        exp_lut, log_lut = exp_table(frac_bits, exp_bits), log_table(frac_bits, log_bits)
         offset = round(2**frac_bits * (math.log2(sm.scale) - exp_bits))
         return cls(layer.name, multiplier, shift, bias, sm.tau, sm.zero_code, offset, exp_lut, log_lut, frac_bits,
                    exp_bits, log_bits)
 
     def logits(self, scores: np.ndarray) -> np.ndarray:
         """t [..., heads, Nq, Nk]: the integer scores as logits in 2^-F log2 units."""
-        t = requantize(scores, self.multiplier, self.shift, 0, -_T_LIMIT, _T_LIMIT)
+        t = requantize(scores, self.multiplier, self.shift, 0, -T_LIMIT, T_LIMIT)
         if self.bias is not None:
             if self.bias.shape != t.shape[-3:]:
                 raise BundleError(f"{self.name}: scores of shape {list(t.shape)} do not match the bias "

@@ -1,0 +1,130 @@
+"""The softmax unit (``hw.softmax.LogSoftmaxUnit``) in Verilator, driven by cocotb: rows of scores in, every
+code out, and the cycle each row's first beat went in (numpy only; the caller compares the codes with
+``sw.ref.log_softmax`` and the cycles with ``hw.softmax.unit.row_cycles``).
+
+The testbench offers a beat every cycle (the scores come as fast as the unit takes them) and takes every
+output beat, as a core feeding the unit from its output tiles would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+TOP = "log_softmax_unit"
+
+
+def _pack(values, bits: int) -> int:
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import FallingEdge, RisingEdge, ReadOnly
+
+    @cocotb.test()
+    async def unit_runs_rows(dut):
+        job = Path(os.environ["SAMHW_SOFTMAX_JOB"])
+        spec = json.loads((job / "spec.json").read_text())
+        beats = np.load(job / "beats.npz")
+        lanes, score_bits, bias_bits = spec["lanes"], spec["score_bits"], spec["bias_bits"]
+        scores, bias, keep, last = beats["scores"], beats["bias"], beats["keep"], beats["last"]
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.rst.value = 1
+        dut.in_valid.value = 0
+        for name, value in spec["ports"].items():
+            getattr(dut, name).value = value
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        codes, kept, firsts = [], [], []
+        taken, cycle, total = 0, 0, len(keep)
+        while taken < total or len(codes) < total:
+            if taken < total:
+                dut.in_valid.value = 1
+                dut.in_scores.value = _pack(scores[taken], score_bits)
+                dut.in_bias.value = _pack(bias[taken], bias_bits)
+                dut.in_keep.value = int(keep[taken])
+                dut.in_last.value = int(last[taken])
+            else:
+                dut.in_valid.value = 0
+            await ReadOnly()
+            moved = taken < total and int(dut.in_ready.value)
+            if int(dut.out_valid.value):
+                codes.append(int(dut.out_codes.value))
+                kept.append(int(dut.out_keep.value))
+            await RisingEdge(dut.clk)
+            await FallingEdge(dut.clk)
+            if moved:
+                if taken == 0 or last[taken - 1]:
+                    firsts.append(cycle)
+                taken += 1
+            cycle += 1
+            assert cycle < 20 * total + 1000, "the unit stopped"
+        mask = (1 << 8) - 1
+        out = np.array([[c >> (8 * i) & mask for i in range(lanes)] for c in codes], np.int64).reshape(-1, lanes)
+        np.savez(job / "result.npz", codes=out, keep=np.array(kept, np.int64), firsts=np.array(firsts, np.int64),
+                 cycles=np.int64(cycle))
+except ImportError:   # cocotb is only needed inside the simulator
+    pass
+
+
+def _beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int) -> dict[str, np.ndarray]:
+    """Per-lane arrays of the rows' beats (a row's last beat padded with lanes that are not keys)."""
+    rows, keys = scores.shape
+    n = -(-keys // lanes)
+    pad = n * lanes - keys
+
+    def lanes_of(a):
+        return np.pad(np.asarray(a, np.int64), ((0, 0), (0, pad))).reshape(rows * n, lanes)
+
+    keep = np.tile([(1 << lanes) - 1] * (n - 1) + [(1 << (lanes - pad)) - 1], rows)
+    last = np.tile([0] * (n - 1) + [1], rows)
+    return {"scores": lanes_of(scores), "bias": lanes_of(np.zeros_like(scores) if bias is None else bias),
+            "keep": keep.astype(np.int64), "last": last.astype(np.int64)}
+
+
+def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarray | None,
+               work: str | Path = "sim_build", coverage: bool = False) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """Codes [rows, keys] the unit built with ``widths`` writes for ``scores`` [rows, keys] (and ``bias``, in
+    2^-F log2 units) under the layer's ``ports``, the cycles between successive rows' first beats, and with
+    ``coverage`` the run's toggle sums (register and combinational bits of the unit) and cycles."""
+    from hw.generate import unit_verilog
+    from hw.softmax.unit import LogSoftmaxUnit
+
+    from .core_activity import parse_coverage, register_bits, toggle_sums
+    from .verilator import run_unit
+
+    scores = np.asarray(scores, np.int64)
+    rows, keys = scores.shape
+    limit = 1 << (widths.score_bits - 1)
+    if scores.size and (int(scores.max()) >= limit or int(scores.min()) < -limit):
+        raise ValueError(f"a score of {int(np.abs(scores).max())} does not fit the unit's {widths.score_bits}-bit input")
+    tag = f"{TOP}_{widths.lanes}x{widths.max_keys}_{widths.score_bits}_{widths.bias_bits}" + ("_toggles" * coverage)
+    build = Path(work).resolve() / tag
+    build.mkdir(parents=True, exist_ok=True)
+    text = unit_verilog(LogSoftmaxUnit(widths), TOP)
+    np.savez(build / "beats.npz", **_beats(scores, bias, widths.lanes))
+    (build / "spec.json").write_text(json.dumps({"lanes": widths.lanes, "score_bits": widths.score_bits,
+                                                 "bias_bits": widths.bias_bits, "ports": ports}))
+    (build / "result.npz").unlink(missing_ok=True)
+    points = run_unit(text, TOP, build, "sim.softmax_cosim", {"SAMHW_SOFTMAX_JOB": str(build)}, coverage)
+    if not (build / "result.npz").exists():
+        raise RuntimeError(f"the softmax unit's simulation wrote no result: see {build / 'sim.log'}")
+    result = np.load(build / "result.npz")
+    keep = result["keep"]
+    bits = (keep[:, None] >> np.arange(widths.lanes)) & 1
+    codes = result["codes"][bits.astype(bool)]
+    if codes.size != rows * keys:
+        raise RuntimeError(f"the softmax unit wrote {codes.size} codes for {rows} x {keys} keys")
+    activity = None
+    if coverage:
+        activity = {**toggle_sums(parse_coverage(points), register_bits(text)), "cycles": int(result["cycles"])}
+    return codes.reshape(rows, keys), np.diff(result["firsts"]), activity
+

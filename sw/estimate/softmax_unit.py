@@ -1,0 +1,76 @@
+"""The on-chip softmax unit's cost on an attention's scores (numpy only).
+
+Cycles: per row of K keys ``hw.softmax.unit.row_cycles`` (the unit's cycle model, equal to its RTL in
+Verilator: docs/softmax_unit_cosim.md), rows and keys read from the QK^T invocation's shapes. Resources:
+the unit's synthesis for each lane count (docs/estimate_inputs/softmax_unit_synthesis.json, from
+``bitstreams.softmax_unit``). Energy, with the core's coefficients (``energy.py``):
+
+    logic = (LUT x comb rate x lut_toggle + FF x register rate x ff_toggle) x the unit's cycles
+    dsp   = MULT18X18D per lane x keys x dsp_op                 (one logit product per key)
+    bram  = (3 buffer accesses per beat x its word + one EXP entry per key) x ebr_bit
+    clock = the unit's FF x (time on the board x clock) x ff_clock   (its clock runs all the time)
+
+Rates are toggles per bit per cycle measured on real LiteMedSAM rows with one lane count
+(docs/estimate_inputs/activity_softmax_unit.json); other lane counts take the same rates per bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.softmax.unit import T_BITS, UnitWidths, row_cycles
+
+_SHAPE = re.compile(r"\b(q|k)=(\d+(?:x\d+)*)")
+
+
+def score_rows(key: str, out_elements: int) -> tuple[int, int]:
+    """(rows, keys) of a QK^T invocation from its key (``hw.compiler.invocation.InvocationSpec.key``):
+    rows are every query of every window and head, keys the length of each row."""
+    shapes = {name: [int(d) for d in dims.split("x")] for name, dims in _SHAPE.findall(key)}
+    if set(shapes) != {"q", "k"}:
+        raise ValueError(f"{key}: not a QK^T invocation (no q= and k= shapes)")
+    rows, keys = math.prod(shapes["q"][:-1]), shapes["k"][-2]
+    if rows * keys != out_elements:
+        raise ValueError(f"{key}: {rows} rows x {keys} keys != its {out_elements} output elements")
+    return rows, keys
+
+
+@dataclass(frozen=True)
+class SoftmaxUnitCost:
+    widths: UnitWidths
+    lut: int
+    ff: int
+    dsp: int
+    ebr: int
+    fmax_mhz: float
+    rates: tuple[float, float]          # toggles per bit per cycle: register, comb
+    sources: tuple[str, str]            # synthesis, activity
+
+    @classmethod
+    def variants(cls, synthesis: Path, activity: Path) -> list["SoftmaxUnitCost"]:
+        """One per synthesized lane count, each with the measured rates."""
+        syn = json.loads(Path(synthesis).read_text())
+        act = json.loads(Path(activity).read_text())
+        unit = act["unit"]
+        rates = tuple(unit[k]["toggles"] / (unit[k]["bits"] * unit["cycles"]) for k in ("register", "comb"))
+        return [cls(UnitWidths(lanes=u["lanes"], max_keys=u["max_keys"]), u["lut4"], u["ff"], u["dsp"], u["ebr"],
+                    u["fmax_mhz"], rates, (str(synthesis), str(activity))) for u in syn["units"]]
+
+    def call(self, key: str, out_elements: int, coeff: dict) -> dict:
+        """Cycles and energy (pJ, but the clock's) of the unit on one QK^T invocation's scores."""
+        rows, keys = score_rows(key, out_elements)
+        if keys > self.widths.max_keys:
+            raise ValueError(f"{key}: rows of {keys} keys exceed the unit's {self.widths.max_keys}")
+        cycles = rows * row_cycles(keys, self.widths)
+        beats = rows * -(-keys // self.widths.lanes)
+        word = self.widths.lanes * (T_BITS + 1)
+        exp_bits = self.widths.exp_bits + 1
+        register, comb = self.rates
+        return {"cycles": cycles,
+                "logic": (self.lut * comb * coeff["lut_toggle"] + self.ff * register * coeff["ff_toggle"]) * cycles,
+                "dsp": self.dsp / self.widths.lanes * rows * keys * coeff["dsp_op"],
+                "bram": (3 * beats * word + rows * keys * exp_bits) * coeff["ebr_bit"]}
