@@ -29,6 +29,8 @@ from hw.softmax.unit import LogSoftmaxUnit, UnitWidths, row_cycles
 from .ecp5_smoke import DEVICE, FOLD_WORD, ROOT, add_flow_arguments, flow_run, xor_fold
 from .fp32_lane import build
 
+ROWS = 3000   # rows of the report's cycles per row: enough that the first rows' fill does not show
+
 
 class PinnedSoftmaxUnit(wiring.Component):
     """LogSoftmaxUnit with its inputs from a serial shift register and its outputs XOR-folded to a word."""
@@ -68,21 +70,23 @@ def report_markdown(results: list[tuple[UnitWidths, dict, int]], run: dict) -> s
         "The unit is `hw.softmax.LogSoftmaxUnit` (the integer softmax of `sw.ref.log_softmax` in RTL, "
         "F, E, G = 10, 20, 10): per lane a 32 x 31-bit product (4 MULT18X18D), the rounding shift, clamp and "
         "bias, an EXP ROM (1024 entries) and the shift of its entry; a row buffer of 42-bit logits for the "
-        "longest row; one LOG ROM. A row of K keys holds it for `row_cycles(K, lanes)` = 3 ceil(K / lanes) "
-        "+ a few cycles (three passes: load, sum, emit).", "",
+        "longest row in each of three slots (load, sum and emit work on three rows at once); one LOG ROM. "
+        "Cycles per row: `row_cycles(K, rows, widths) / rows` for many rows of K keys (the cycle model, "
+        "equal to the RTL: docs/softmax_unit_cosim.md).", "",
         f"Flow: {run['yosys']} `synth_ecp5`; {run['nextpnr']} `{' '.join(run['pnr_options'])}`, as "
         "bitstreams.ecp5_smoke runs the core. The inputs come from a serial shift register (its FFs, "
         "`chain FF`, are the pins' stand-in, not the unit's) and the outputs are XOR-folded to one "
         "word (bitstreams/softmax_unit.py). Wall times are on a shared 2-core machine.", "",
         "| lanes | longest row | LUT4 (logic + 2 per CCU2C) | of the 85F | FF (unit) | chain FF | MULT18X18D | "
-        "DP16KD | Fmax routed (MHz) | cycles, row of 4096 keys | cycles, row of 49 keys | synth + P&R (s) |",
+        "DP16KD | Fmax routed (MHz) | cycles per row of 4096 keys | cycles per row of 49 keys | synth + P&R (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for widths, r, chain in results:
         lines.append(
             f"| {widths.lanes} | {widths.max_keys} | {r['lut4']} | {_percent(r['lut4'], DEVICE['lut4'])} | "
             f"{r['ff'] - chain} | {chain} | {r['dsp']} | {r['ebr']} | {r['fmax_mhz']} | "
-            f"{row_cycles(4096, widths)} | {row_cycles(49, widths)} | {r['synth_s']} + {r['pnr_s']} |")
+            f"{row_cycles(4096, ROWS, widths) / ROWS:.1f} | {row_cycles(49, ROWS, widths) / ROWS:.1f} | "
+            f"{r['synth_s']} + {r['pnr_s']} |")
     lines += ["", "Critical paths after routing:", ""]
     for widths, r, _ in results:
         path = r.get("critical_path") or {}

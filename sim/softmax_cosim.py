@@ -1,6 +1,6 @@
 """The softmax unit (``hw.softmax.LogSoftmaxUnit``) in Verilator, driven by cocotb: rows of scores in, every
-code out, and the cycle each row's first beat went in (numpy only; the caller compares the codes with
-``sw.ref.log_softmax`` and the cycles with ``hw.softmax.unit.row_cycles``).
+code out, the cycle each row's first beat went in and the cycle the last code came out (numpy only; the
+caller compares the codes with ``sw.ref.log_softmax`` and the cycles with ``hw.softmax.unit.schedule``).
 
 The testbench offers a beat every cycle (the scores come as fast as the unit takes them) and takes every
 output beat, as a core feeding the unit from its output tiles would.
@@ -44,7 +44,7 @@ try:
         await FallingEdge(dut.clk)
         dut.rst.value = 0
         codes, kept, firsts = [], [], []
-        taken, cycle, total = 0, 0, len(keep)
+        taken, cycle, total, last_out = 0, 0, len(keep), -1
         while taken < total or len(codes) < total:
             if taken < total:
                 dut.in_valid.value = 1
@@ -59,6 +59,7 @@ try:
             if int(dut.out_valid.value):
                 codes.append(int(dut.out_codes.value))
                 kept.append(int(dut.out_keep.value))
+                last_out = cycle
             await RisingEdge(dut.clk)
             await FallingEdge(dut.clk)
             if moved:
@@ -70,7 +71,7 @@ try:
         mask = (1 << 8) - 1
         out = np.array([[c >> (8 * i) & mask for i in range(lanes)] for c in codes], np.int64).reshape(-1, lanes)
         np.savez(job / "result.npz", codes=out, keep=np.array(kept, np.int64), firsts=np.array(firsts, np.int64),
-                 cycles=np.int64(cycle))
+                 last_out=np.int64(last_out), cycles=np.int64(cycle))
 except ImportError:   # cocotb is only needed inside the simulator
     pass
 
@@ -91,10 +92,11 @@ def _beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int) -> dict[str,
 
 
 def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarray | None,
-               work: str | Path = "sim_build", coverage: bool = False) -> tuple[np.ndarray, np.ndarray, dict | None]:
+               work: str | Path = "sim_build", coverage: bool = False) -> tuple[np.ndarray, np.ndarray, int, dict | None]:
     """Codes [rows, keys] the unit built with ``widths`` writes for ``scores`` [rows, keys] (and ``bias``, in
-    2^-F log2 units) under the layer's ``ports``, the cycles between successive rows' first beats, and with
-    ``coverage`` the run's toggle sums (register and combinational bits of the unit) and cycles."""
+    2^-F log2 units) under the layer's ``ports``; the cycle each row's first beat went in and the cycle the
+    last code came out, from the first beat in; with ``coverage`` the run's toggle sums (register and
+    combinational bits of the unit) and cycles."""
     from hw.generate import unit_verilog
     from hw.softmax.unit import LogSoftmaxUnit
 
@@ -126,5 +128,6 @@ def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarr
     activity = None
     if coverage:
         activity = {**toggle_sums(parse_coverage(points), register_bits(text)), "cycles": int(result["cycles"])}
-    return codes.reshape(rows, keys), np.diff(result["firsts"]), activity
+    firsts = result["firsts"]
+    return codes.reshape(rows, keys), firsts - firsts[0], int(result["last_out"] - firsts[0]), activity
 

@@ -422,7 +422,7 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     c = {k: v.value for k, v in coefficients().items()}
     key = "a.attn:scores q=1x2x49x8 k=1x2x49x8"
     u = unit.call(key, 2 * 49 * 49, c)
-    assert u["cycles"] == 98 * row_cycles(49, unit.widths)
+    assert u["cycles"] == row_cycles(49, 98, unit.widths)
     assert u["logic"] == pytest.approx((5000 * 0.15 * c["lut_toggle"] + 3000 * 0.3 * c["ff_toggle"]) * u["cycles"])
     assert u["dsp"] == pytest.approx(4 * 98 * 49 * c["dsp_op"])
     with pytest.raises(ValueError, match="exceed the unit's 64"):

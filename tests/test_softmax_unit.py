@@ -1,6 +1,7 @@
 """The softmax unit (hw/softmax) in Amaranth's simulator: every code of every row equal to the integer
 definition (sw/ref/log_softmax.LogSoftmax.codes), the cycles a row holds the unit equal to its cycle
-model (``row_cycles``), and one-line refusals of what it cannot run."""
+model (``schedule``: when each row goes in, when the last code comes out), and one-line refusals of
+what it cannot run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from amaranth.sim import Simulator
 
 from hw.softmax.constants import LayerConstants
 from hw.softmax.stream import beat_codes, row_beats
-from hw.softmax.unit import LogSoftmaxUnit, UnitWidths, row_cycles
+from hw.softmax.unit import LogSoftmaxUnit, UnitWidths, row_cycles, schedule
 from sim.random_layers import attention_layer, with_field
 from sw.bundle import BundleError
 from sw.bundle.fixed_point import MULTIPLIER_BITS
@@ -32,8 +33,8 @@ def softmax_of(rng, tau: int, rows: int, keys: int, bias: bool) -> LogSoftmax:
 
 
 def run_unit(unit: LogSoftmaxUnit, softmax: LogSoftmax, scores: np.ndarray, gaps: float = 0.0, seed: int = 0):
-    """Codes [rows, keys] the unit writes for ``scores`` [rows, keys] (head 0 of the bias), and the cycles
-    between the first beats of successive rows."""
+    """Codes [rows, keys] the unit writes for ``scores`` [rows, keys] (head 0 of the bias), the cycle each
+    row's first beat went in and the cycle the last code came out, from the first beat in."""
     rng = np.random.default_rng(seed)
     rows, keys = scores.shape
     w = unit.widths
@@ -41,7 +42,7 @@ def run_unit(unit: LogSoftmaxUnit, softmax: LogSoftmax, scores: np.ndarray, gaps
     queue = [b for r in range(rows) for b in row_beats(scores[r], bias[r], w.lanes, w.score_bits, w.bias_bits)]
     beats_per_row = len(queue) // rows
     expected_beats = len(queue)
-    out, firsts = [], []
+    out, firsts, last_out = [], [], []
 
     async def bench(ctx):
         for name, value in LayerConstants.of(softmax, unit.widths).ports().items():
@@ -59,6 +60,7 @@ def run_unit(unit: LogSoftmaxUnit, softmax: LogSoftmax, scores: np.ndarray, gaps
             moved = offer and ctx.get(unit.in_ready)
             if ctx.get(unit.out_valid):
                 out.append((ctx.get(unit.out_codes), ctx.get(unit.out_keep)))
+                last_out[:] = [cycle]
             await ctx.tick()
             if moved:
                 if taken % beats_per_row == 0:
@@ -71,7 +73,8 @@ def run_unit(unit: LogSoftmaxUnit, softmax: LogSoftmax, scores: np.ndarray, gaps
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return beat_codes(out, w.lanes).reshape(rows, keys), np.diff(firsts)
+    firsts = np.array(firsts)
+    return beat_codes(out, w.lanes).reshape(rows, keys), firsts - firsts[0], last_out[0] - firsts[0]
 
 
 @pytest.mark.parametrize("lanes,keys,tau,bias", [(1, 7, 1, False), (3, 49, 4, True), (4, 16, 2, False),
@@ -84,12 +87,14 @@ def test_every_code_equals_the_integer_definition_and_rows_take_the_modelled_cyc
     scores[1] = 0                                  # equal logits: every key the same code
     scores[2, -1] = 40000                          # one dominant key: the others the zero code
     unit = LogSoftmaxUnit(UnitWidths(lanes=lanes, max_keys=-(-keys // lanes) * lanes + lanes))
-    codes, gaps = run_unit(unit, softmax, scores)
+    codes, starts, done = run_unit(unit, softmax, scores)
     ref = softmax.codes(scores[None, None])[0, 0] if not bias else softmax.codes(scores[None])[0]
     assert codes.shape == ref.shape
     assert np.array_equal(codes, ref), np.argwhere(codes != ref)[:5]
     assert len(set(ref.ravel().tolist())) > 2
-    assert gaps.tolist() == [row_cycles(keys, unit.widths)] * (rows - 1)
+    model = schedule([-(-keys // lanes)] * rows, unit.widths)
+    assert starts.tolist() == model["start"] and done == model["done"][-1]
+    assert row_cycles(keys, rows, unit.widths) == done + 1
 
 
 def test_input_gaps_change_nothing_but_time():
@@ -97,9 +102,9 @@ def test_input_gaps_change_nothing_but_time():
     softmax = softmax_of(rng, 4, 5, 30, True)
     scores = rng.integers(-900, 900, (5, 30))
     unit = LogSoftmaxUnit(UnitWidths(lanes=4, max_keys=32))
-    codes, gaps = run_unit(unit, softmax, scores, gaps=0.4, seed=1)
+    codes, starts, done = run_unit(unit, softmax, scores, gaps=0.4, seed=1)
     assert np.array_equal(codes, softmax.codes(scores[None])[0])
-    assert (gaps >= row_cycles(30, unit.widths)).all() and gaps.sum() > len(gaps) * row_cycles(30, unit.widths)
+    assert done > row_cycles(30, 5, unit.widths) - 1
 
 
 def test_extreme_scores_reach_the_clamp_and_the_zero_code():
@@ -114,7 +119,7 @@ def test_extreme_scores_reach_the_clamp_and_the_zero_code():
     t = softmax.logits(scores)
     assert (np.abs(t) == T_LIMIT).any()
     unit = LogSoftmaxUnit(UnitWidths(lanes=4, max_keys=16))
-    codes, _ = run_unit(unit, softmax, scores)
+    codes, _, _ = run_unit(unit, softmax, scores)
     ref = softmax.codes(scores)
     assert np.array_equal(codes, ref)
     assert (ref == softmax.zero_code).any() and (ref < softmax.zero_code).any()
@@ -141,7 +146,7 @@ def test_products_fit_hard_multipliers():
 
 def test_verilator_writes_every_code_of_the_definition_in_the_modelled_cycles(tmp_path):
     """The unit's Verilog in Verilator (cocotb): rows of 49 keys (the last beat partly padded) with
-    TinyViT-like bias, every code against the integer definition, every row in ``row_cycles``."""
+    TinyViT-like bias, every code against the integer definition, every row in its modelled cycle."""
     from sim.softmax_cosim import cosimulate
 
     rng = np.random.default_rng(11)
@@ -149,7 +154,17 @@ def test_verilator_writes_every_code_of_the_definition_in_the_modelled_cycles(tm
     scores = rng.integers(-900, 900, (5, 49))
     scores[3] = 0
     widths = UnitWidths(lanes=4, max_keys=64)
-    codes, gaps, _ = cosimulate(widths, LayerConstants.of(softmax, widths).ports(), scores, softmax.bias[0], tmp_path)
+    codes, starts, done, _ = cosimulate(widths, LayerConstants.of(softmax, widths).ports(), scores, softmax.bias[0],
+                                        tmp_path)
     ref = softmax.codes(scores[None])[0]
     assert np.array_equal(codes, ref), np.argwhere(codes != ref)[:5]
-    assert gaps.tolist() == [row_cycles(49, widths)] * 4
+    model = schedule([13] * 5, widths)
+    assert starts.tolist() == model["start"] and done == model["done"][-1]
+
+
+def test_row_cycles_extends_the_schedule_exactly():
+    """Past the first rows the schedule repeats every three rows; row_cycles extends it without running it."""
+    widths = UnitWidths(lanes=4, max_keys=4096)
+    for keys in (3, 49, 196, 4096):
+        for rows in (1, 2, 3, 7, 15, 16, 17, 40, 301):
+            assert row_cycles(keys, rows, widths) == schedule([-(-keys // 4)] * rows, widths)["done"][-1] + 1

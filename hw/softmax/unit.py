@@ -1,23 +1,25 @@
 """The attention's softmax into AGQ codes as an on-chip unit: ``sw.ref.log_softmax`` in RTL, bit for bit.
 
-One row of integer scores QK^T (and TinyViT's bias, in 2^-F log2 units) streams in, ``lanes`` keys per
-beat; the row's codes stream out after it. A row passes the unit three times, because each code needs
-the row's maximum and then the row's sum:
+Rows of integer scores QK^T (and TinyViT's bias, in 2^-F log2 units) stream in, ``lanes`` keys per beat;
+each row's codes stream out after it. Each code needs the row's maximum and then the row's sum, so a
+row passes three stages, each reading or writing the row's slot in the buffer:
 
-    load   t = clamp((S M + 2^(shift-1)) >> shift, +-2^40) + B   into the row buffer; running maximum
+    load   t = clamp((S M + 2^(shift-1)) >> shift, +-2^40) + B   into the slot; the row's maximum
     sum    d = max - t; e = EXP[d mod 2^F] >> (d div 2^F); sum += e   (EXP: a ROM per lane)
     log    n = leading one of sum; row = n 2^F + LOG[G bits after it] + offset   (LOG: one ROM)
     emit   code = clamp((tau (d + row) + 2^(F-1)) >> F, 0, zero code)
 
-so a row of K keys takes ``row_cycles(K, lanes)`` cycles from its first beat in to the next row's first
-beat in (the three passes do not overlap). The constants of a layer (``LayerConstants``) are ports
-held while the unit runs; the ROMs depend on F, E and G only.
+Three slots (one block RAM buffer each) let the stages work on three rows at once: while one row loads,
+the one before it is summed and the one before that emits its codes. ``schedule`` is the cycle model:
+when each row's first beat goes in and when the last code comes out. The constants of a layer
+(``LayerConstants``) are ports held while the unit runs; the ROMs depend on F, E and G only.
 
 Ports (``lanes`` = P, each P-wide field packs lane i at bits [i w, (i + 1) w)):
 
-    in   multiplier [31], shift [7], tau_shift [2], zero_code [8], offset [signed 32]   held constants
+    in   multiplier [31], shift [7], tau_shift [2], zero_code [8], offset [signed 32]   constants, held
+                        from the cycle before a layer's first beat until its last code is out
     in   in_valid, in_last, in_keep [P], in_scores [P x score_bits], in_bias [P x bias_bits]
-    out  in_ready       high while the unit takes a row's beats (a beat moves when valid and ready)
+    out  in_ready       high while the unit takes beats (a beat moves when valid and ready)
     out  out_valid, out_last, out_keep [P], out_codes [P x 8]   one beat per cycle, no back-pressure
 
 Lanes whose ``in_keep`` bit is low are not keys (a row's last beat when K is not a multiple of P): they
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -43,7 +45,10 @@ CODE_BITS = 8
 SHIFT_BITS = 7
 OFFSET_BITS = 32
 T_BITS = T_LIMIT.bit_length() + 1      # the clamped logit, signed
-READ_LATENCY = 2                       # block RAM read, then its data registered
+ROM_LATENCY = 2                        # a ROM's block RAM read, then its data registered
+BUFFER_LATENCY = 3                     # a slot's read, its data registered, then the reader's pick of slot
+SLOTS = 3                              # rows in the buffer at once: one loading, one summed, one emitting
+FREE, LOADING, LOADED, SUMMING, SUMMED, EMITTING = range(6)     # a slot's state
 
 
 def tree_levels(lanes: int) -> int:
@@ -57,24 +62,61 @@ def normalize_steps(sum_bits: int) -> int:
 
 
 def load_latency(score_bits: int) -> int:
-    """Cycles from a beat's acceptance to its write into the row buffer: input register, product,
+    """Cycles from a beat's acceptance to its write into the row's slot: input register, product,
     rounding add, rounding shift, clamp, bias."""
     return 1 + multiplier_latency(signed(score_bits), unsigned(MULTIPLIER_BITS)) + 4
 
 
-def row_cycles(keys: int, widths: "UnitWidths") -> int:
-    """Cycles one row of ``keys`` keys holds the unit, from its first beat accepted to the next row's
-    first beat accepted when the scores come every cycle (the cycle model of ``LogSoftmaxUnit``):
+def log_latency(sum_bits: int) -> int:
+    """Cycles from a row's sum (registered) to its row value: normalize steps, mantissa, LOG read."""
+    return normalize_steps(sum_bits) + 1 + ROM_LATENCY
 
-    load  beats + load latency + the maximum's tree levels (then the row's maximum is final)
-    sum   beats + buffer read, d, EXP read, e + the sum's tree levels (then the row's sum is final)
-    log   normalize steps + mantissa, LOG read, row
-    emit  beats + buffer read (the codes' registers drain while the next row loads)
-    (each read: ``READ_LATENCY`` cycles)"""
-    beats = -(-keys // widths.lanes)
+
+def stage_latencies(widths: "UnitWidths") -> dict[str, int]:
+    """Per stage, the cycles from a row's last beat (accepted, or issued to the buffer) to the cycle from
+    which its slot's next state is seen; and from the last emit read to the last code out."""
     levels = tree_levels(widths.lanes)
-    return ((beats + load_latency(widths.score_bits) + levels) + (beats + 2 * READ_LATENCY + 2 + levels)
-            + (normalize_steps(widths.sum_bits) + 2 + READ_LATENCY) + (beats + READ_LATENCY))
+    return {"load": load_latency(widths.score_bits) + levels + 2,
+            "sum": BUFFER_LATENCY + ROM_LATENCY + 2 + levels + 1 + log_latency(widths.sum_bits) + 1,
+            "emit": BUFFER_LATENCY + 2 + 1, "out": BUFFER_LATENCY + 4}
+
+
+def schedule(beats: list[int], widths: "UnitWidths") -> dict[str, list[int]]:
+    """The cycle model of ``LogSoftmaxUnit`` for rows of ``beats`` beats offered back to back: per row the
+    cycle its first beat is accepted (``start``), its sum and emit stages start, and the cycle its last
+    code is out (``done``), counted from the first row's first beat.
+
+    A stage starts a row when it has finished the row before and the row's slot is ready for it; the
+    loader needs the slot free, i.e. the row three before emitted."""
+    lat = stage_latencies(widths)
+    start, summed, emitted, freed, done = [], [], [], [], []
+    for r, b in enumerate(beats):
+        a = 0 if r == 0 else start[r - 1] + beats[r - 1]
+        if r >= SLOTS:
+            a = max(a, freed[r - SLOTS])
+        loaded = a + b - 1 + lat["load"]
+        s = max(loaded, summed[r - 1] + beats[r - 1]) if r else loaded
+        ready = s + b - 1 + lat["sum"]
+        e = max(ready, emitted[r - 1] + beats[r - 1]) if r else ready
+        start.append(a)
+        summed.append(s)
+        emitted.append(e)
+        freed.append(e + b - 1 + lat["emit"])
+        done.append(e + b - 1 + lat["out"])
+    return {"start": start, "sum": summed, "emit": emitted, "done": done}
+
+
+def row_cycles(keys: int, rows: int, widths: "UnitWidths") -> int:
+    """Cycles ``rows`` rows of ``keys`` keys hold the unit, from the first beat in to the last code out
+    (``schedule``; past the first rows its pattern repeats every three rows, which this extends)."""
+    beats = -(-keys // widths.lanes)
+    warm = 4 * SLOTS
+    if rows <= warm + SLOTS:
+        return schedule([beats] * rows, widths)["done"][-1] + 1
+    done = schedule([beats] * (warm + SLOTS), widths)["done"]
+    period = done[warm + SLOTS - 1] - done[warm - 1]
+    cycles, extra = divmod(rows - warm, SLOTS)
+    return done[warm - 1 + extra] + cycles * period + 1
 
 
 @dataclass(frozen=True)
@@ -121,12 +163,15 @@ class LogSoftmaxUnit(wiring.Component):
         m = Module()
         w = self.widths
         P, F, E, G = w.lanes, w.frac_bits, w.exp_bits, w.log_bits
-        lanes = range(P)
+        lanes, slots = range(P), range(SLOTS)
         t_min = Const(-(1 << (T_BITS - 1)), signed(T_BITS))
+        levels = tree_levels(P)
 
-        buffer = Memory(shape=unsigned(P * T_BITS + P), depth=w.depth, init=[])
-        m.submodules.buffer = buffer
-        write, read = buffer.write_port(), buffer.read_port()
+        ports = []
+        for k in slots:
+            buffer = Memory(shape=unsigned(P * T_BITS + P), depth=w.depth, init=[])
+            m.submodules[f"slot_{k}"] = buffer
+            ports.append((buffer.write_port(), buffer.read_port()))
         exp_ports = []
         for i in lanes:
             rom = Memory(shape=unsigned(E + 1), depth=2**F, init=exp_table(F, E).tolist())
@@ -136,21 +181,40 @@ class LogSoftmaxUnit(wiring.Component):
         m.submodules.log_rom = log_rom
         log_port = log_rom.read_port()
 
-        beats = Signal(range(w.depth + 1))         # beats written this row
-        addr = Signal(range(w.depth + 1))          # next beat to read
-        row_max = Signal(signed(T_BITS), init=t_min.value)
-        total = Signal(w.sum_bits)
-        row = Signal(signed(OFFSET_BITS + 2))
+        state = [Signal(range(EMITTING + 1), name=f"state_{k}") for k in slots]
+        beats = [Signal(range(w.depth + 1), name=f"beats_{k}") for k in slots]
+        maxima = [Signal(signed(T_BITS), name=f"max_{k}") for k in slots]
+        rows = [Signal(signed(OFFSET_BITS + 2), name=f"row_{k}") for k in slots]
+        state_of, beats_of, max_of, row_of = Array(state), Array(beats), Array(maxima), Array(rows)
 
-        # ---- load: t per lane into the buffer; the running maximum ---------------------------------------
+        def set_state(slot, value):
+            for k in slots:
+                with m.If(slot == k):
+                    m.d.sync += state[k].eq(value)
+
+        def following(slot):
+            return Mux(slot == SLOTS - 1, 0, slot + 1)
+
+        # ---- load: t per lane into the row's slot; the row's maximum -------------------------------------
+        in_slot = Signal(range(SLOTS))
+        in_addr = Signal(range(w.depth))
+        in_active = Signal()                       # a row's beats are coming in
+        m.d.comb += self.in_ready.eq(in_active | (state_of[in_slot] == FREE))
         taking = Signal()
         m.d.comb += taking.eq(self.in_valid & self.in_ready)
+        with m.If(taking):
+            m.d.sync += [in_active.eq(~self.in_last), in_addr.eq(Mux(self.in_last, 0, in_addr + 1))]
+            with m.If(~in_active):
+                set_state(in_slot, LOADING)
+            with m.If(self.in_last):
+                m.d.sync += in_slot.eq(following(in_slot))
+        # Registered every cycle, not only when taken: the tags say which beats count, and an enable would
+        # fan ``taking`` out to every input bit.
         s_regs = [Signal(signed(w.score_bits), name=f"score_{i}") for i in lanes]
         b_regs = [Signal(signed(w.bias_bits), name=f"bias_{i}") for i in lanes]
-        with m.If(taking):
-            for i in lanes:
-                m.d.sync += [s_regs[i].eq(self.in_scores[i * w.score_bits:(i + 1) * w.score_bits].as_signed()),
-                             b_regs[i].eq(self.in_bias[i * w.bias_bits:(i + 1) * w.bias_bits].as_signed())]
+        for i in lanes:
+            m.d.sync += [s_regs[i].eq(self.in_scores[i * w.score_bits:(i + 1) * w.score_bits].as_signed()),
+                         b_regs[i].eq(self.in_bias[i * w.bias_bits:(i + 1) * w.bias_bits].as_signed())]
         t_vals = []
         for i in lanes:
             mul = PipelinedMultiplier(signed(w.score_bits), unsigned(MULTIPLIER_BITS))
@@ -158,11 +222,16 @@ class LogSoftmaxUnit(wiring.Component):
             m.d.comb += [mul.a.eq(s_regs[i]), mul.b.eq(self.multiplier)]
             # (p + 2^(shift-1)) >> shift as (p >> 16 + 2^(shift-17)) >> (shift-16): flooring the low 16 bits
             # first is exact because the rounding constant sits above them (shift >= 17).
+            # Each lane keeps its own copy of the shift amounts: the held port would fan out to every lane's
+            # barrel shifter.
+            round_at, amount = Signal(6, name=f"round_at_{i}"), Signal(SHIFT_BITS, name=f"amount_{i}")
+            m.d.sync += [round_at.eq((self.shift - SHIFT_MIN)[:6]),                      # shift <= 78
+                         amount.eq((self.shift - (SHIFT_MIN - 1))[:SHIFT_BITS])]
             high = mul.p >> (SHIFT_MIN - 1)
             plus_half = Signal(signed(len(high) + 1), name=f"plus_half_{i}")
-            m.d.sync += plus_half.eq(high + (Const(1, 1) << (self.shift - SHIFT_MIN)[:6]))   # shift <= 78
+            m.d.sync += plus_half.eq(high + (Const(1, 1) << round_at))
             rounded = Signal(signed(len(high) + 1), name=f"rounded_{i}")
-            m.d.sync += rounded.eq(plus_half >> (self.shift - (SHIFT_MIN - 1))[:SHIFT_BITS])
+            m.d.sync += rounded.eq(plus_half >> amount)
             bias = delay(m, b_regs[i], mul.latency + 3, f"bias_{i}")
             clamped = Signal(signed(T_BITS), name=f"clamped_{i}")
             m.d.sync += clamped.eq(Mux(rounded > T_LIMIT, T_LIMIT, Mux(rounded < -T_LIMIT, -T_LIMIT, rounded)))
@@ -170,56 +239,90 @@ class LogSoftmaxUnit(wiring.Component):
             m.d.sync += t.eq(clamped + bias)
             t_vals.append(t)
         after = load_latency(w.score_bits)
-        w_valid, w_keep, w_last = (delay(m, v, after, f"write_{name}") for v, name in
-                                   ((taking, "valid"), (self.in_keep, "keep"), (taking & self.in_last, "last")))
-        m.d.comb += [write.addr.eq(beats), write.data.eq(Cat(*t_vals, w_keep)), write.en.eq(w_valid)]
-        with m.If(w_valid):
-            m.d.sync += beats.eq(beats + 1)
-        beat_max = _tree(m, [Mux(w_keep[i], t_vals[i], t_min) for i in lanes], lambda a, b: Mux(a > b, a, b),
-                         "max")
-        levels = tree_levels(P)
-        max_valid, max_last = delay(m, w_valid, levels, "max_valid"), delay(m, w_last, levels, "max_last")
-        with m.If(max_valid):
-            m.d.sync += row_max.eq(Mux(beat_max > row_max, beat_max, row_max))
+        w_valid, w_keep, w_slot, w_addr, w_first, w_last = (
+            delay(m, v, after, f"write_{name}") for v, name in
+            ((taking, "valid"), (self.in_keep, "keep"), (in_slot, "slot"), (in_addr, "addr"),
+             (~in_active, "first"), (self.in_last, "last")))
+        for k in slots:
+            write = ports[k][0]
+            m.d.comb += [write.addr.eq(w_addr), write.data.eq(Cat(*t_vals, w_keep)),
+                         write.en.eq(w_valid & (w_slot == k))]
+        # the beat's maximum registered once more, so the running maximum's compare starts at a register
+        beat_max = delay(m, _tree(m, [Mux(w_keep[i], t_vals[i], t_min) for i in lanes],
+                                  lambda a, b: Mux(a > b, a, b), "max"), 1, "beat_max")
+        x_valid, x_slot, x_addr, x_first, x_last = (delay(m, v, levels + 1, f"max_{name}") for v, name in
+                                                    ((w_valid, "valid"), (w_slot, "slot"), (w_addr, "addr"),
+                                                     (w_first, "first"), (w_last, "last")))
+        with m.If(x_valid):
+            for k in slots:
+                with m.If(x_slot == k):
+                    m.d.sync += maxima[k].eq(Mux(x_first | (beat_max > maxima[k]), beat_max, maxima[k]))
+                    with m.If(x_last):
+                        m.d.sync += [state[k].eq(LOADED), beats[k].eq(x_addr + 1)]
 
-        # ---- the buffer's read side, shared by the sum and emit passes: d = max - t ----------------------
-        # A block RAM's output takes most of a cycle (clock to out), so every read is registered once more.
-        reading = Signal()
-        m.d.comb += read.addr.eq(addr)
-        with m.If(reading):
-            m.d.sync += addr.eq(addr + 1)
-        r_data = delay(m, read.data, 1, "read_data")
-        r_valid = delay(m, reading, READ_LATENCY, "read_valid")
-        r_last = delay(m, reading & (addr == beats - 1), READ_LATENCY, "read_last")
-        d_keep = delay(m, r_data[P * T_BITS:], 1, "d_keep")
-        d_vals = []
-        for i in lanes:
-            d = Signal(unsigned(T_BITS + 1), name=f"d_{i}")
-            m.d.sync += d.eq(row_max - r_data[i * T_BITS:(i + 1) * T_BITS].as_signed())
-            d_vals.append(d)
-        d_last = delay(m, r_last, 1, "d_last")
+        # ---- two readers, each on its own slot: the sum stage (LOADED rows) and the emit stage (SUMMED) ----
+        def reader(name, ready_state, next_state):
+            slot, addr = Signal(range(SLOTS), name=f"{name}_slot"), Signal(range(w.depth), name=f"{name}_addr")
+            go = Signal(name=f"{name}_go")
+            last = Signal(name=f"{name}_last")
+            m.d.comb += [go.eq(state_of[slot] == ready_state), last.eq(addr == beats_of[slot] - 1)]
+            with m.If(go):
+                m.d.sync += addr.eq(addr + 1)
+                with m.If(last):
+                    m.d.sync += [addr.eq(0), slot.eq(following(slot))]
+                    set_state(slot, next_state)
+            tags = {"valid": go, "slot": slot, "first": addr == 0, "last": go & last}
+            return slot, addr, go, tags
+
+        s_slot, s_addr, s_go, s_tags = reader("sum", LOADED, SUMMING)
+        e_slot, e_addr, e_go, e_tags = reader("emit", SUMMED, EMITTING)
+        for k in slots:   # a LOADED slot is never the emit stage's, so the sum stage's address wins there
+            m.d.comb += ports[k][1].addr.eq(Mux(s_go & (s_slot == k), s_addr, e_addr))
+        # A block RAM's output takes most of a cycle (clock to out): each slot's data is registered (in the
+        # block RAM's own output register) before a reader picks its slot.
+        slot_data = Array(delay(m, p[1].data, 1, f"slot_data_{k}") for k, p in enumerate(ports))
+
+        def read_data(tags, name):
+            """The beat read for ``tags`` (``BUFFER_LATENCY`` later), its tags, d = max - t per lane, a cycle on."""
+            slot = delay(m, tags["slot"], BUFFER_LATENCY - 1, f"{name}_data_slot")
+            data = delay(m, slot_data[slot], 1, f"{name}_data")
+            at = {k: delay(m, v, BUFFER_LATENCY + 1, f"{name}_d_{k}") for k, v in tags.items()}
+            at["keep"] = delay(m, data[P * T_BITS:], 1, f"{name}_d_keep")
+            d_vals = []
+            for i in lanes:
+                d = Signal(unsigned(T_BITS + 1), name=f"{name}_d_{i}")
+                m.d.sync += d.eq(max_of[delay(m, tags["slot"], BUFFER_LATENCY, f"{name}_max_slot")]
+                                 - data[i * T_BITS:(i + 1) * T_BITS].as_signed())
+                d_vals.append(d)
+            return d_vals, at
 
         # ---- sum: e = EXP[d mod 2^F] >> (d div 2^F), summed over the row ---------------------------------
-        summing = Signal()
+        d_sum, at = read_data(s_tags, "sum")
         e_vals = []
         for i in lanes:
-            m.d.comb += exp_ports[i].addr.eq(d_vals[i][:F])
-            whole = d_vals[i][F:]
+            m.d.comb += exp_ports[i].addr.eq(d_sum[i][:F])
+            whole = d_sum[i][F:]
             step = Signal((E + 1).bit_length(), name=f"whole_{i}")   # d div 2^F; E + 1 gives e = 0
             m.d.sync += step.eq(Mux(whole > E, E + 1, whole))
             entry = delay(m, exp_ports[i].data, 1, f"exp_{i}")
-            keep = delay(m, d_keep[i], READ_LATENCY, f"e_keep_{i}")
+            keep = delay(m, at["keep"][i], ROM_LATENCY, f"e_keep_{i}")
             e = Signal(E + 1, name=f"e_{i}")
             m.d.sync += e.eq(Mux(keep, entry >> delay(m, step, 1, f"whole_{i}"), 0))
             e_vals.append(e)
         beat_sum = _tree(m, e_vals, lambda a, b: a + b, "sum")
-        sum_valid = delay(m, summing & reading, 2 * READ_LATENCY + 2 + levels, "sum_valid")
-        sum_last = delay(m, d_last, READ_LATENCY + 1 + levels, "sum_last")
-        with m.If(sum_valid):
-            m.d.sync += total.eq(total + beat_sum)
+        a_valid, a_slot, a_first, a_last = (delay(m, at[k], ROM_LATENCY + 1 + levels, f"acc_{k}")
+                                            for k in ("valid", "slot", "first", "last"))
+        total = Signal(w.sum_bits)
+        row_total = Signal(w.sum_bits)
+        row_done = Signal()
+        row_slot = Signal(range(SLOTS))
+        with m.If(a_valid):
+            m.d.sync += total.eq(Mux(a_first, 0, total) + beat_sum)
+        m.d.sync += [row_total.eq(Mux(a_first, 0, total) + beat_sum), row_done.eq(a_valid & a_last),
+                     row_slot.eq(a_slot)]
 
         # ---- log: n = floor(log2 sum) and the G bits after its leading one, by normalizing shifts --------
-        x, n = total, Const(w.sum_bits - 1, range(w.sum_bits))
+        x, n = row_total, Const(w.sum_bits - 1, range(w.sum_bits))
         step = 1 << (normalize_steps(w.sum_bits) - 1)
         while step:
             top_zero = x[w.sum_bits - step:] == 0
@@ -230,48 +333,31 @@ class LogSoftmaxUnit(wiring.Component):
         m.d.sync += mantissa.eq(x[w.sum_bits - 1 - G:w.sum_bits - 1])
         m.d.comb += log_port.addr.eq(mantissa)
         log_entry = delay(m, log_port.data, 1, "log_entry")
-        log_n = delay(m, n, 1 + READ_LATENCY, "log_n")
-        log_wait = Signal(range(normalize_steps(w.sum_bits) + 2 + READ_LATENCY))
+        lat = log_latency(w.sum_bits)
+        log_n = delay(m, n, 1 + ROM_LATENCY, "log_n")
+        log_done, log_slot = delay(m, row_done, lat, "log_done"), delay(m, row_slot, lat, "log_slot")
+        with m.If(log_done):
+            for k in slots:
+                with m.If(log_slot == k):
+                    m.d.sync += [rows[k].eq((log_n << F) + log_entry + self.offset), state[k].eq(SUMMED)]
 
-        # ---- emit: code = clamp((tau (d + row) + 2^(F-1)) >> F, 0, zero code) ----------------------------
-        emitting = Signal()
-        e_on = delay(m, emitting & reading, READ_LATENCY + 1, "emit_on")   # the flag travels with its beat's d
+        # ---- emit: code = clamp((tau (d + row) + 2^(F-1)) >> F, 0, zero code); then the slot is free -------
+        d_emit, at = read_data(e_tags, "emit")
         codes = []
+        row_now = row_of[at["slot"]]
         for i in lanes:
             x_i = Signal(signed(T_BITS + 3 + OFFSET_BITS), name=f"x_{i}")
-            m.d.sync += x_i.eq(d_vals[i] + row)
+            m.d.sync += x_i.eq(d_emit[i] + row_now)
             raw = Signal(signed(len(x_i) + 3), name=f"raw_{i}")
             m.d.sync += raw.eq(((x_i << self.tau_shift) + (1 << (F - 1))) >> F)
             codes.append(Mux(raw < 0, 0, Mux(raw > self.zero_code, self.zero_code, raw))[:CODE_BITS])
-        out_on = delay(m, e_on, 2, "out_on")
-        m.d.sync += [self.out_valid.eq(out_on), self.out_last.eq(out_on & delay(m, d_last, 2, "out_last")),
-                     self.out_keep.eq(Mux(out_on, delay(m, d_keep, 2, "out_keep"), 0)), self.out_codes.eq(Cat(*codes))]
-
-        # ---- the passes ----------------------------------------------------------------------------------
-        with m.FSM(name="phase"):
-            with m.State("LOAD"):
-                seen_last = Signal()
-                m.d.comb += self.in_ready.eq(~seen_last)
-                with m.If(taking & self.in_last):
-                    m.d.sync += seen_last.eq(1)
-                with m.If(max_valid & max_last):
-                    m.d.sync += [seen_last.eq(0), addr.eq(0), total.eq(0)]
-                    m.next = "SUM"
-            with m.State("SUM"):
-                m.d.comb += [summing.eq(1), reading.eq(addr < beats)]
-                with m.If(sum_valid & sum_last):
-                    m.d.sync += log_wait.eq(0)
-                    m.next = "LOG"
-            with m.State("LOG"):
-                m.d.sync += log_wait.eq(log_wait + 1)
-                with m.If(log_wait == normalize_steps(w.sum_bits) + 1 + READ_LATENCY):
-                    m.d.sync += [row.eq((log_n << F) + log_entry + self.offset), addr.eq(0)]
-                    m.next = "EMIT"
-            with m.State("EMIT"):
-                m.d.comb += [emitting.eq(1), reading.eq(addr < beats)]
-                with m.If(r_valid & r_last):
-                    m.d.sync += [beats.eq(0), row_max.eq(t_min)]
-                    m.next = "LOAD"
+        x_done, x_slot_done = delay(m, at["last"], 1, "emit_x_last"), delay(m, at["slot"], 1, "emit_x_slot")
+        with m.If(x_done):
+            set_state(x_slot_done, FREE)
+        out_on = delay(m, at["valid"], 2, "out_on")
+        m.d.sync += [self.out_valid.eq(out_on), self.out_last.eq(delay(m, at["last"], 2, "out_last")),
+                     self.out_keep.eq(Mux(out_on, delay(m, at["keep"], 2, "out_keep"), 0)),
+                     self.out_codes.eq(Cat(*codes))]
         return m
 
 

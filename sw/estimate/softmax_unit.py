@@ -1,7 +1,7 @@
 """The on-chip softmax unit's cost on an attention's scores (numpy only).
 
-Cycles: per row of K keys ``hw.softmax.unit.row_cycles`` (the unit's cycle model, equal to its RTL in
-Verilator: docs/softmax_unit_cosim.md), rows and keys read from the QK^T invocation's shapes. Resources:
+Cycles: ``hw.softmax.unit.row_cycles`` for the invocation's rows of K keys (the unit's cycle model, equal
+to its RTL in Verilator: docs/softmax_unit_cosim.md), rows and keys read from the QK^T invocation's shapes. Resources:
 the unit's synthesis for each lane count (docs/estimate_inputs/softmax_unit_synthesis.json, from
 ``bitstreams.softmax_unit``). Energy, with the core's coefficients (``energy.py``):
 
@@ -65,7 +65,7 @@ class SoftmaxUnitCost:
         rows, keys = score_rows(key, out_elements)
         if keys > self.widths.max_keys:
             raise ValueError(f"{key}: rows of {keys} keys exceed the unit's {self.widths.max_keys}")
-        cycles = rows * row_cycles(keys, self.widths)
+        cycles = row_cycles(keys, rows, self.widths)
         beats = rows * -(-keys // self.widths.lanes)
         word = self.widths.lanes * (T_BITS + 1)
         exp_bits = self.widths.exp_bits + 1
