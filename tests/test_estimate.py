@@ -373,6 +373,7 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
             f"{min(steps[0]['energy_ratio'], small['energy_ratio']):.2f}x |") in text
     assert f"at {largest['fmax_mhz']:g} MHz, the post-route Fmax of the largest core built" in text
     assert "Its buffers of 64 ACT words" in text and "fp32 roomy keeps the INT8 core's depths" in text
+    assert "No softmax unit costed" in text       # no unit's synthesis and activity among the inputs
     # a quarter of the buffers can only reload more
     assert s["fp32_roomy"]["image_box"]["bytes"] <= s["fp32"]["image_box"]["bytes"]
 
@@ -457,3 +458,18 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
     assert out["serial"]["speedup"] == pytest.approx(1.0 / serial["seconds"])
     assert out["overlap"]["speedup"] >= out["serial"]["speedup"]
+
+
+def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
+    from sw.estimate.summary import _unit_text
+
+    def row(lanes, speed, energy, over, fmax):
+        return {"lanes": lanes, "overlap": {"speedup": speed, "energy_ratio": energy}, "fits": max(over) <= 0,
+                "over": {"lut": over[0], "ebr": over[1]}, "fmax_mhz": fmax, "clock_mhz": 100.0}
+
+    text = _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0), row(4, 12.0, 10.2, (700, 3), 98.0),
+                       row(8, 12.5, 9.9, (9000, 20), 99.0)])
+    assert "4 lanes, working beside the core" in text and "12.00x speed and 10.20x energy" in text
+    assert "need 700 LUT4 and 3 DP16KD more" in text and "Fmax (98 MHz) is below the 100 MHz clock" in text
+    assert "core and unit fit the device" in _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0)])
+    assert _unit_text([]) == ""

@@ -69,6 +69,10 @@ def _headline(result, model) -> list[str]:
         ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
         lines += _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"])
+        if model.startswith("sam_vit") and m["moonshot"].get("softmax_unit"):
+            lines += ["SAM ViT adds a relative-position term to each row's logits (a function of the query). The "
+                      "unit would take it on its bias input, computed by the core; it has no integer form yet "
+                      "(`sw/ref/log_softmax.py` refuses it), and that computation is not counted above.", ""]
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "

@@ -52,7 +52,7 @@ def _ratio(a, b):
 
 def _limits(subject, base, unit: dict | None = None) -> dict:
     """Factors of the speed-up against one baseline (one image and one box, accelerator only); ``unit``:
-    the built softmax units, the coefficients and the device's LUT4 (``softmax_unit_projection``)."""
+    the built softmax units, the coefficients and the device (``softmax_unit_projection``)."""
     s, b = image_box(subject), image_box(base)
     sd, bd = subject.design, base.design
     pe = sd.config.pes / bd.config.pes
@@ -157,9 +157,11 @@ def _unit_text(rows: list[dict]) -> str:
     over = best["over"]
     fit = ("core and unit fit the device" if best["fits"] else
            f"core and unit need {max(over['lut'], 0)} LUT4 and {max(over['ebr'], 0)} DP16KD more than the device has")
+    slow = (f", and the unit's routed Fmax ({best['fmax_mhz']:g} MHz) is below the {best['clock_mhz']:g} MHz clock"
+            if best["fmax_mhz"] < best["clock_mhz"] else "")
     return (f" With the softmax unit built and costed (its cycles, logic and energy; best of {len(rows)} lane counts: "
             f"{best['lanes']} lanes, working beside the core) the softmax on chip gives {best['overlap']['speedup']:.2f}x "
-            f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket; {fit}.")
+            f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket; {fit}{slow}.")
 
 
 def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
