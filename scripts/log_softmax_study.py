@@ -41,7 +41,7 @@ class Agreement(IntegerLayers):
     def probabilities(self, layer, scores, q):
         ref = super().probabilities(layer, scores, q)
         for s, units in self.units.items():
-            diff = np.abs(units.unit(layer).codes(scores) - ref)
+            diff = np.abs(units.unit(layer).codes(scores, q) - ref)
             c = self.counts[s].setdefault(layer.name, [0, 0, 0])
             c[0] += diff.size
             c[1] += int((diff == 0).sum())

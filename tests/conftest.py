@@ -50,3 +50,21 @@ def tiny_sam_vit():
             if "rel_pos" in name:
                 p.normal_(0, 0.1)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_ahcptq(tiny_sam_vit, calib_items):
+    """Tiny SAM ViT with every input encoding: CAG, HLUQ, AGQ (statistics only, to stay fast)."""
+    from sw.quant.calibrate import quantize
+    from sw.quant.config import make_config
+
+    qmodel, _ = quantize(tiny_sam_vit, make_config("ahcptq", "w4a4", recon="none"), calib_items[:2], progress=False)
+    return qmodel
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_vit_bundle(tiny_ahcptq, calib_items, tmp_path_factory) -> Path:
+    """The tiny SAM ViT's AHCPTQ W4A4 bundle (tests copy it before changing it)."""
+    from sw.export.bundle import export_bundle
+
+    return export_bundle(tiny_ahcptq, calib_items[:2], tmp_path_factory.mktemp("b") / "bundle", progress=False)

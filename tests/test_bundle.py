@@ -14,47 +14,33 @@ import pytest
 
 from sw.errors import SamhwError
 from sw.export.bundle import export_bundle
-from sw.quant.config import make_config
 from sw.bundle import (AgqCodes, AttentionLayer, CagCodes, CodesOutput, ContractError, HluqCodes, LinearLayer,
                        UniformCodes)
 from sw.bundle.store import MANIFEST, SCHEMA_VERSION, BundleError, load_bundle, write_bundle
-from sw.quant.calibrate import quantize
 from torchless import run_without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_ahcptq(tiny_sam_vit, calib_items):
-    """Tiny SAM ViT with every input encoding: CAG, HLUQ, AGQ (statistics only, to stay fast)."""
-    qmodel, _ = quantize(tiny_sam_vit, make_config("ahcptq", "w4a4", recon="none"), calib_items[:2], progress=False)
-    return qmodel
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tiny_ahcptq, calib_items, tmp_path_factory) -> Path:
-    return export_bundle(tiny_ahcptq, calib_items[:2], tmp_path_factory.mktemp("b") / "bundle", progress=False)
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+def _copy(bundle: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "copy"
-    shutil.copytree(bundle_dir, dst)
+    shutil.copytree(bundle, dst)
     return dst
 
 
-def test_export_is_byte_identical_across_runs_and_round_trips(tiny_ahcptq, calib_items, bundle_dir, tmp_path):
+def test_export_is_byte_identical_across_runs_and_round_trips(tiny_ahcptq, calib_items, tiny_sam_vit_bundle, tmp_path):
     again = export_bundle(tiny_ahcptq, calib_items[:2], tmp_path / "again", progress=False)
-    assert _files(again) == _files(bundle_dir)
-    rewritten = write_bundle(load_bundle(bundle_dir), tmp_path / "rewritten")
-    assert _files(rewritten) == _files(bundle_dir)
+    assert _files(again) == _files(tiny_sam_vit_bundle)
+    rewritten = write_bundle(load_bundle(tiny_sam_vit_bundle), tmp_path / "rewritten")
+    assert _files(rewritten) == _files(tiny_sam_vit_bundle)
 
 
-def test_bundle_carries_every_encoding(bundle_dir):
-    bundle = load_bundle(bundle_dir)
+def test_bundle_carries_every_encoding(tiny_sam_vit_bundle):
+    bundle = load_bundle(tiny_sam_vit_bundle)
     linear = bundle.of_kind(LinearLayer)
     assert {type(layer.input) for layer in linear} == {UniformCodes, CagCodes, HluqCodes}
     cag = next(layer.input for layer in linear if isinstance(layer.input, CagCodes))
@@ -80,17 +66,17 @@ def _first_tensor_file(root: Path) -> Path:
     return root / json.loads((root / MANIFEST).read_text())["layers"][0]["file"]
 
 
-def test_truncated_tensor_file_fails_its_checksum(bundle_dir, tmp_path):
-    root = _copy(bundle_dir, tmp_path)
+def test_truncated_tensor_file_fails_its_checksum(tiny_sam_vit_bundle, tmp_path):
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     path = _first_tensor_file(root)
     path.write_bytes(path.read_bytes()[:-40])
     _expect(root, str(path), "checksum mismatch")
 
 
-def test_corrupt_tensor_file_with_matching_checksum_is_reported(bundle_dir, tmp_path):
+def test_corrupt_tensor_file_with_matching_checksum_is_reported(tiny_sam_vit_bundle, tmp_path):
     import hashlib
 
-    root = _copy(bundle_dir, tmp_path)
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     path = _first_tensor_file(root)
     path.write_bytes(b"\xff" * 64)
     manifest = json.loads((root / MANIFEST).read_text())
@@ -99,16 +85,16 @@ def test_corrupt_tensor_file_with_matching_checksum_is_reported(bundle_dir, tmp_
     _expect(root, str(path), "corrupt tensor file")
 
 
-def test_wrong_schema_version_is_refused(bundle_dir, tmp_path):
-    root = _copy(bundle_dir, tmp_path)
+def test_wrong_schema_version_is_refused(tiny_sam_vit_bundle, tmp_path):
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
     manifest["schema_version"] = 99
     (root / MANIFEST).write_text(json.dumps(manifest))
     _expect(root, str(root / MANIFEST), "schema version 99 is not supported")
 
 
-def test_shape_or_dtype_disagreeing_with_the_manifest_is_refused(bundle_dir, tmp_path):
-    root = _copy(bundle_dir, tmp_path)
+def test_shape_or_dtype_disagreeing_with_the_manifest_is_refused(tiny_sam_vit_bundle, tmp_path):
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
     spec = manifest["layers"][1]["tensors"]["weights.codes"]
     spec["shape"] = [spec["shape"][0] + 1] + spec["shape"][1:]
@@ -116,9 +102,9 @@ def test_shape_or_dtype_disagreeing_with_the_manifest_is_refused(bundle_dir, tmp
     _expect(root, "tensor 'weights.codes'", "manifest says")
 
 
-def _edit_entry(bundle_dir: Path, tmp_path: Path, select, edit) -> tuple[Path, str]:
+def _edit_entry(tiny_sam_vit_bundle: Path, tmp_path: Path, select, edit) -> tuple[Path, str]:
     """A copy whose first layer entry that ``select`` accepts is changed by ``edit``; (root, name)."""
-    root = _copy(bundle_dir, tmp_path)
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
     entry = next(e for e in manifest["layers"] if select(e))
     edit(entry)
@@ -134,20 +120,20 @@ def _edit_entry(bundle_dir: Path, tmp_path: Path, select, edit) -> tuple[Path, s
     (lambda e: e["weights"].update(weight_bits="4"), "weights.weight_bits", "must be int"),
     (lambda e: e.update(stride_y=2), "stride_y", "unknown field"),
 ])
-def test_a_bad_field_is_named_with_its_file_and_layer(bundle_dir, tmp_path, edit, field, problem):
-    root, name = _edit_entry(bundle_dir, tmp_path,
+def test_a_bad_field_is_named_with_its_file_and_layer(tiny_sam_vit_bundle, tmp_path, edit, field, problem):
+    root, name = _edit_entry(tiny_sam_vit_bundle, tmp_path,
                              lambda e: e["kind"] == "linear" and e["input"]["format"] == "uniform", edit)
     _expect(root, str(root / MANIFEST), f"layer '{name}'", f"{field}:", problem)
 
 
-def test_an_attention_with_mismatched_constants_is_refused(bundle_dir, tmp_path):
-    root, name = _edit_entry(bundle_dir, tmp_path, lambda e: e["kind"] == "attention",
+def test_an_attention_with_mismatched_constants_is_refused(tiny_sam_vit_bundle, tmp_path):
+    root, name = _edit_entry(tiny_sam_vit_bundle, tmp_path, lambda e: e["kind"] == "attention",
                              lambda e: e["softmax"].update(tau=3))
     _expect(root, f"layer '{name}'", "softmax.tau", "must be one of (1, 2, 4)")
 
 
-def test_an_old_bundle_is_refused_naming_the_version_it_needs(bundle_dir, tmp_path):
-    root = _copy(bundle_dir, tmp_path)
+def test_an_old_bundle_is_refused_naming_the_version_it_needs(tiny_sam_vit_bundle, tmp_path):
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     manifest = json.loads((root / MANIFEST).read_text())
     manifest["schema_version"] = 1
     (root / MANIFEST).write_text(json.dumps(manifest))
@@ -193,13 +179,13 @@ def test_schema_doc_is_generated_from_the_records():
         assert f": {name}\n" in committed or f"### {name}\n" in committed, name
 
 
-def test_missing_tensor_file_and_missing_layer_are_named(bundle_dir, tmp_path):
-    root = _copy(bundle_dir, tmp_path)
+def test_missing_tensor_file_and_missing_layer_are_named(tiny_sam_vit_bundle, tmp_path):
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     path = _first_tensor_file(root)
     path.unlink()
     _expect(root, str(path), "is missing")
 
-    root = _copy(bundle_dir, tmp_path / "second")
+    root = _copy(tiny_sam_vit_bundle, tmp_path / "second")
     manifest = json.loads((root / MANIFEST).read_text())
     dropped = manifest["layers"].pop(3)["name"]
     (root / MANIFEST).write_text(json.dumps(manifest))
@@ -216,8 +202,8 @@ def test_missing_or_malformed_manifest(tmp_path):
     _expect(tmp_path / "empty", "not valid JSON")
 
 
-def test_failed_export_leaves_no_half_written_bundle(tiny_ahcptq, calib_items, bundle_dir, tmp_path, monkeypatch):
-    target = _copy(bundle_dir, tmp_path)
+def test_failed_export_leaves_no_half_written_bundle(tiny_ahcptq, calib_items, tiny_sam_vit_bundle, tmp_path, monkeypatch):
+    target = _copy(tiny_sam_vit_bundle, tmp_path)
     before = _files(target)
     import safetensors.numpy
 
@@ -237,19 +223,19 @@ def test_failed_export_leaves_no_half_written_bundle(tiny_ahcptq, calib_items, b
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temporary left behind
 
 
-def test_inspect_cli_exit_codes(bundle_dir, tmp_path):
+def test_inspect_cli_exit_codes(tiny_sam_vit_bundle, tmp_path):
     samhw = [sys.executable, "-m", "sw.cli"]
-    ok = subprocess.run(samhw + ["inspect", str(bundle_dir)], capture_output=True, text=True, cwd=ROOT)
+    ok = subprocess.run(samhw + ["inspect", str(tiny_sam_vit_bundle)], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
     assert "all checksums valid" in ok.stdout and "attention" in ok.stdout
-    root = _copy(bundle_dir, tmp_path)
+    root = _copy(tiny_sam_vit_bundle, tmp_path)
     _first_tensor_file(root).write_bytes(b"")
     bad = subprocess.run(samhw + ["inspect", str(root)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and "checksum mismatch" in bad.stderr
 
 
-def test_readers_import_and_run_without_torch(bundle_dir):
+def test_readers_import_and_run_without_torch(tiny_sam_vit_bundle):
     """sw.ref, hw and sim must work with torch absent: a finder that refuses torch stands in for that."""
     code = f"""
 import numpy as np
@@ -258,7 +244,7 @@ import sw.bundle, sw.bundle.schema_doc
 from sw.bundle import LinearLayer, load_bundle
 from sw.bundle.summary import summarize
 from sw.ref import arith, host, kernels, layers, run
-b = load_bundle({str(bundle_dir)!r})
+b = load_bundle({str(tiny_sam_vit_bundle)!r})
 layer = b.of_kind(LinearLayer)[0]
 codes = np.zeros((2, layer.in_features), np.int64)
 out = layers.run_layer(layer, codes)

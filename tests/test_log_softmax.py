@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sim.random_layers import attention_layer, with_field
-from sw.bundle import BundleError, UniformCodes
+from sw.bundle import AttentionLayer, BundleError, UniformCodes
 from sw.ref.layers import probabilities_from_scores
 from sw.ref.log_softmax import LogSoftmax, LogSoftmaxLayers
 
@@ -79,11 +79,49 @@ def test_layers_object_routes_every_softmax_and_refuses_what_it_does_not_define(
     uniform = with_field(layer, "softmax", UniformCodes(act_bits=4, scale=1 / 15, zero_point=0))
     with pytest.raises(BundleError, match="attn: the integer softmax writes AGQ codes"):
         LogSoftmax.of(uniform)
-    table = np.zeros((2 * 7 - 1, 8), np.float32)
-    sam = dataclasses.replace(layer, rel_pos_h=table, rel_pos_w=table)
-    with pytest.raises(BundleError, match="attn: SAM ViT's relative-position term"):
-        LogSoftmax.of(sam)
     with pytest.raises(ValueError, match="attn: unsupported integer softmax widths F=10, E=8, G=10"):
         LogSoftmax.of(layer, exp_bits=8)
     with pytest.raises(BundleError, match="do not match the bias"):
         LogSoftmax.of(layer).codes(_scores(rng, 7, 7))
+
+
+@pytest.mark.parametrize("tau", [1, 4])
+def test_sam_relative_position_term_in_integer_form_gives_the_float_steps_codes_but_rare_flips(tau):
+    """SAM ViT's decomposed relative-position term (16-bit table codes, integer dot products with the query
+    codes, each requantized to 2^-F log2 units) against the host's float step on a 7 x 7 grid."""
+    rng = np.random.default_rng(20 + tau)
+    side, dim = 7, 8
+    layer = _layer(rng, tau, side * side, False)
+    layer = dataclasses.replace(layer, rel_pos_h=rng.normal(0, 0.4, (2 * side - 1, dim)).astype(np.float32),
+                                rel_pos_w=rng.normal(0, 0.4, (2 * side - 1, dim)).astype(np.float32))
+    scores = _scores(rng, side * side, side * side)[:, 0]       # SAM ViT folds heads into the batch
+    q = rng.integers(0, 16, (2, side * side, dim))
+    ref = probabilities_from_scores(layer, scores, q)
+    unit = LogSoftmax.of(layer)
+    codes = unit.codes(scores, q)
+    assert np.abs(codes - ref).max() <= 1 and np.mean(codes == ref) >= 0.99
+    assert np.mean(dataclasses.replace(unit, relative=None).codes(scores) == ref) < 0.97   # the term matters
+    np.testing.assert_array_equal(LogSoftmaxLayers().probabilities(layer, scores, q), codes)
+    with pytest.raises(BundleError, match="attn: the relative-position term needs the query codes"):
+        unit.codes(scores)
+
+
+def test_integer_softmax_on_every_attention_of_a_tiny_sam_vit_bundle(tiny_ahcptq, tiny_sam_vit_bundle, calib_items):
+    """Every attention of a tiny SAM ViT's AHCPTQ W4A4 bundle (windowed and global, each with the
+    relative-position term) on q / k codes captured from a real image: the integer codes against the float
+    step's on the same scores."""
+    from sw.bundle import AgqCodes, load_bundle
+    from sw.export.capture import capture_inputs
+    from sw.ref.kernels import attention_scores
+
+    bundle = load_bundle(tiny_sam_vit_bundle)
+    captured = capture_inputs(tiny_ahcptq, calib_items[1], max_rows=16)
+    layers = [layer for layer in bundle.of_kind(AttentionLayer) if isinstance(layer.softmax, AgqCodes)
+              and layer.rel_pos_h is not None]
+    assert len(layers) >= 2
+    for layer in layers:
+        q, k = (captured[f"{layer.name}.{part}"].astype(np.int64) for part in ("q", "k"))
+        scores = attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
+        ref = probabilities_from_scores(layer, scores, q)
+        mine = LogSoftmax.of(layer).codes(scores, q)
+        assert np.abs(mine - ref).max() <= 1 and np.mean(mine == ref) >= 0.99, layer.name

@@ -1,8 +1,9 @@
 """The attention's softmax into AGQ codes as an on-chip unit: ``sw.ref.log_softmax`` in RTL, bit for bit.
 
-Rows of integer scores QK^T (and TinyViT's bias, in 2^-F log2 units) stream in, ``lanes`` keys per beat;
-each row's codes stream out after it. Each code needs the row's maximum and then the row's sum, so a
-row passes three stages, each reading or writing the row's slot in the buffer:
+Rows of integer scores QK^T (and a bias in 2^-F log2 units: TinyViT's, or SAM ViT's relative-position
+term) stream in, ``lanes`` keys per beat; each row's codes stream out after it. Each code needs the row's
+maximum and then the row's sum, so a row passes three stages, each reading or writing the row's slot in
+the buffer:
 
     load   t = clamp((S M + 2^(shift-1)) >> shift, +-2^40) + B   into the slot; the row's maximum
     sum    d = max - t; e = EXP[d mod 2^F] >> (d div 2^F); sum += e   (EXP: a ROM per lane)

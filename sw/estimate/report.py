@@ -70,9 +70,11 @@ def _headline(result, model) -> list[str]:
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
         lines += _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"])
         if model.startswith("sam_vit") and m["moonshot"].get("softmax_unit"):
-            lines += ["SAM ViT adds a relative-position term to each row's logits (a function of the query). The "
-                      "unit would take it on its bias input, computed by the core; it has no integer form yet "
-                      "(`sw/ref/log_softmax.py` refuses it), and that computation is not counted above.", ""]
+            lines += ["SAM ViT adds a relative-position term to each row's logits, a function of the query. The "
+                      "unit takes it on its bias input; its integer form is in `sw/ref/log_softmax.py` (16-bit "
+                      "table codes, integer dot products with the query codes; its codes equal the float step's but "
+                      "for rare flips by one on a tiny random SAM ViT, tests/test_log_softmax.py). Those dot products "
+                      "would run on the core before the unit, and they are not counted above.", ""]
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "

@@ -46,7 +46,8 @@ def hluq_encode(x: np.ndarray, m: float, s_log: float, s_uni: float, bits: int, 
     return np.where(shifted <= s_log, log_code, log_levels + u).astype(np.int64)
 
 
-def _relative_table(q_size: int, k_size: int, rel_pos: np.ndarray) -> np.ndarray:
+def relative_table(q_size: int, k_size: int, rel_pos: np.ndarray) -> np.ndarray:
+    """The table's row for each (query, key) position pair [q_size, k_size, d] (SAM's get_rel_pos)."""
     if rel_pos.shape[0] != 2 * max(q_size, k_size) - 1:
         raise ValueError(f"relative-position table of length {rel_pos.shape[0]} does not match {q_size}x{k_size} "
                          "(resized tables are not supported)")
@@ -60,7 +61,7 @@ def add_decomposed_rel_pos(logits: np.ndarray, q: np.ndarray, rel_pos_h: np.ndar
                            size: tuple[int, int]) -> np.ndarray:
     """SAM ViT's decomposed relative-position term, from the dequantized q [B, H*W, d] (square q/k grids)."""
     h, w = size
-    rh, rw = _relative_table(h, h, rel_pos_h), _relative_table(w, w, rel_pos_w)
+    rh, rw = relative_table(h, h, rel_pos_h), relative_table(w, w, rel_pos_w)
     b, _, dim = q.shape
     r_q = q.reshape(b, h, w, dim)
     rel_h = np.einsum("bhwc,hkc->bhwk", r_q, rh)

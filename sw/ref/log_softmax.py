@@ -8,9 +8,10 @@ code = round(-tau log2(p / scale)). In the log domain that is, per key j of a ro
 so the codes need no division and no exponential of their own: one shift-and-LUT 2^-d per key for the
 row's sum, one logarithm per row. In fixed point with F fraction bits (units of 2^-F in log2):
 
-    t_j  = ((S_j * M + 2^(shift-1)) >> shift) + B_j     logit in log2 units (M, shift: s_q s_k logit_scale
+    t_j  = clamp((S_j * M + 2^(shift-1)) >> shift) + B_j   logit in log2 units (M, shift: s_q s_k logit_scale
                                                        log2(e) 2^F as a bundle multiplier; B: TinyViT's
-                                                       per-head bias, rounded to the same units)
+                                                       per-head bias, rounded to the same units, or SAM
+                                                       ViT's relative-position term, below)
     d_j  = max_k t_k - t_j                             >= 0
     e_j  = EXP[d_j mod 2^F] >> (d_j div 2^F)           EXP[f] = round(2^E 2^(-f / 2^F))
     sum  = sum_k e_k                                   >= 2^E (the row's maximum gives 2^E)
@@ -19,8 +20,14 @@ row's sum, one logarithm per row. In fixed point with F fraction bits (units of 
                                                        OFFSET = round(2^F (log2(scale) - E))
     code = clamp((tau (d_j + L) + 2^(F-1)) >> F, 0, zero code)
 
-Codes at or past the all-ones code are the zero probability, as ``host.agq_encode`` writes them. SAM
-ViT's relative-position term is a float function of the query, not part of this definition.
+Codes at or past the all-ones code are the zero probability, as ``host.agq_encode`` writes them.
+
+SAM ViT's decomposed relative-position term adds, per query, q_hat . R_h[relative height] and
+q_hat . R_w[relative width] to the logits (q_hat: the dequantized query). In integer form each table is
+cut to signed REL_BITS codes (one scale per table, its largest entry at the top code), each sum is an
+integer dot product of the query codes (less their zero point) with table codes, requantized to 2^-F log2
+units by its own multiplier (s_q s_R log2(e) 2^F), and B_j is the height term of the key's row plus the
+width term of its column.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ import numpy as np
 from ..bundle import AgqCodes, AttentionLayer, BundleError
 from ..bundle.fixed_point import quantize_multiplier
 from .arith import requantize
+from .host import relative_table
 from .steps import IntegerLayers
 
 FRAC_BITS = 10    # F: 1/1024 of a log2 step; AGQ's finest step (tau = 4) is 256 of them
 EXP_BITS = 20     # E: 2^-d to 20 bits; a row of 4096 keys sums below 2^33
 LOG_BITS = 10     # G: mantissa bits the logarithm's LUT reads
 T_LIMIT = 1 << 40   # logits are clamped to +-2^40 (2^30 log2 steps at F = 10) before the bias
+REL_BITS = 16       # SAM ViT's relative-position tables as signed 16-bit codes
 
 
 def exp_table(frac_bits: int = FRAC_BITS, exp_bits: int = EXP_BITS) -> np.ndarray:
@@ -49,6 +58,46 @@ def exp_table(frac_bits: int = FRAC_BITS, exp_bits: int = EXP_BITS) -> np.ndarra
 def log_table(frac_bits: int = FRAC_BITS, log_bits: int = LOG_BITS) -> np.ndarray:
     """LOG[i] = round(2^F log2(1 + i / 2^G)), i = 0 .. 2^G - 1 (int64): the same for every layer."""
     return np.round(2**frac_bits * np.log2(1 + np.arange(2**log_bits) / 2**log_bits)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RelativePosition:
+    """SAM ViT's decomposed relative-position term in integer form (module docstring), for one layer."""
+
+    tables: tuple[np.ndarray, np.ndarray]       # int64 [2 side - 1, d]: height, width
+    multipliers: tuple[int, int]
+    shifts: tuple[int, int]
+    q_zero: int
+
+    @classmethod
+    def of(cls, layer: AttentionLayer, frac_bits: int) -> "RelativePosition":
+        tables, multipliers, shifts = [], [], []
+        for table in (layer.rel_pos_h, layer.rel_pos_w):
+            table = np.asarray(table, np.float64)
+            top = float(np.abs(table).max())
+            scale = top / (2 ** (REL_BITS - 1) - 1) if top > 0 else 1.0
+            tables.append(np.round(table / scale).astype(np.int64))
+            m, sh = quantize_multiplier(layer.q.scale * scale / math.log(2) * 2**frac_bits)
+            multipliers.append(m)
+            shifts.append(sh)
+        return cls(tuple(tables), tuple(multipliers), tuple(shifts), layer.q.zero_point)
+
+    def bias(self, q_codes: np.ndarray) -> np.ndarray:
+        """B [..., N, N] in 2^-F log2 units from the query codes [..., N, d] of a square grid of N positions."""
+        q = np.asarray(q_codes, np.int64) - self.q_zero
+        n, dim = q.shape[-2:]
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"relative-position term for {n} queries: not a square grid")
+        grid = q.reshape(*q.shape[:-2], side, side, dim)
+        terms = []
+        for axis, (table, m, sh) in enumerate(zip(self.tables, self.multipliers, self.shifts)):
+            rows = relative_table(side, side, table)                      # [side, side, d]
+            pattern = "...hwc,hkc->...hwk" if axis == 0 else "...hwc,wkc->...hwk"
+            terms.append(requantize(np.einsum(pattern, grid, rows), m, sh, 0, -T_LIMIT, T_LIMIT))
+        height, width = terms
+        total = height[..., :, :, :, None] + width[..., :, :, None, :]
+        return total.reshape(*q.shape[:-2], n, n)
 
 
 @dataclass(frozen=True)
@@ -64,6 +113,7 @@ class LogSoftmax:
     offset: int
     exp_lut: np.ndarray           # int64 [2^F]
     log_lut: np.ndarray           # int64 [2^G]
+    relative: RelativePosition | None = None
     frac_bits: int = FRAC_BITS
     exp_bits: int = EXP_BITS
     log_bits: int = LOG_BITS
@@ -78,9 +128,6 @@ class LogSoftmax:
         if not isinstance(sm, AgqCodes):
             raise BundleError(f"{layer.name}: the integer softmax writes AGQ codes, this layer's post-softmax codes "
                               f"are {sm.TAG}")
-        if layer.rel_pos_h is not None:
-            raise BundleError(f"{layer.name}: SAM ViT's relative-position term is a float function of the query; "
-                              "the integer softmax takes TinyViT's bias or none")
         unit = layer.q.scale * layer.k.scale * layer.logit_scale / math.log(2) * 2**frac_bits
         multiplier, shift = quantize_multiplier(unit)
         bias = None
@@ -88,12 +135,18 @@ class LogSoftmax:
             bias = np.round(layer.attention_bias.astype(np.float64) / math.log(2) * 2**frac_bits).astype(np.int64)
         exp_lut, log_lut = exp_table(frac_bits, exp_bits), log_table(frac_bits, log_bits)
         offset = round(2**frac_bits * (math.log2(sm.scale) - exp_bits))
-        return cls(layer.name, multiplier, shift, bias, sm.tau, sm.zero_code, offset, exp_lut, log_lut, frac_bits,
-                   exp_bits, log_bits)
+        relative = RelativePosition.of(layer, frac_bits) if layer.rel_pos_h is not None else None
+        return cls(layer.name, multiplier, shift, bias, sm.tau, sm.zero_code, offset, exp_lut, log_lut, relative,
+                   frac_bits, exp_bits, log_bits)
 
-    def logits(self, scores: np.ndarray) -> np.ndarray:
-        """t [..., heads, Nq, Nk]: the integer scores as logits in 2^-F log2 units."""
+    def logits(self, scores: np.ndarray, q_codes: np.ndarray | None = None) -> np.ndarray:
+        """t [..., heads, Nq, Nk]: the integer scores as logits in 2^-F log2 units (SAM ViT's relative-position
+        term reads the query codes [..., heads, Nq, d])."""
         t = requantize(scores, self.multiplier, self.shift, 0, -T_LIMIT, T_LIMIT)
+        if self.relative is not None:
+            if q_codes is None:
+                raise BundleError(f"{self.name}: the relative-position term needs the query codes")
+            t = t + self.relative.bias(q_codes)
         if self.bias is not None:
             if self.bias.shape != t.shape[-3:]:
                 raise BundleError(f"{self.name}: scores of shape {list(t.shape)} do not match the bias "
@@ -101,10 +154,11 @@ class LogSoftmax:
             t = t + self.bias
         return t
 
-    def codes(self, scores: np.ndarray) -> np.ndarray:
-        """AGQ codes [..., heads, Nq, Nk] of the post-softmax map from integer scores (module docstring)."""
+    def codes(self, scores: np.ndarray, q_codes: np.ndarray | None = None) -> np.ndarray:
+        """AGQ codes [..., heads, Nq, Nk] of the post-softmax map from integer scores (and, for SAM ViT, the
+        query codes) (module docstring)."""
         f = self.frac_bits
-        t = self.logits(np.asarray(scores, np.int64))
+        t = self.logits(np.asarray(scores, np.int64), q_codes)
         d = t.max(axis=-1, keepdims=True) - t
         e = self.exp_lut[d & (2**f - 1)] >> np.minimum(d >> f, 63)
         total = e.sum(axis=-1, keepdims=True)
@@ -129,4 +183,4 @@ class LogSoftmaxLayers(IntegerLayers):
         return self._units[layer.name]
 
     def probabilities(self, layer: AttentionLayer, scores: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return self.unit(layer).codes(scores)
+        return self.unit(layer).codes(scores, q)
