@@ -164,51 +164,39 @@ class LogSoftmaxUnit(wiring.Component):
         m = Module()
         w = self.widths
         P, F, E, G = w.lanes, w.frac_bits, w.exp_bits, w.log_bits
-        lanes, slots = range(P), range(SLOTS)
-        t_min = Const(-(1 << (T_BITS - 1)), signed(T_BITS))
-        levels = tree_levels(P)
-
-        ports = []
-        for k in slots:
-            buffer = Memory(shape=unsigned(P * T_BITS + P), depth=w.depth, init=[])
-            m.submodules[f"slot_{k}"] = buffer
-            ports.append((buffer.write_port(), buffer.read_port()))
+        slots = _Slots(m, w)
         exp_ports = []
-        for i in lanes:
+        for i in range(P):
             rom = Memory(shape=unsigned(E + 1), depth=2**F, init=exp_table(F, E).tolist())
             m.submodules[f"exp_rom_{i}"] = rom
             exp_ports.append(rom.read_port())
         log_rom = Memory(shape=unsigned(F + 1), depth=2**G, init=log_table(F, G).tolist())
         m.submodules.log_rom = log_rom
         log_port = log_rom.read_port()
+        slots.registers()
+        self._load(m, slots)
+        sum_tags, emit_tags = self._readers(m, slots)
+        row_total, row_done, row_slot = self._sum(m, slots, sum_tags, exp_ports)
+        self._log(m, slots, row_total, row_done, row_slot, log_port)
+        self._emit(m, slots, emit_tags)
+        return m
 
-        state = [Signal(range(EMITTING + 1), name=f"state_{k}") for k in slots]
-        beats = [Signal(range(w.depth + 1), name=f"beats_{k}") for k in slots]
-        maxima = [Signal(signed(T_BITS), name=f"max_{k}") for k in slots]
-        rows = [Signal(signed(OFFSET_BITS + 2), name=f"row_{k}") for k in slots]
-        state_of, beats_of, max_of, row_of = Array(state), Array(beats), Array(maxima), Array(rows)
-
-        def set_state(slot, value):
-            for k in slots:
-                with m.If(slot == k):
-                    m.d.sync += state[k].eq(value)
-
-        def following(slot):
-            return Mux(slot == SLOTS - 1, 0, slot + 1)
-
-        # ---- load: t per lane into the row's slot; the row's maximum -------------------------------------
+    def _load(self, m: Module, slots: "_Slots"):
+        """t per lane into the row's slot, and the row's maximum; the slot turns LOADED."""
+        w = self.widths
+        lanes = range(w.lanes)
         in_slot = Signal(range(SLOTS))
         in_addr = Signal(range(w.depth))
         in_active = Signal()                       # a row's beats are coming in
-        m.d.comb += self.in_ready.eq(in_active | (state_of[in_slot] == FREE))
+        m.d.comb += self.in_ready.eq(in_active | (slots.state_of[in_slot] == FREE))
         taking = Signal()
         m.d.comb += taking.eq(self.in_valid & self.in_ready)
         with m.If(taking):
             m.d.sync += [in_active.eq(~self.in_last), in_addr.eq(Mux(self.in_last, 0, in_addr + 1))]
             with m.If(~in_active):
-                set_state(in_slot, LOADING)
+                slots.set_state(in_slot, LOADING)
             with m.If(self.in_last):
-                m.d.sync += in_slot.eq(following(in_slot))
+                m.d.sync += in_slot.eq(_following(in_slot))
         # Registered every cycle, not only when taken: the tags say which beats count, and an enable would
         # fan ``taking`` out to every input bit.
         s_regs = [Signal(signed(w.score_bits), name=f"score_{i}") for i in lanes]
@@ -216,91 +204,105 @@ class LogSoftmaxUnit(wiring.Component):
         for i in lanes:
             m.d.sync += [s_regs[i].eq(self.in_scores[i * w.score_bits:(i + 1) * w.score_bits].as_signed()),
                          b_regs[i].eq(self.in_bias[i * w.bias_bits:(i + 1) * w.bias_bits].as_signed())]
-        t_vals = []
-        for i in lanes:
-            mul = PipelinedMultiplier(signed(w.score_bits), unsigned(MULTIPLIER_BITS))
-            m.submodules[f"product_{i}"] = mul
-            m.d.comb += [mul.a.eq(s_regs[i]), mul.b.eq(self.multiplier)]
-            # (p + 2^(shift-1)) >> shift as (p >> 16 + 2^(shift-17)) >> (shift-16): flooring the low 16 bits
-            # first is exact because the rounding constant sits above them (shift >= 17).
-            # Each lane keeps its own copy of the shift amounts: the held port would fan out to every lane's
-            # barrel shifter.
-            round_at, amount = Signal(6, name=f"round_at_{i}"), Signal(SHIFT_BITS, name=f"amount_{i}")
-            m.d.sync += [round_at.eq((self.shift - SHIFT_MIN)[:6]),                      # shift <= 78
-                         amount.eq((self.shift - (SHIFT_MIN - 1))[:SHIFT_BITS])]
-            high = mul.p >> (SHIFT_MIN - 1)
-            plus_half = Signal(signed(len(high) + 1), name=f"plus_half_{i}")
-            m.d.sync += plus_half.eq(high + (Const(1, 1) << round_at))
-            rounded = Signal(signed(len(high) + 1), name=f"rounded_{i}")
-            m.d.sync += rounded.eq(plus_half >> amount)
-            bias = delay(m, b_regs[i], mul.latency + 3, f"bias_{i}")
-            clamped = Signal(signed(T_BITS), name=f"clamped_{i}")
-            m.d.sync += clamped.eq(Mux(rounded > T_LIMIT, T_LIMIT, Mux(rounded < -T_LIMIT, -T_LIMIT, rounded)))
-            t = Signal(signed(T_BITS), name=f"t_{i}")
-            m.d.sync += t.eq(clamped + bias)
-            t_vals.append(t)
+        t_vals = [self._logit(m, i, s_regs[i], b_regs[i]) for i in lanes]
         after = load_latency(w.score_bits)
         w_valid, w_keep, w_slot, w_addr, w_first, w_last = (
             delay(m, v, after, f"write_{name}") for v, name in
             ((taking, "valid"), (self.in_keep, "keep"), (in_slot, "slot"), (in_addr, "addr"),
              (~in_active, "first"), (self.in_last, "last")))
-        for k in slots:
-            write = ports[k][0]
+        for k in range(SLOTS):
+            write = slots.ports[k][0]
             m.d.comb += [write.addr.eq(w_addr), write.data.eq(Cat(*t_vals, w_keep)),
                          write.en.eq(w_valid & (w_slot == k))]
         # the beat's maximum registered once more, so the running maximum's compare starts at a register
-        beat_max = delay(m, _tree(m, [Mux(w_keep[i], t_vals[i], t_min) for i in lanes],
+        beat_max = delay(m, _tree(m, [Mux(w_keep[i], t_vals[i], _T_MIN) for i in lanes],
                                   lambda a, b: Mux(a > b, a, b), "max"), 1, "beat_max")
-        x_valid, x_slot, x_addr, x_first, x_last = (delay(m, v, levels + 1, f"max_{name}") for v, name in
-                                                    ((w_valid, "valid"), (w_slot, "slot"), (w_addr, "addr"),
-                                                     (w_first, "first"), (w_last, "last")))
+        x_valid, x_slot, x_addr, x_first, x_last = (delay(m, v, tree_levels(w.lanes) + 1, f"max_{name}")
+                                                    for v, name in ((w_valid, "valid"), (w_slot, "slot"),
+                                                                    (w_addr, "addr"), (w_first, "first"),
+                                                                    (w_last, "last")))
         with m.If(x_valid):
-            for k in slots:
+            for k in range(SLOTS):
                 with m.If(x_slot == k):
-                    m.d.sync += maxima[k].eq(Mux(x_first | (beat_max > maxima[k]), beat_max, maxima[k]))
+                    m.d.sync += slots.maxima[k].eq(Mux(x_first | (beat_max > slots.maxima[k]), beat_max,
+                                                       slots.maxima[k]))
                     with m.If(x_last):
-                        m.d.sync += [state[k].eq(LOADED), beats[k].eq(x_addr + 1)]
+                        m.d.sync += [slots.state[k].eq(LOADED), slots.beats[k].eq(x_addr + 1)]
 
-        # ---- two readers, each on its own slot: the sum stage (LOADED rows) and the emit stage (SUMMED) ----
+    def _logit(self, m: Module, i: int, score: Signal, bias_in: Signal) -> Signal:
+        """Lane i's t = clamp((S M + 2^(shift-1)) >> shift, +-2^40) + B, ``load_latency`` after the input."""
+        w = self.widths
+        mul = PipelinedMultiplier(signed(w.score_bits), unsigned(MULTIPLIER_BITS))
+        m.submodules[f"product_{i}"] = mul
+        m.d.comb += [mul.a.eq(score), mul.b.eq(self.multiplier)]
+        # (p + 2^(shift-1)) >> shift as (p >> 16 + 2^(shift-17)) >> (shift-16): flooring the low 16 bits
+        # first is exact because the rounding constant sits above them (shift >= 17).
+        # Each lane keeps its own copy of the shift amounts: the held port would fan out to every lane's
+        # barrel shifter.
+        round_at, amount = Signal(6, name=f"round_at_{i}"), Signal(SHIFT_BITS, name=f"amount_{i}")
+        m.d.sync += [round_at.eq((self.shift - SHIFT_MIN)[:6]),                      # shift <= 78
+                     amount.eq((self.shift - (SHIFT_MIN - 1))[:SHIFT_BITS])]
+        high = mul.p >> (SHIFT_MIN - 1)
+        plus_half = Signal(signed(len(high) + 1), name=f"plus_half_{i}")
+        m.d.sync += plus_half.eq(high + (Const(1, 1) << round_at))
+        rounded = Signal(signed(len(high) + 1), name=f"rounded_{i}")
+        m.d.sync += rounded.eq(plus_half >> amount)
+        bias = delay(m, bias_in, mul.latency + 3, f"bias_{i}")
+        clamped = Signal(signed(T_BITS), name=f"clamped_{i}")
+        m.d.sync += clamped.eq(Mux(rounded > T_LIMIT, T_LIMIT, Mux(rounded < -T_LIMIT, -T_LIMIT, rounded)))
+        t = Signal(signed(T_BITS), name=f"t_{i}")
+        m.d.sync += t.eq(clamped + bias)
+        return t
+
+    def _readers(self, m: Module, slots: "_Slots") -> tuple[dict, dict]:
+        """Two readers, each on its own slot: the sum stage's (LOADED rows) and the emit stage's (SUMMED);
+        their tags, issue by issue."""
+        w = self.widths
+
         def reader(name, ready_state, next_state):
             slot, addr = Signal(range(SLOTS), name=f"{name}_slot"), Signal(range(w.depth), name=f"{name}_addr")
             go = Signal(name=f"{name}_go")
             last = Signal(name=f"{name}_last")
-            m.d.comb += [go.eq(state_of[slot] == ready_state), last.eq(addr == beats_of[slot] - 1)]
+            m.d.comb += [go.eq(slots.state_of[slot] == ready_state), last.eq(addr == slots.beats_of[slot] - 1)]
             with m.If(go):
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(last):
-                    m.d.sync += [addr.eq(0), slot.eq(following(slot))]
-                    set_state(slot, next_state)
+                    m.d.sync += [addr.eq(0), slot.eq(_following(slot))]
+                    slots.set_state(slot, next_state)
             tags = {"valid": go, "slot": slot, "first": addr == 0, "last": go & last}
             return slot, addr, go, tags
 
         s_slot, s_addr, s_go, s_tags = reader("sum", LOADED, SUMMING)
-        e_slot, e_addr, e_go, e_tags = reader("emit", SUMMED, EMITTING)
-        for k in slots:   # a LOADED slot is never the emit stage's, so the sum stage's address wins there
-            m.d.comb += ports[k][1].addr.eq(Mux(s_go & (s_slot == k), s_addr, e_addr))
+        _, e_addr, _, e_tags = reader("emit", SUMMED, EMITTING)
+        for k in range(SLOTS):   # a LOADED slot is never the emit stage's, so the sum stage's address wins there
+            m.d.comb += slots.ports[k][1].addr.eq(Mux(s_go & (s_slot == k), s_addr, e_addr))
         # A block RAM's output takes most of a cycle (clock to out): each slot's data is registered (in the
         # block RAM's own output register) before a reader picks its slot.
-        slot_data = Array(delay(m, p[1].data, 1, f"slot_data_{k}") for k, p in enumerate(ports))
+        slots.data = Array(delay(m, p[1].data, 1, f"slot_data_{k}") for k, p in enumerate(slots.ports))
+        return s_tags, e_tags
 
-        def read_data(tags, name):
-            """The beat read for ``tags`` (``BUFFER_LATENCY`` later), its tags, d = max - t per lane, a cycle on."""
-            slot = delay(m, tags["slot"], BUFFER_LATENCY - 1, f"{name}_data_slot")
-            data = delay(m, slot_data[slot], 1, f"{name}_data")
-            at = {k: delay(m, v, BUFFER_LATENCY + 1, f"{name}_d_{k}") for k, v in tags.items()}
-            at["keep"] = delay(m, data[P * T_BITS:], 1, f"{name}_d_keep")
-            d_vals = []
-            for i in lanes:
-                d = Signal(unsigned(T_BITS + 1), name=f"{name}_d_{i}")
-                m.d.sync += d.eq(max_of[delay(m, tags["slot"], BUFFER_LATENCY, f"{name}_max_slot")]
-                                 - data[i * T_BITS:(i + 1) * T_BITS].as_signed())
-                d_vals.append(d)
-            return d_vals, at
+    def _read_data(self, m: Module, slots: "_Slots", tags: dict, name: str):
+        """The beat read for ``tags`` (``BUFFER_LATENCY`` later), its tags, d = max - t per lane, a cycle on."""
+        P = self.widths.lanes
+        slot = delay(m, tags["slot"], BUFFER_LATENCY - 1, f"{name}_data_slot")
+        data = delay(m, slots.data[slot], 1, f"{name}_data")
+        at = {k: delay(m, v, BUFFER_LATENCY + 1, f"{name}_d_{k}") for k, v in tags.items()}
+        at["keep"] = delay(m, data[P * T_BITS:], 1, f"{name}_d_keep")
+        d_vals = []
+        for i in range(P):
+            d = Signal(unsigned(T_BITS + 1), name=f"{name}_d_{i}")
+            m.d.sync += d.eq(slots.max_of[delay(m, tags["slot"], BUFFER_LATENCY, f"{name}_max_slot")]
+                             - data[i * T_BITS:(i + 1) * T_BITS].as_signed())
+            d_vals.append(d)
+        return d_vals, at
 
-        # ---- sum: e = EXP[d mod 2^F] >> (d div 2^F), summed over the row ---------------------------------
-        d_sum, at = read_data(s_tags, "sum")
+    def _sum(self, m: Module, slots: "_Slots", tags: dict, exp_ports: list):
+        """e = EXP[d mod 2^F] >> (d div 2^F), summed over the row: the row's sum, when it is done, its slot."""
+        w = self.widths
+        F, E = w.frac_bits, w.exp_bits
+        d_sum, at = self._read_data(m, slots, tags, "sum")
         e_vals = []
-        for i in lanes:
+        for i in range(w.lanes):
             m.d.comb += exp_ports[i].addr.eq(d_sum[i][:F])
             whole = d_sum[i][F:]
             step = Signal((E + 1).bit_length(), name=f"whole_{i}")   # d div 2^F; E + 1 gives e = 0
@@ -311,7 +313,7 @@ class LogSoftmaxUnit(wiring.Component):
             m.d.sync += e.eq(Mux(keep, entry >> delay(m, step, 1, f"whole_{i}"), 0))
             e_vals.append(e)
         beat_sum = _tree(m, e_vals, lambda a, b: a + b, "sum")
-        a_valid, a_slot, a_first, a_last = (delay(m, at[k], ROM_LATENCY + 1 + levels, f"acc_{k}")
+        a_valid, a_slot, a_first, a_last = (delay(m, at[k], ROM_LATENCY + 1 + tree_levels(w.lanes), f"acc_{k}")
                                             for k in ("valid", "slot", "first", "last"))
         total = Signal(w.sum_bits)
         row_total = Signal(w.sum_bits)
@@ -321,8 +323,13 @@ class LogSoftmaxUnit(wiring.Component):
             m.d.sync += total.eq(Mux(a_first, 0, total) + beat_sum)
         m.d.sync += [row_total.eq(Mux(a_first, 0, total) + beat_sum), row_done.eq(a_valid & a_last),
                      row_slot.eq(a_slot)]
+        return row_total, row_done, row_slot
 
-        # ---- log: n = floor(log2 sum) and the G bits after its leading one, by normalizing shifts --------
+    def _log(self, m: Module, slots: "_Slots", row_total, row_done, row_slot, log_port):
+        """n = floor(log2 sum) and the G bits after its leading one, by normalizing shifts; the row value
+        n 2^F + LOG[mantissa] + offset into the slot, which turns SUMMED."""
+        w = self.widths
+        F, G = w.frac_bits, w.log_bits
         x, n = row_total, Const(w.sum_bits - 1, range(w.sum_bits))
         step = 1 << (normalize_steps(w.sum_bits) - 1)
         while step:
@@ -338,15 +345,18 @@ class LogSoftmaxUnit(wiring.Component):
         log_n = delay(m, n, 1 + ROM_LATENCY, "log_n")
         log_done, log_slot = delay(m, row_done, lat, "log_done"), delay(m, row_slot, lat, "log_slot")
         with m.If(log_done):
-            for k in slots:
+            for k in range(SLOTS):
                 with m.If(log_slot == k):
-                    m.d.sync += [rows[k].eq((log_n << F) + log_entry + self.offset), state[k].eq(SUMMED)]
+                    m.d.sync += [slots.rows[k].eq((log_n << F) + log_entry + self.offset),
+                                 slots.state[k].eq(SUMMED)]
 
-        # ---- emit: code = clamp((tau (d + row) + 2^(F-1)) >> F, 0, zero code); then the slot is free -------
-        d_emit, at = read_data(e_tags, "emit")
+    def _emit(self, m: Module, slots: "_Slots", tags: dict):
+        """code = clamp((tau (d + row) + 2^(F-1)) >> F, 0, zero code) out; then the slot is FREE."""
+        F = self.widths.frac_bits
+        d_emit, at = self._read_data(m, slots, tags, "emit")
         codes = []
-        row_now = row_of[at["slot"]]
-        for i in lanes:
+        row_now = slots.row_of[at["slot"]]
+        for i in range(self.widths.lanes):
             x_i = Signal(signed(T_BITS + 3 + OFFSET_BITS), name=f"x_{i}")
             m.d.sync += x_i.eq(d_emit[i] + row_now)
             raw = Signal(signed(len(x_i) + 3), name=f"raw_{i}")
@@ -354,12 +364,45 @@ class LogSoftmaxUnit(wiring.Component):
             codes.append(Mux(raw < 0, 0, Mux(raw > self.zero_code, self.zero_code, raw))[:CODE_BITS])
         x_done, x_slot_done = delay(m, at["last"], 1, "emit_x_last"), delay(m, at["slot"], 1, "emit_x_slot")
         with m.If(x_done):
-            set_state(x_slot_done, FREE)
+            slots.set_state(x_slot_done, FREE)
         out_on = delay(m, at["valid"], 2, "out_on")
         m.d.sync += [self.out_valid.eq(out_on), self.out_last.eq(delay(m, at["last"], 2, "out_last")),
                      self.out_keep.eq(Mux(out_on, delay(m, at["keep"], 2, "out_keep"), 0)),
                      self.out_codes.eq(Cat(*codes))]
-        return m
+
+
+_T_MIN = Const(-(1 << (T_BITS - 1)), signed(T_BITS))    # below every clamped logit: lanes that are not keys
+
+
+def _following(slot):
+    return Mux(slot == SLOTS - 1, 0, slot + 1)
+
+
+class _Slots:
+    """The three row slots: a block-RAM buffer each, and per slot its state, beats, maximum and row value."""
+
+    def __init__(self, m: Module, w: UnitWidths):
+        self.m = m
+        self.ports = []
+        for k in range(SLOTS):
+            buffer = Memory(shape=unsigned(w.lanes * T_BITS + w.lanes), depth=w.depth, init=[])
+            m.submodules[f"slot_{k}"] = buffer
+            self.ports.append((buffer.write_port(), buffer.read_port()))
+        self.w = w
+
+    def registers(self):
+        w = self.w
+        self.state = [Signal(range(EMITTING + 1), name=f"state_{k}") for k in range(SLOTS)]
+        self.beats = [Signal(range(w.depth + 1), name=f"beats_{k}") for k in range(SLOTS)]
+        self.maxima = [Signal(signed(T_BITS), name=f"max_{k}") for k in range(SLOTS)]
+        self.rows = [Signal(signed(OFFSET_BITS + 2), name=f"row_{k}") for k in range(SLOTS)]
+        self.state_of, self.beats_of = Array(self.state), Array(self.beats)
+        self.max_of, self.row_of = Array(self.maxima), Array(self.rows)
+
+    def set_state(self, slot, value):
+        for k in range(SLOTS):
+            with self.m.If(slot == k):
+                self.m.d.sync += self.state[k].eq(value)
 
 
 def _tree(m: Module, values: list, combine, name: str):
