@@ -430,14 +430,15 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
         unit.call("a.attn:scores q=1x1x7x8 k=1x1x100x8", 700, c)
 
     def result(key, read_by, out_elements, count=1):
-        cost = SimpleNamespace(out_elements=out_elements, bytes=4000, write_bytes=3000)
-        return SimpleNamespace(key=key, read_by=read_by, cost=cost, count=count)
+        cost = SimpleNamespace(out_elements=out_elements, bytes=4000, write_bytes=3000, macs=2 * 49 * 49 * 8)
+        return SimpleNamespace(key=key, read_by=read_by, cost=cost, count=count, part="encoder")
 
     def row(core_s, memory_s):
         return {"core_s": core_s, "memory_s": memory_s, "seconds": max(core_s, memory_s),
                 "energy_pj": {"clock": 10.0, "static": 5.0, "sdram": 40.0, "array": 7.0}}
 
-    run = SimpleNamespace(design=SimpleNamespace(clock_mhz=100.0, resources={"core": {"lut": 80000, "ff": 1}}, ebr=150),
+    run = SimpleNamespace(design=SimpleNamespace(clock_mhz=100.0, resources={"core": {"lut": 80000, "ff": 1}}, ebr=150,
+                                                 config=SimpleNamespace(weight_bits=4)),
                           analysis=SimpleNamespace(results=[result(key, "softmax", 2 * 49 * 49),
                                                             result("a.fc1 input=49x8", "gelu", 49 * 16, 3)]),
                           rows=[row(1e-5, 3e-5), row(2e-5, 1e-5)])
@@ -452,6 +453,15 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert serial["unit_s"] == pytest.approx(unit_s)
     clock = 3000 * serial["seconds"] * 100e6 * c["ff_clock"]
     assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock)
+    # SAM ViT's relative-position term: 2 x 7 dot products of 8 per row (query), 16-bit tables in 4 passes of
+    # 4-bit weights, as more of the QK^T's core time and core energy
+    from sw.estimate.softmax_unit import relative_position_macs
+    assert relative_position_macs(key, 2 * 49 * 49) == 98 * 2 * 7 * 8
+    more = 1 + 4 * 98 * 2 * 7 * 8 / (2 * 49 * 49 * 8)
+    rel = _project(run, {"softmax", "gelu"}, 4, unit, c, relative_parts=frozenset({"encoder"}))
+    assert rel["seconds"] == pytest.approx(max(1e-5 * more, memory0) + unit_s + 3 * 2e-5)
+    assert rel["energy"]["array"] == pytest.approx(7.0 * more + 3 * 7.0)
+    assert rel["relative_s"] == pytest.approx(1e-5 * (more - 1))
     baseline = {"seconds": 1.0, "energy_pj": 1e9}
     out, = softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
     assert out["fits"] is False and out["over"] == {"lut": 80000 + 5000 - 83640, "ebr": 150 + 20 - 208}

@@ -11,6 +11,10 @@ unchanged.
 
 from __future__ import annotations
 
+from sw.ref.log_softmax import REL_BITS
+
+from .softmax_unit import relative_position_macs
+
 # The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
 # layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
 # (LayerNorm, residual adds) mixes a token's channels or two tensors. Each reads the outputs whose
@@ -23,17 +27,22 @@ HOST_STEPS = (("the elementwise GELU / ReLU", ("gelu", "relu", "lookup")), ("the
 ON_CHIP = {"lookup"}
 BYTE_PARTS = ("sdram", "io")      # energy that follows the external bytes
 TIME_PARTS = ("clock", "static")  # energy that follows the time
+CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follows the core's work
 
 
 def _ratio(a, b):
     return a / b if b else None
 
 
-def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, overlap: bool = False) -> dict:
+def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, overlap: bool = False,
+             relative_parts: frozenset = frozenset()) -> dict:
     """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes; with ``unit``
     (``softmax_unit.SoftmaxUnitCost``) the softmax's scores also pass that unit, after the core's time or
-    (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``)."""
-    tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "energy": {}}
+    (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``);
+    QK^T invocations of ``relative_parts`` (SAM ViT's encoder) also compute the relative-position term on
+    the core (``softmax_unit`` module docstring)."""
+    tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "relative_s": 0.0,
+           "energy": {}}
     clock_hz = run.design.clock_mhz * 1e6
     for r, row in zip(run.analysis.results, run.rows):
         cost, n = r.cost, r.count
@@ -41,8 +50,15 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
         moved = cost.bytes - cost.write_bytes + store
         scale = moved / cost.bytes if cost.bytes else 0.0
         memory_s = row["memory_s"] * scale
-        seconds = max(row["core_s"], memory_s)
         energy = dict(row["energy_pj"])
+        core_s = row["core_s"]
+        if unit is not None and r.read_by == "softmax" and r.part in relative_parts:
+            passes = -(-REL_BITS // run.design.config.weight_bits)
+            more = 1 + passes * relative_position_macs(r.key, cost.out_elements) / cost.macs
+            core_s *= more
+            energy.update({k: energy[k] * more for k in CORE_PARTS if k in energy})
+            tot["relative_s"] += (core_s - row["core_s"]) * n
+        seconds = max(core_s, memory_s)
         if unit is not None:
             energy["softmax_unit"] = 0.0
             if r.read_by == "softmax":
@@ -61,7 +77,7 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
         tot["seconds"] += seconds * n
         tot["bytes"] += moved * n
         tot["store"] += cost.write_bytes * n if r.read_by in taken else 0.0
-        tot["memory_bound_s"] += seconds * n if memory_s > row["core_s"] else 0.0
+        tot["memory_bound_s"] += seconds * n if memory_s > core_s else 0.0
     return tot
 
 
@@ -92,8 +108,8 @@ def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
     return out
 
 
-def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list, coeff: dict,
-                            device: dict) -> list[dict]:
+def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list, coeff: dict, device: dict,
+                            relative_parts: frozenset = frozenset()) -> list[dict]:
     """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
@@ -110,11 +126,13 @@ def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
         for mode in ("serial", "overlap"):
-            p = _project(subject, taken, code_bits, unit, coeff, overlap=mode == "overlap")
+            p = _project(subject, taken, code_bits, unit, coeff, overlap=mode == "overlap",
+                         relative_parts=relative_parts)
             energy = sum(p["energy"].values())
             row[mode] = {"speedup": _ratio(baseline["seconds"], p["seconds"]),
                          "energy_ratio": _ratio(baseline["energy_pj"], energy),
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,
+                         "relative_share": p["relative_s"] / p["seconds"] if p["seconds"] else 0.0,
                          "unit_energy_share": p["energy"]["softmax_unit"] / energy if energy else 0.0}
         out.append(row)
     return out

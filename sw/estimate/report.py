@@ -69,12 +69,16 @@ def _headline(result, model) -> list[str]:
         ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
         lines += _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"])
-        if model.startswith("sam_vit") and m["moonshot"].get("softmax_unit"):
+        rows = m["moonshot"].get("softmax_unit") or []
+        if model.startswith("sam_vit") and rows:
+            shares = ", ".join(f"{r['overlap']['relative_share']:.1%} ({r['lanes']} lanes)" for r in rows)
             lines += ["SAM ViT adds a relative-position term to each row's logits, a function of the query. The "
                       "unit takes it on its bias input; its integer form is in `sw/ref/log_softmax.py` (16-bit "
                       "table codes, integer dot products with the query codes; its codes equal the float step's but "
-                      "for rare flips by one on a tiny random SAM ViT, tests/test_log_softmax.py). Those dot products "
-                      "would run on the core before the unit, and they are not counted above.", ""]
+                      "for rare flips by one on a tiny random SAM ViT, tests/test_log_softmax.py). The table above "
+                      "counts those dot products on the core, before the unit, as more of each QK^T's work (16-bit "
+                      "table codes in 16 / weight-bits passes): their share of the time, working beside the unit: "
+                      f"{shares}.", ""]
     c = m.get("measured_clock")
     if c:
         lines += [f"The {d['subject']['label']}'s clock is assumed ({_fmt_mhz(d['subject']['clock_mhz'])}); at "

@@ -12,6 +12,11 @@ the unit's synthesis for each lane count (docs/estimate_inputs/softmax_unit_synt
 
 Rates are toggles per bit per cycle measured on real LiteMedSAM rows with one lane count
 (docs/estimate_inputs/activity_softmax_unit.json); other lane counts take the same rates per bit.
+
+SAM ViT's relative-position term enters the unit as its bias; the core computes it first, as dot products
+of the query codes with 16-bit table codes (``relative_position_macs``), which a core with W-bit weights
+takes in 16 / W passes. They are charged as more of the QK^T invocation's own work: its core time and its
+core energy (PE array, lanes, control, DSP, block RAM) grow by those MACs over the QK^T's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ def score_rows(key: str, out_elements: int) -> tuple[int, int]:
     if rows * keys != out_elements:
         raise ValueError(f"{key}: {rows} rows x {keys} keys != its {out_elements} output elements")
     return rows, keys
+
+
+def relative_position_macs(key: str, out_elements: int) -> int:
+    """MACs of SAM ViT's relative-position term for a QK^T invocation: per row (query), the query's dot
+    products with the height table's and the width table's rows for each key row and column (2 x side of
+    them, d long)."""
+    shapes = {name: [int(d) for d in dims.split("x")] for name, dims in _SHAPE.findall(key)}
+    rows, keys = score_rows(key, out_elements)
+    side = math.isqrt(keys)
+    return rows * 2 * side * shapes["q"][-1]
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
         low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz")}
         for mode in ("serial", "overlap"):
             low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
-            low_row[mode]["unit_share"] = units[ends[0]][i][mode]["unit_share"]
+            for share in ("unit_share", "relative_share"):
+                low_row[mode][share] = units[ends[0]][i][mode][share]
         with_unit.append(low_row)
     moon = {"speedup": ratios[speed_key]["image_box"]["speedup"], "speedup_against": labels[speed_key],
             "energy_ratio": ratios[energy_key]["image_box"]["energy_ratio"], "energy_against": labels[energy_key],
@@ -245,7 +246,8 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                 es, eb = m["designs"]["subject"]["end_to_end"], m["designs"][base]["end_to_end"]
                 ratio["end_to_end"] = {"speedup": _ratio(eb["seconds"], es["seconds"]),
                                        "energy_ratio": _ratio(eb["energy_j"], es["energy_j"])}
-            ratio["limits"] = _limits(s, b, softmax_units)
+            relative = frozenset({"encoder"}) if model.startswith("sam_vit") else frozenset()
+            ratio["limits"] = _limits(s, b, softmax_units and {**softmax_units, "relative_parts": relative})
             m["ratios"][base] = ratio
         if cpu:
             cpu_s = cpu["encoder_s"] + cpu["decoder_s"]
