@@ -14,15 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.softmax.stream import checked_scores, pack
+
 TOP = "log_softmax_unit"
-
-
-def _pack(values, bits: int) -> int:
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
-
 
 try:
     import cocotb
@@ -48,8 +42,8 @@ try:
         while taken < total or len(codes) < total:
             if taken < total:
                 dut.in_valid.value = 1
-                dut.in_scores.value = _pack(scores[taken], score_bits)
-                dut.in_bias.value = _pack(bias[taken], bias_bits)
+                dut.in_scores.value = pack(scores[taken], score_bits)
+                dut.in_bias.value = pack(bias[taken], bias_bits)
                 dut.in_keep.value = int(keep[taken])
                 dut.in_last.value = int(last[taken])
             else:
@@ -103,11 +97,8 @@ def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarr
     from .core_activity import parse_coverage, register_bits, toggle_sums
     from .verilator import run_unit
 
-    scores = np.asarray(scores, np.int64)
+    scores = checked_scores(scores, widths.score_bits)
     rows, keys = scores.shape
-    limit = 1 << (widths.score_bits - 1)
-    if scores.size and (int(scores.max()) >= limit or int(scores.min()) < -limit):
-        raise ValueError(f"a score of {int(np.abs(scores).max())} does not fit the unit's {widths.score_bits}-bit input")
     tag = f"{TOP}_{widths.lanes}x{widths.max_keys}_{widths.score_bits}_{widths.bias_bits}" + ("_toggles" * coverage)
     build = Path(work).resolve() / tag
     build.mkdir(parents=True, exist_ok=True)

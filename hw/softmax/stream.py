@@ -7,27 +7,34 @@ import numpy as np
 from .unit import CODE_BITS
 
 
-def _pack(values, bits: int) -> int:
+def pack(values, bits: int) -> int:
+    """One port word from per-lane values, lane i at bits [i bits, (i + 1) bits), two's complement."""
     word = 0
     for i, v in enumerate(values):
         word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
     return word
 
 
-def row_beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int, score_bits: int,
-              bias_bits: int) -> list[tuple[int, int, int, int]]:
-    """(scores word, bias word, keep mask, last) per beat of one row of K keys; lanes past K are not keys."""
+def checked_scores(scores, score_bits: int) -> np.ndarray:
+    """``scores`` as int64; a one-line error when one does not fit the unit's signed input."""
     scores = np.asarray(scores, np.int64)
     limit = 1 << (score_bits - 1)
     if scores.size and (int(scores.max()) >= limit or int(scores.min()) < -limit):
         raise ValueError(f"a score of {int(np.abs(scores).max())} does not fit the unit's {score_bits}-bit input")
+    return scores
+
+
+def row_beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int, score_bits: int,
+              bias_bits: int) -> list[tuple[int, int, int, int]]:
+    """(scores word, bias word, keep mask, last) per beat of one row of K keys; lanes past K are not keys."""
+    scores = checked_scores(scores, score_bits)
     bias = np.zeros_like(scores) if bias is None else np.asarray(bias, np.int64)
     keys = len(scores)
     beats = []
     for start in range(0, keys, lanes):
         part = slice(start, min(start + lanes, keys))
         n = part.stop - part.start
-        beats.append((_pack(scores[part], score_bits), _pack(bias[part], bias_bits), (1 << n) - 1,
+        beats.append((pack(scores[part], score_bits), pack(bias[part], bias_bits), (1 << n) - 1,
                       int(part.stop == keys)))
     return beats
 

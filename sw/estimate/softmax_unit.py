@@ -32,12 +32,18 @@ from hw.softmax.unit import T_BITS, UnitWidths, row_cycles
 _SHAPE = re.compile(r"\b(q|k)=(\d+(?:x\d+)*)")
 
 
-def score_rows(key: str, out_elements: int) -> tuple[int, int]:
-    """(rows, keys) of a QK^T invocation from its key (``hw.compiler.invocation.InvocationSpec.key``):
-    rows are every query of every window and head, keys the length of each row."""
+def _shapes(key: str) -> dict[str, list[int]]:
+    """The q and k shapes of a QK^T invocation's key (``hw.compiler.invocation.InvocationSpec.key``)."""
     shapes = {name: [int(d) for d in dims.split("x")] for name, dims in _SHAPE.findall(key)}
     if set(shapes) != {"q", "k"}:
         raise ValueError(f"{key}: not a QK^T invocation (no q= and k= shapes)")
+    return shapes
+
+
+def score_rows(key: str, out_elements: int) -> tuple[int, int]:
+    """(rows, keys) of a QK^T invocation: rows are every query of every window and head, keys the length
+    of each row."""
+    shapes = _shapes(key)
     rows, keys = math.prod(shapes["q"][:-1]), shapes["k"][-2]
     if rows * keys != out_elements:
         raise ValueError(f"{key}: {rows} rows x {keys} keys != its {out_elements} output elements")
@@ -48,10 +54,8 @@ def relative_position_macs(key: str, out_elements: int) -> int:
     """MACs of SAM ViT's relative-position term for a QK^T invocation: per row (query), the query's dot
     products with the height table's and the width table's rows for each key row and column (2 x side of
     them, d long)."""
-    shapes = {name: [int(d) for d in dims.split("x")] for name, dims in _SHAPE.findall(key)}
     rows, keys = score_rows(key, out_elements)
-    side = math.isqrt(keys)
-    return rows * 2 * side * shapes["q"][-1]
+    return rows * 2 * math.isqrt(keys) * _shapes(key)["q"][-1]
 
 
 @dataclass(frozen=True)
