@@ -63,7 +63,7 @@ def recorded_scores(bundle_dir: str, data: str | None) -> tuple[dict, int]:
     return recorder.recorded, image_id
 
 
-def sample_rows(layer, scores: np.ndarray, softmax, count: int):
+def sample_rows(scores: np.ndarray, softmax, count: int):
     """``count`` rows spread evenly over the layer's windows, heads and queries, with their bias rows."""
     heads, nq, nk = scores.shape[-3:]
     flat = scores.reshape(-1, nk)
@@ -104,7 +104,7 @@ def main() -> int:
     activity = {"register": {"toggles": 0, "bits": 0}, "comb": {"toggles": 0, "bits": 0}, "cycles": 0}
     for name, (layer, scores) in tqdm(recorded.items(), desc="attentions", unit="layer"):
         softmax = LogSoftmax.of(layer)
-        rows, bias, picks = sample_rows(layer, scores, softmax, args.rows)
+        rows, bias, picks = sample_rows(scores, softmax, args.rows)
         codes, starts, done, toggles = cosimulate(widths, LayerConstants.of(softmax, widths).ports(), rows, bias, args.work,
                                           coverage=True)
         for kind in ("register", "comb"):
