@@ -406,7 +406,7 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     from types import SimpleNamespace
 
     from hw.softmax.unit import UnitWidths, row_cycles
-    from sw.estimate.projection import _project, softmax_unit_projection
+    from sw.estimate.projection import _project, against, softmax_unit_projection
     from sw.estimate.softmax_unit import SoftmaxUnitCost, score_rows
 
     assert score_rows("a.attn:scores q=2x4x49x8 k=2x4x49x8", 2 * 4 * 49 * 49) == (392, 49)
@@ -463,11 +463,14 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert rel["energy"]["array"] == pytest.approx(7.0 * more + 3 * 7.0)
     assert rel["relative_s"] == pytest.approx(1e-5 * (more - 1))
     baseline = {"seconds": 1.0, "energy_pj": 1e9}
-    out, = softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
+    out, = softmax_unit_projection(run, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
     assert out["fits"] is False and out["over"] == {"lut": 80000 + 5000 - 83640, "ebr": 150 + 20 - 208}
-    assert softmax_unit_projection(run, baseline, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
-    assert out["serial"]["speedup"] == pytest.approx(1.0 / serial["seconds"])
-    assert out["overlap"]["speedup"] >= out["serial"]["speedup"]
+    assert softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
+    serial_ratios, overlap_ratios = (against(out[mode], baseline) for mode in ("serial", "overlap"))
+    assert serial_ratios["speedup"] == pytest.approx(1.0 / serial["seconds"])
+    assert serial_ratios["energy_ratio"] == pytest.approx(1e9 / out["serial"]["totals"]["energy_pj"])
+    assert "totals" not in serial_ratios and serial_ratios["unit_share"] == out["serial"]["unit_share"]
+    assert overlap_ratios["speedup"] >= serial_ratios["speedup"]
 
 
 def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():

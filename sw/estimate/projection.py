@@ -28,6 +28,7 @@ ON_CHIP = {"lookup"}
 BYTE_PARTS = ("sdram", "io")      # energy that follows the external bytes
 TIME_PARTS = ("clock", "static")  # energy that follows the time
 CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follows the core's work
+UNIT_MODES = ("serial", "overlap")   # the softmax unit's time after the core's, or beside it
 
 
 def _ratio(a, b):
@@ -81,11 +82,11 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
     return tot
 
 
-def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
+def host_step_projection(subject, code_bits: int) -> list[dict]:
     """Per host step, cumulative: the outputs it reads (``readers``), their share of the subject's stored
-    bytes now, and the bytes ratio, speed-up and energy ratio against ``baseline`` (its image + box
-    totals: seconds, bytes, energy_pj) with them and every earlier step's on chip; also the memory-bound
-    share and the largest energy part then."""
+    bytes now, and the subject's image + box ``totals`` (seconds, bytes, energy_pj) with them and every
+    earlier step's on chip; also the memory-bound share and the largest energy part then. ``against``
+    turns the totals into ratios against a baseline."""
     readers = {r.read_by for r in subject.analysis.results}
     store_now = sum(r.cost.write_bytes * r.count for r in subject.analysis.results)
     out, done = [], set()
@@ -98,9 +99,7 @@ def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
         top = max(p["energy"], key=p["energy"].get)
         out.append({"step": name, "readers": sorted(take),
                     "store_share": (p["store"] - before["store"]) / store_now if store_now else 0.0,
-                    "bytes_ratio": _ratio(baseline["bytes"], p["bytes"]),
-                    "speedup": _ratio(baseline["seconds"], p["seconds"]),
-                    "energy_ratio": _ratio(baseline["energy_pj"], energy),
+                    "totals": {"seconds": p["seconds"], "bytes": p["bytes"], "energy_pj": energy},
                     "memory_bound_share": p["memory_bound_s"] / p["seconds"] if p["seconds"] else 0.0,
                     "energy_top": top, "energy_top_share": p["energy"][top] / energy if energy else 0.0,
                     "on_chip": bool(take) and take <= ON_CHIP})
@@ -108,13 +107,13 @@ def host_step_projection(subject, baseline: dict, code_bits: int) -> list[dict]:
     return out
 
 
-def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list, coeff: dict, device: dict,
+def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, device: dict,
                             relative_parts: frozenset = frozenset()) -> list[dict]:
     """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
-    unit works); speed-up and energy ratio against ``baseline``, the unit's share of the time, and what core
-    and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
+    unit works); per mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
+    and what core and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
     readers = {r.read_by for r in subject.analysis.results}
     taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
     core_lut = sum(b["lut"] for b in subject.design.resources.values())
@@ -125,14 +124,27 @@ def softmax_unit_projection(subject, baseline: dict, code_bits: int, units: list
                "dsp": unit.dsp, "ebr": unit.ebr, "fmax_mhz": unit.fmax_mhz, "core_lut": core_lut,
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
-        for mode in ("serial", "overlap"):
+        for mode in UNIT_MODES:
             p = _project(subject, taken, code_bits, unit, coeff, overlap=mode == "overlap",
                          relative_parts=relative_parts)
             energy = sum(p["energy"].values())
-            row[mode] = {"speedup": _ratio(baseline["seconds"], p["seconds"]),
-                         "energy_ratio": _ratio(baseline["energy_pj"], energy),
+            row[mode] = {"totals": {"seconds": p["seconds"], "energy_pj": energy},
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,
                          "relative_share": p["relative_s"] / p["seconds"] if p["seconds"] else 0.0,
                          "unit_energy_share": p["energy"]["softmax_unit"] / energy if energy else 0.0}
         out.append(row)
+    return out
+
+
+def against(projected: dict, baseline: dict) -> dict:
+    """``projected`` (a row with the subject's ``totals``) with the speed-up, energy ratio and, where the
+    totals have bytes, the bytes ratio against ``baseline`` (its image + box totals) instead of the totals."""
+    t = projected["totals"]
+    ratios = {"speedup": _ratio(baseline["seconds"], t["seconds"]),
+              "energy_ratio": _ratio(baseline["energy_pj"], t["energy_pj"])}
+    if "bytes" in t:
+        ratios = {"bytes_ratio": _ratio(baseline["bytes"], t["bytes"]), **ratios}
+    out = {}
+    for k, v in projected.items():     # the ratios where the totals were, so the JSON reads as before
+        out.update(ratios if k == "totals" else {k: v})
     return out

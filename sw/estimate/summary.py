@@ -4,7 +4,7 @@ energy, the ratios against each baseline, the moonshot check and its limiting fa
 from __future__ import annotations
 
 from .energy import PJ
-from .projection import host_step_projection, softmax_unit_projection
+from .projection import UNIT_MODES, against, host_step_projection, softmax_unit_projection
 from .resources import rel
 from .sources import PUBLISHED
 
@@ -50,9 +50,9 @@ def _ratio(a, b):
     return a / b if b else None
 
 
-def _limits(subject, base, unit: dict | None = None) -> dict:
-    """Factors of the speed-up against one baseline (one image and one box, accelerator only); ``unit``:
-    the built softmax units, the coefficients and the device (``softmax_unit_projection``)."""
+def _limits(subject, base, projected: dict) -> dict:
+    """Factors of the speed-up against one baseline (one image and one box, accelerator only); ``projected``:
+    the subject's host-step and softmax-unit projections (``_projected``), taken against this baseline."""
     s, b = image_box(subject), image_box(base)
     sd, bd = subject.design, base.design
     pe = sd.config.pes / bd.config.pes
@@ -77,8 +77,9 @@ def _limits(subject, base, unit: dict | None = None) -> dict:
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
               "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
-              "by_step": host_step_projection(subject, b, code_bits),
-              "softmax_unit": softmax_unit_projection(subject, b, code_bits, **unit) if unit else []}
+              "by_step": [against(st, b) for st in projected["by_step"]],
+              "softmax_unit": [row | {mode: against(row[mode], b) for mode in UNIT_MODES}
+                               for row in projected["softmax_unit"]]}
     return {"label": bd.label, "traffic": traffic, "bytes_bounds": bounds, "pe_ratio": pe, "clock_ratio": clock,
             "utilization_ratio": util,
             "speedup_core_memory": ideal, "speedup_board": board, "bytes_ratio": bytes_ratio,
@@ -87,6 +88,17 @@ def _limits(subject, base, unit: dict | None = None) -> dict:
             "energy_top_subject": top_s, "energy_top_subject_share": parts_s[top_s] / s["energy_pj"],
             "energy_top_baseline": top_b, "energy_top_baseline_share": parts_b[top_b] / b["energy_pj"],
             "energy_ratio_by_part": {k: _ratio(parts_b[k], parts_s[k]) for k in parts_s}}
+
+
+def _projected(subject, model: str, softmax_units: dict | None) -> dict:
+    """The subject's projections, which do not depend on the baseline: host steps moved on chip one after
+    another, and the softmax on chip with each built unit (SAM ViT's encoder QK^T also computing the
+    relative-position term on the core)."""
+    code_bits = subject.design.config.act_bits
+    relative = frozenset({"encoder"}) if model.startswith("sam_vit") else frozenset()
+    units = softmax_unit_projection(subject, code_bits, relative_parts=relative, **softmax_units) \
+        if softmax_units else []
+    return {"by_step": host_step_projection(subject, code_bits), "softmax_unit": units}
 
 
 def _step_text(first: bool, st: dict) -> str:
@@ -229,6 +241,7 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
         m = {"designs": {k: _design_summary(r, host, cpu_watts) for k, r in runs.items()}, "ratios": {},
              "rows": {k: r.rows for k, r in runs.items()}, "notes": runs["subject"].analysis.notes}
         s = runs["subject"]
+        projected = _projected(s, model, softmax_units)
         for base in BASELINES:
             if base not in runs:
                 continue
@@ -246,8 +259,7 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                 es, eb = m["designs"]["subject"]["end_to_end"], m["designs"][base]["end_to_end"]
                 ratio["end_to_end"] = {"speedup": _ratio(eb["seconds"], es["seconds"]),
                                        "energy_ratio": _ratio(eb["energy_j"], es["energy_j"])}
-            relative = frozenset({"encoder"}) if model.startswith("sam_vit") else frozenset()
-            ratio["limits"] = _limits(s, b, softmax_units and {**softmax_units, "relative_parts": relative})
+            ratio["limits"] = _limits(s, b, projected)
             m["ratios"][base] = ratio
         if cpu:
             cpu_s = cpu["encoder_s"] + cpu["decoder_s"]
