@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.softmax.stream import checked_scores, pack
+from hw.softmax.stream import checked_scores, lane_beats, pack
 
 TOP = "log_softmax_unit"
 
@@ -70,21 +70,6 @@ except ImportError:   # cocotb is only needed inside the simulator
     pass
 
 
-def _beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int) -> dict[str, np.ndarray]:
-    """Per-lane arrays of the rows' beats (a row's last beat padded with lanes that are not keys)."""
-    rows, keys = scores.shape
-    n = -(-keys // lanes)
-    pad = n * lanes - keys
-
-    def lanes_of(a):
-        return np.pad(np.asarray(a, np.int64), ((0, 0), (0, pad))).reshape(rows * n, lanes)
-
-    keep = np.tile([(1 << lanes) - 1] * (n - 1) + [(1 << (lanes - pad)) - 1], rows)
-    last = np.tile([0] * (n - 1) + [1], rows)
-    return {"scores": lanes_of(scores), "bias": lanes_of(np.zeros_like(scores) if bias is None else bias),
-            "keep": keep.astype(np.int64), "last": last.astype(np.int64)}
-
-
 def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarray | None,
                work: str | Path = "sim_build", coverage: bool = False) -> tuple[np.ndarray, np.ndarray, int, dict | None]:
     """Codes [rows, keys] the unit built with ``widths`` writes for ``scores`` [rows, keys] (and ``bias``, in
@@ -103,7 +88,7 @@ def cosimulate(widths, ports: dict[str, int], scores: np.ndarray, bias: np.ndarr
     build = Path(work).resolve() / tag
     build.mkdir(parents=True, exist_ok=True)
     text = unit_verilog(LogSoftmaxUnit(widths), TOP)
-    np.savez(build / "beats.npz", **_beats(scores, bias, widths.lanes))
+    np.savez(build / "beats.npz", **lane_beats(scores, bias, widths.lanes))
     (build / "spec.json").write_text(json.dumps({"lanes": widths.lanes, "score_bits": widths.score_bits,
                                                  "bias_bits": widths.bias_bits, "ports": ports}))
     (build / "result.npz").unlink(missing_ok=True)

@@ -24,19 +24,30 @@ def checked_scores(scores, score_bits: int) -> np.ndarray:
     return scores
 
 
+def lane_beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int) -> dict[str, np.ndarray]:
+    """Rows of scores [rows, keys] (and their bias) as beats: per-lane arrays [beats, lanes], each row's last
+    beat padded with lanes that are not keys, its ``keep`` mask and ``last`` flag per beat."""
+    scores = np.asarray(scores, np.int64)
+    rows, keys = scores.shape
+    n = -(-keys // lanes)
+    pad = n * lanes - keys
+
+    def lanes_of(a):
+        return np.pad(np.asarray(a, np.int64), ((0, 0), (0, pad))).reshape(rows * n, lanes)
+
+    keep = np.tile([(1 << lanes) - 1] * (n - 1) + [(1 << (lanes - pad)) - 1], rows)
+    last = np.tile([0] * (n - 1) + [1], rows)
+    return {"scores": lanes_of(scores), "bias": lanes_of(np.zeros_like(scores) if bias is None else bias),
+            "keep": keep.astype(np.int64), "last": last.astype(np.int64)}
+
+
 def row_beats(scores: np.ndarray, bias: np.ndarray | None, lanes: int, score_bits: int,
               bias_bits: int) -> list[tuple[int, int, int, int]]:
     """(scores word, bias word, keep mask, last) per beat of one row of K keys; lanes past K are not keys."""
     scores = checked_scores(scores, score_bits)
-    bias = np.zeros_like(scores) if bias is None else np.asarray(bias, np.int64)
-    keys = len(scores)
-    beats = []
-    for start in range(0, keys, lanes):
-        part = slice(start, min(start + lanes, keys))
-        n = part.stop - part.start
-        beats.append((pack(scores[part], score_bits), pack(bias[part], bias_bits), (1 << n) - 1,
-                      int(part.stop == keys)))
-    return beats
+    b = lane_beats(scores[None], None if bias is None else np.asarray(bias)[None], lanes)
+    return [(pack(s, score_bits), pack(z, bias_bits), int(k), int(e))
+            for s, z, k, e in zip(b["scores"], b["bias"], b["keep"], b["last"])]
 
 
 def beat_codes(words: list[tuple[int, int]], lanes: int) -> np.ndarray:
