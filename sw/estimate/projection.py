@@ -31,7 +31,8 @@ CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follow
 UNIT_MODES = ("serial", "overlap")   # the softmax unit's time after the core's, or beside it
 
 
-def _ratio(a, b):
+def ratio(a, b):
+    """a / b, or None where b is zero (a part the design does not have)."""
     return a / b if b else None
 
 
@@ -140,10 +141,10 @@ def against(projected: dict, baseline: dict) -> dict:
     """``projected`` (a row with the subject's ``totals``) with the speed-up, energy ratio and, where the
     totals have bytes, the bytes ratio against ``baseline`` (its image + box totals) instead of the totals."""
     t = projected["totals"]
-    ratios = {"speedup": _ratio(baseline["seconds"], t["seconds"]),
-              "energy_ratio": _ratio(baseline["energy_pj"], t["energy_pj"])}
+    ratios = {"speedup": ratio(baseline["seconds"], t["seconds"]),
+              "energy_ratio": ratio(baseline["energy_pj"], t["energy_pj"])}
     if "bytes" in t:
-        ratios = {"bytes_ratio": _ratio(baseline["bytes"], t["bytes"]), **ratios}
+        ratios = {"bytes_ratio": ratio(baseline["bytes"], t["bytes"]), **ratios}
     out = {}
     for k, v in projected.items():     # the ratios where the totals were, so the JSON reads as before
         out.update(ratios if k == "totals" else {k: v})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .energy import PJ
 from .projection import UNIT_MODES, against, host_step_projection, softmax_unit_projection
+from .projection import ratio as _ratio  # summarize's loops use ``ratio`` for a baseline's ratios
 from .resources import rel
 from .sources import PUBLISHED
 
@@ -41,13 +42,8 @@ def _design_summary(run, host: dict | None, cpu_watts: float) -> dict:
                              "energy_j": both["energy_pj"] * PJ + cpu_watts * h,
                              "images_per_s_sequential": 1 / (both["seconds"] + h),
                              "images_per_s_pipelined": 1 / max(e["seconds"] + d["seconds"], h)}
-    out["throughput"] = {"images_per_s": 1 / e["seconds"] if e["seconds"] else None,
-                         "boxes_per_s": 1 / d["seconds"] if d["seconds"] else None}
+    out["throughput"] = {"images_per_s": _ratio(1, e["seconds"]), "boxes_per_s": _ratio(1, d["seconds"])}
     return out
-
-
-def _ratio(a, b):
-    return a / b if b else None
 
 
 def _limits(subject, base, projected: dict) -> dict:
@@ -60,7 +56,7 @@ def _limits(subject, base, projected: dict) -> dict:
     util = (s["macs"] / (sd.config.pes * s["cycles"])) / (b["macs"] / (bd.config.pes * b["cycles"]))
     ideal = (b["core_s"]) / s["core_s"]
     board = b["seconds"] / s["seconds"]
-    bytes_ratio = b["bytes"] / s["bytes"] if s["bytes"] else None
+    bytes_ratio = _ratio(b["bytes"], s["bytes"])
     mem_share = s["memory_bound_s"] / s["seconds"] if s["seconds"] else 0.0
     parts_s = {k: s[k] for k in ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")}
     parts_b = {k: b[k] for k in parts_s}
@@ -76,7 +72,7 @@ def _limits(subject, base, projected: dict) -> dict:
     bounds = {"dense_outputs": _ratio(b["bytes"], loads + s["bytes_store_dense"]),
               "code_outputs": _ratio(b["bytes"], loads + s["out_elements"] * code_bits / 8),
               "code_bits": code_bits,
-              "dense_store_share": s["bytes_store_dense"] / s["bytes_store"] if s["bytes_store"] else None,
+              "dense_store_share": _ratio(s["bytes_store_dense"], s["bytes_store"]),
               "by_step": [against(st, b) for st in projected["by_step"]],
               "softmax_unit": [row | {mode: against(row[mode], b) for mode in UNIT_MODES}
                                for row in projected["softmax_unit"]]}
