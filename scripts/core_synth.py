@@ -25,6 +25,7 @@ from amaranth.back import verilog  # noqa: E402
 
 from bitstreams.ecp5_smoke import DEVICE, synthesize  # noqa: E402
 from hw.core.config import load_core_config  # noqa: E402
+from sw.estimate.resources import core_name  # noqa: E402
 from sw.atomic_file import write_atomic  # noqa: E402
 
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     source.write_text(text)
     emitted = time.monotonic() - start
     cells = synthesize(source, top, out)
-    result = {"config": args.config, "block": args.block, **summary(cells),
+    result = {"config": core_name(args.config), "core_digest": config.digest, "block": args.block, **summary(cells),
               "emit_s": round(emitted), "synth_s": round(time.monotonic() - start - emitted)}
     (out / f"{args.block}_synthesis.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "cells"}))

@@ -26,7 +26,7 @@ from sw.estimate.designs import Design, core_blocks, fp32_blocks, scaled_array
 from sw.estimate.energy import dynamic_pj, static_pj
 from sw.estimate.fp32 import FITTING_SHRINK, Fp32Mapping, fp32_array, fp32_model_config, lanes_by_resources
 from sw.estimate.perf import call_time
-from sw.estimate.resources import load_resources
+from sw.estimate.resources import core_name, load_resources, snapshot
 from sw.estimate.sources import PUBLISHED, coefficients
 from sw.estimate.workload import Call, Workload
 
@@ -175,7 +175,34 @@ def test_resource_blocks_and_fallback_to_the_snapshot(tmp_path):
                                                              "source": "build/fp32/x.json"}}}))
     res = load_resources(snapshot, root=tmp_path)
     assert res.get("fp32_4x4")["fmax_mhz"] == 3.0 and "copy of build/fp32/x.json" in res.sources["fp32_4x4"]
-    assert "w4_core" in res.missing
+    assert "w4_core" in res.missing and "subject_core" in res.missing
+
+
+def test_each_core_is_priced_with_its_own_synthesis(tmp_path):
+    """A core other than the reference is priced from build/core_synth_NAME (core_synth's output), never
+    with the reference core's numbers; a summary of an edited config (another digest) does not count, and
+    measuring one core keeps the other cores' entries in the snapshot."""
+    def write(rel, **summary):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(summary))
+    write("build/core_synth_w4/core_synthesis.json", config="w4-16x16", block="core", lut4=80000, ff=70000)
+    write("build/core_synth_w4-8x8/core_synthesis.json", config="w4-8x8", core_digest="d1", block="core",
+          lut4=30000, ff=25000)
+    write("build/core_synth_w4-8x8/pe_synthesis.json", config="w4-8x8", core_digest="old", block="pe", lut4=9, ff=9)
+    res = load_resources(None, root=tmp_path, core="w4-8x8", digest="d1")
+    assert res.get("subject_core")["lut4"] == 30000 and res.get("w4_core")["lut4"] == 80000
+    assert "subject_pe" in res.missing and "subject_array" in res.missing
+    assert load_resources(None, root=tmp_path).get("subject_core")["lut4"] == 80000
+    snapshot_path = tmp_path / "synthesis.json"
+    snapshot_path.write_text(json.dumps(snapshot(load_resources(None, root=tmp_path), "w4-16x16")))
+    snapshot_path.write_text(json.dumps(snapshot(res, "w4-8x8", snapshot_path)))
+    saved = json.loads(snapshot_path.read_text())["entries"]
+    assert saved["w4_core"]["summary"]["lut4"] == 80000 and saved["w4_core@w4-8x8"]["summary"]["lut4"] == 30000
+    (tmp_path / "build").rename(tmp_path / "gone")
+    again = load_resources(snapshot_path, root=tmp_path, core="w4-8x8", digest="d1")
+    assert again.get("subject_core")["lut4"] == 30000 and "copy of build/core_synth_w4-8x8" in again.sources["subject_core"]
+    assert load_resources(snapshot_path, root=tmp_path, core="w4-8x8", digest="d2").get("subject_core") is None
+    assert core_name("bitstreams/cores/w4-8x8.json") == "w4-8x8" and core_name("w4-16x16") == "w4-16x16"
 
 
 def test_activity_rates_and_kind_fallback(tmp_path):
@@ -444,12 +471,19 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
                           rows=[row(1e-5, 3e-5), row(2e-5, 1e-5)])
     unit_s = u["cycles"] / 100e6
     serial = _project(run, {"softmax", "gelu"}, 4, unit, c)
-    overlap = _project(run, {"softmax", "gelu"}, 4, unit, c, overlap=True)
+    overlap = _project(run, {"softmax", "gelu"}, 4, unit, c, mode="overlap")
+    memory = _project(run, {"softmax", "gelu"}, 4, unit, c, mode="memory")
     plain = _project(run, {"softmax", "gelu"}, 4)
     memory0 = 3e-5 * (1000 + 2 * 49 * 49 / 2) / 4000
     assert plain["seconds"] == pytest.approx(max(1e-5, memory0) + 3 * 2e-5)
     assert serial["seconds"] == pytest.approx(max(1e-5, memory0) + unit_s + 3 * 2e-5)
     assert overlap["seconds"] == pytest.approx(max(1e-5, memory0, unit_s) + 3 * 2e-5)
+    # through memory: the 3,000 score bytes written as now and read back by the unit, the codes written too
+    memory1 = 3e-5 * (1000 + 2 * 49 * 49 / 2 + 2 * 3000) / 4000
+    assert memory["seconds"] == pytest.approx(max(1e-5, memory1, unit_s) + 3 * 2e-5)
+    assert memory["bytes"] == pytest.approx(overlap["bytes"] + 2 * 3000)
+    assert memory["energy"]["sdram"] == pytest.approx(40.0 * (1000 + 2401 + 6000) / 4000
+                                                      + 3 * 40.0 * (1000 + 49 * 16 / 2) / 4000)
     assert serial["unit_s"] == pytest.approx(unit_s)
     clock = 3000 * serial["seconds"] * 100e6 * c["ff_clock"]
     assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock)
@@ -471,18 +505,21 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert serial_ratios["energy_ratio"] == pytest.approx(1e9 / out["serial"]["totals"]["energy_pj"])
     assert "totals" not in serial_ratios and serial_ratios["unit_share"] == out["serial"]["unit_share"]
     assert overlap_ratios["speedup"] >= serial_ratios["speedup"]
+    assert against(out["memory"], baseline)["speedup"] == pytest.approx(1.0 / memory["seconds"])
 
 
 def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
     from sw.estimate.summary import _unit_text
 
     def row(lanes, speed, energy, over, fmax):
-        return {"lanes": lanes, "overlap": {"speedup": speed, "energy_ratio": energy}, "fits": max(over) <= 0,
+        return {"lanes": lanes, "overlap": {"speedup": speed, "energy_ratio": energy},
+                "memory": {"speedup": speed / 2, "energy_ratio": energy / 2}, "fits": max(over) <= 0,
                 "over": {"lut": over[0], "ebr": over[1]}, "fmax_mhz": fmax, "clock_mhz": 100.0}
 
     text = _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0), row(4, 12.0, 10.2, (700, 3), 98.0),
                        row(8, 12.5, 9.9, (9000, 20), 99.0)])
     assert "4 lanes, working beside the core" in text and "12.00x speed and 10.20x energy" in text
+    assert "6.00x / 5.10x with them written to memory and read back" in text
     assert "need 700 LUT4 and 3 DP16KD more" in text and "Fmax (98 MHz) is below the 100 MHz clock" in text
     assert "core and unit fit the device" in _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0)])
     assert _unit_text([]) == ""

@@ -2,10 +2,11 @@
 its resources by block and its measured activity (numpy only).
 
 * the W4A4 core (or any core configuration given with ``--core``): resources from its synthesis;
-* the INT8 core (``w8-16x16``): no 16 x 16 synthesis of it exists yet, so its resources are the W4
-  core's with the PE array scaled by the ratio of one W8 PE to one W4 PE (both synthesized), stated so;
+* the INT8 core (``w8-16x16``): no 16 x 16 synthesis of it exists yet, so its resources are the
+  ``w4-16x16`` core's with the PE array scaled by the ratio of one W8 PE to one W4 PE (both
+  synthesized), stated so, whichever core is the subject;
 * the FP32 array: FP32 lanes (``hw.fp32``) measured per lane in the 4x4 lane array, in place of the PE
-  array and the integer lanes, plus the W4 core's other blocks (control, buffers, DMA).
+  array and the integer lanes, plus the subject core's other blocks (control, buffers, DMA).
 """
 
 from __future__ import annotations

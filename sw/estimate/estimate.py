@@ -25,7 +25,7 @@ from .boards import BOARDS, board_builds, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
-from .resources import ROOT, load_resources
+from .resources import REFERENCE_CORE, ROOT, core_name, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .softmax_unit import SoftmaxUnitCost
@@ -76,9 +76,9 @@ def _inputs(opts: EstimateOptions) -> dict:
     folder = ROOT / opts.inputs if not Path(opts.inputs).is_absolute() else Path(opts.inputs)
     how = f"'samhw estimate {opts.bundle} --core {opts.core} --measure'"
     core = load_core_config(opts.core)
-    core_name = opts.core if opts.core in PRESETS else Path(opts.core).stem
+    name = core_name(opts.core)
     files = {
-        "activity_subject": folder / f"activity_{core_name}.json",
+        "activity_subject": folder / f"activity_{name}.json",
         "activity_int8": folder / f"activity_{INT8_CORE}.json",
         "activity_fp32": folder / "activity_fp32_lane.json",
         "cpu_litemedsam": folder / "cpu_litemedsam.json",
@@ -90,7 +90,7 @@ def _inputs(opts: EstimateOptions) -> dict:
     units = SoftmaxUnitCost.variants(*unit_files) if all(f.is_file() for f in unit_files) else []
     if units:
         files.update(softmax_unit_synthesis=unit_files[0], activity_softmax_unit=unit_files[1])
-    return {"folder": folder, "files": files, "how": how, "core": core, "softmax_units": units}
+    return {"folder": folder, "files": files, "how": how, "core": core, "core_name": name, "softmax_units": units}
 
 
 def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> tuple[dict, list]:
@@ -98,25 +98,32 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
     files = inp["files"]
     subject_cfg = inp["core"]
     clock, clock_source = core_clock(opts.board, opts.clock_mhz, inp["core"].digest)
-    need = lambda role: resources.get(role) or (_ for _ in ()).throw(
-        SamhwError(f"synthesis summary '{role}' not found (build/ or {files['resources']}); run the synthesis "
-                   "scripts, then --measure"))
-    w4 = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), subject_cfg.cols)
+    def need(role):
+        if resources.get(role) is None:
+            how = (f"python scripts/core_synth.py --config {opts.core} --block {role.removeprefix('subject_')} "
+                   f"--out build/core_synth_{inp['core_name']}" if role.startswith("subject_")
+                   else "the synthesis scripts")
+            raise SamhwError(f"{files['resources']}: no synthesis summary '{role}' for the {inp['core_name']} core "
+                             f"(nor under build/); run {how}, then --measure resources")
+        return resources.get(role)
+
+    w4 = core_blocks(need("subject_core"), need("subject_array"), need("subject_pair"), subject_cfg.cols)
     act_subject = CoreActivity.load(_need(files["activity_subject"], "core activity", inp["how"]))
-    subject = Design("subject", f"{opts.core} core", subject_cfg, clock, clock_source, w4, need("w4_core")["dsp"],
-                     need("w4_core")["ebr"], [f"synthesis: {resources.sources['w4_core']} (block split: "
-                                              f"{resources.sources['w4_array']}, {resources.sources['w4_pair']})"],
-                     act_subject)
+    subject = Design("subject", f"{opts.core} core", subject_cfg, clock, clock_source, w4, need("subject_core")["dsp"],
+                     need("subject_core")["ebr"], [f"synthesis: {resources.sources['subject_core']} (block split: "
+                                                   f"{resources.sources['subject_array']}, "
+                                                   f"{resources.sources['subject_pair']})"], act_subject)
     int8_cfg = PRESETS[INT8_CORE]
-    int8_blocks = scaled_array(w4, need("w4_pe"), need("w8_pe"))
+    reference = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), int8_cfg.cols)
+    int8_blocks = scaled_array(reference, need("w4_pe"), need("w8_pe"))
     act_int8 = CoreActivity.load(_need(files["activity_int8"], "INT8 core activity", inp["how"]))
     int8 = Design("int8", f"{INT8_CORE} core (INT8)", int8_cfg, clock, f"same as the {opts.core} core (assumed)",
                   int8_blocks, need("w4_core")["dsp"], None,
-                  [f"no synthesis of {INT8_CORE}: the {opts.core} core's blocks with the PE array scaled by one W8 PE "
-                   f"({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})"], act_int8)
+                  [f"no synthesis of {INT8_CORE}: the {REFERENCE_CORE} core's blocks with the PE array scaled by one "
+                   f"W8 PE ({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})"], act_int8)
     lane_array = need("fp32_4x4")
     lut_per_lane = lane_array["lut4"] / 16
-    budget = need("w4_core")["lut4"] - w4["core"]["lut"]
+    budget = need("subject_core")["lut4"] - w4["core"]["lut"]
     bound = fp32_map.lanes_by_resources(budget, inp["device"]["dsp"], lut_per_lane, 3)
     act_fp32 = LaneActivity.load(_need(files["activity_fp32"], "FP32 lane activity", inp["how"]))
     fp32_clock = lane_array["fmax_mhz"]
@@ -136,7 +143,7 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
             f"measured: routed Fmax of the FP32 4x4 lane array ({resources.sources['fp32_4x4']})", blocks,
             r * c * 3, None,
             [f"{r * c} FP32 lanes ({over} the iso-resource bound of {bound['lanes']} lanes: {bound['by_lut']} by LUT4 "
-             f"= ({need('w4_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes) / "
+             f"= ({need('subject_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes) / "
              f"{lut_per_lane:.0f} per lane, {bound['by_dsp']} by MULT18X18D = {inp['device']['dsp']} / 3)",
              f"per lane: the 4x4 lane array's LUT4 and FF / 16 ({resources.sources['fp32_4x4']}); the rest of the "
              f"design: the {opts.core} core's control, buffers and DMA",
@@ -206,7 +213,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
     if opts.cpu_watts is not None:
         coeff_records["cpu_watts"] = _given(coeff_records["cpu_watts"], opts.cpu_watts, "--cpu-watts")
     coeff = {k: v.value for k, v in coeff_records.items()}
-    resources = load_resources(inp["files"]["resources"])
+    resources = load_resources(inp["files"]["resources"], core=inp["core_name"], digest=inp["core"].digest)
     designs, notes = _designs(opts, inp, resources, coeff, log)
     cache = inp["folder"] / "analyses"
     read = not opts.recompute

@@ -33,8 +33,9 @@ def run_measure(opts, parts=PARTS, threads: int = 1, data: str | None = None, lo
     files, written = inp["files"], []
     files["resources"].parent.mkdir(parents=True, exist_ok=True)
     if "resources" in parts:
-        resources = load_resources(files["resources"])
-        write_atomic(files["resources"], json.dumps(snapshot(resources), indent=1) + "\n")
+        resources = load_resources(files["resources"], core=inp["core_name"], digest=inp["core"].digest)
+        write_atomic(files["resources"],
+                     json.dumps(snapshot(resources, inp["core_name"], files["resources"]), indent=1) + "\n")
         written.append(files["resources"])
         log(f"wrote {files['resources']} ({len(resources.entries)} summaries; missing: {resources.missing or 'none'})")
     bundle = load_bundle(opts.bundle)

@@ -28,7 +28,12 @@ ON_CHIP = {"lookup"}
 BYTE_PARTS = ("sdram", "io")      # energy that follows the external bytes
 TIME_PARTS = ("clock", "static")  # energy that follows the time
 CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follows the core's work
-UNIT_MODES = ("serial", "overlap")   # the softmax unit's time after the core's, or beside it
+# The softmax unit's place: ``serial`` and ``overlap`` keep the scores on chip, the unit working after the
+# core or beside it; that needs the unit to hold the R rows of a tile (the array emits a tile's rows
+# interleaved, K keys each), where the built unit holds 3 rows. ``memory``: the scores go to external
+# memory as now and the unit, beside the core, reads each row back whole, as the built unit takes them,
+# and writes the codes.
+UNIT_MODES = ("serial", "overlap", "memory")
 
 
 def ratio(a, b):
@@ -36,13 +41,13 @@ def ratio(a, b):
     return a / b if b else None
 
 
-def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, overlap: bool = False,
+def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, mode: str = "serial",
              relative_parts: frozenset = frozenset()) -> dict:
     """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes; with ``unit``
     (``softmax_unit.SoftmaxUnitCost``) the softmax's scores also pass that unit, after the core's time or
     (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``);
     QK^T invocations of ``relative_parts`` (SAM ViT's encoder) also compute the relative-position term on
-    the core (``softmax_unit`` module docstring)."""
+    the core (``softmax_unit`` module docstring). ``mode``: one of ``UNIT_MODES``."""
     tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "relative_s": 0.0,
            "energy": {}}
     clock_hz = run.design.clock_mhz * 1e6
@@ -50,6 +55,8 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
         cost, n = r.cost, r.count
         store = cost.out_elements * code_bits / 8 if r.read_by in taken else cost.write_bytes
         moved = cost.bytes - cost.write_bytes + store
+        if unit is not None and mode == "memory" and r.read_by == "softmax":
+            moved += 2 * cost.write_bytes      # the scores written as now, then read back by the unit
         scale = moved / cost.bytes if cost.bytes else 0.0
         memory_s = row["memory_s"] * scale
         energy = dict(row["energy_pj"])
@@ -66,7 +73,7 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
             if r.read_by == "softmax":
                 u = unit.call(r.key, cost.out_elements, coeff)
                 unit_s = u["cycles"] / clock_hz
-                seconds = max(seconds, unit_s) if overlap else seconds + unit_s
+                seconds = seconds + unit_s if mode == "serial" else max(seconds, unit_s)
                 energy["softmax_unit"] = u["logic"] + u["dsp"] + u["bram"]
                 tot["unit_s"] += unit_s * n
             energy["softmax_unit"] += unit.ff * seconds * clock_hz * coeff["ff_clock"]
@@ -113,7 +120,8 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
     """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
-    unit works); per mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
+    unit works), or beside it with the scores through external memory (``memory``, ``UNIT_MODES``); per
+    mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
     and what core and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
     readers = {r.read_by for r in subject.analysis.results}
     taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
@@ -126,8 +134,7 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
         for mode in UNIT_MODES:
-            p = _project(subject, taken, code_bits, unit, coeff, overlap=mode == "overlap",
-                         relative_parts=relative_parts)
+            p = _project(subject, taken, code_bits, unit, coeff, mode=mode, relative_parts=relative_parts)
             energy = sum(p["energy"].values())
             row[mode] = {"totals": {"seconds": p["seconds"], "energy_pj": energy},
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,

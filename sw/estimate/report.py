@@ -124,19 +124,25 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
              "and costed: the GELU / ReLU and the softmax on chip as in the second row above, now with the unit's "
              f"cycles (its cycle model) at the {subject}'s clock, and its logic, DSP, block RAM and clock energy "
              "(measured activity). `serial`: the core waits while the unit works through a QK^T's rows; "
-             "`overlap`: the core goes on beside it. Each ratio is the lower of the bracket's ends (the "
-             "moonshot's).", "",
+             "`overlap`: the core goes on beside it. Both keep the scores on chip, which needs a unit that holds "
+             "the R rows of a tile (the array emits them interleaved, K keys at a time), where the built unit "
+             "holds 3 rows. `memory`: the scores go to external memory as now, and the unit, beside the core, "
+             "reads each row back whole (as the built unit takes them) and writes the codes: the scores' bytes "
+             "twice more. Each ratio is the lower of the bracket's ends (the moonshot's).", "",
              f"| lanes | unit LUT4 | unit DP16KD | core + unit beyond the device's {device['lut4']} LUT4 / "
              f"{device['ebr']} DP16KD | unit's routed Fmax | "
              "serial: speed-up / energy ratio | the unit's share of the time | overlap: speed-up / energy ratio "
-             "| the unit's share of the time |", "|---|---|---|---|---|---|---|---|---|"]
+             "| the unit's share of the time | memory: speed-up / energy ratio | the unit's share of the time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit = "fits" if r["fits"] else f"{max(r['over']['lut'], 0)} / {max(r['over']['ebr'], 0)} over"
         slow = " (below the clock)" if r["fmax_mhz"] < r["clock_mhz"] else ""
         lines.append(f"| {r['lanes']} | {r['lut']} | {r['ebr']} | {fit} | {r['fmax_mhz']:g} MHz{slow} | "
                      f"{_x(r['serial']['speedup'])} / {_x(r['serial']['energy_ratio'])} | "
                      f"{r['serial']['unit_share']:.0%} | {_x(r['overlap']['speedup'])} / "
-                     f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} |")
+                     f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} | "
+                     f"{_x(r['memory']['speedup'])} / {_x(r['memory']['energy_ratio'])} | "
+                     f"{r['memory']['unit_share']:.0%} |")
     return lines + [""]
 
 
@@ -412,7 +418,8 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               "- Energy coefficients marked derived or assumed above; no FPGA static power by default.",
               "- The board memory is taken at its peak rate, and a memory-bound layer is assumed to overlap its "
               "compute fully.",
-              "- Toggle rates of a 4x4 core on slices applied to the 16x16 core on whole layers.",
+              f"- Toggle rates of a 4x4 core on slices applied to the {d['subject']['config']['rows']}x"
+              f"{d['subject']['config']['cols']} core on whole layers.",
               "- The FP32 designs are tiled by the integer core's compiler; an invocation it refuses on their "
               "buffers is timed with grown buffers (listed above), which favours the FP32 baseline. Their OUT "
               "words hold as many output rows as the 8-bit program packs into one (8 columns: 4 rows of 8-bit codes, "

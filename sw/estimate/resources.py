@@ -16,7 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_85F = {"part": "LFE5U-85F", "lut4": 83640, "ff": 83640, "dsp": 156, "ebr": 208}
 
-# (role, candidate files in order of preference, config the file must be for)
+REFERENCE_CORE = "w4-16x16"      # the INT8 core's and FP32 array's PE-array scaling starts from this core
+CORE_BLOCKS = ("core", "array", "pair", "pe")
+# role -> candidate files in order of preference (the reference core's, from before core_synth wrote names)
 CORE_FILES = {
     "w4_core": ["build/core_synth_w4/core_synthesis.json", "build/core_synth_full/core_synthesis.json"],
     "w4_array": ["build/core_synth_w4/array_synthesis.json", "build/core_synth_array/array_synthesis.json"],
@@ -27,7 +29,7 @@ CORE_FILES = {
 FP32_FILES = {"fp32_lane": "build/fp32/fp32_lane/synthesis.json",
               "fp32_2x2": "build/fp32/fp32_array_2x2/synthesis.json",
               "fp32_4x4": "build/fp32/fp32_array_4x4/synthesis.json"}
-KEYS = ("config", "block", "design", "lut4", "ff", "dsp", "ebr", "lutram", "ccu2c", "fmax_mhz", "fmax_placed_mhz",
+KEYS = ("config", "core_digest", "block", "design", "lut4", "ff", "dsp", "ebr", "lutram", "ccu2c", "fmax_mhz", "fmax_placed_mhz",
         "target_mhz", "io")
 
 
@@ -57,29 +59,72 @@ def _read(path: Path) -> dict | None:
     return {k: data[k] for k in KEYS if k in data}
 
 
-def load_resources(snapshot: Path | None = None, root: Path = ROOT) -> Resources:
+def core_name(spec: str | Path) -> str:
+    """What reports, synthesis summaries and measured-input files call a core: a preset's name, or a JSON
+    config's file stem."""
+    from hw.core.config import PRESETS
+    return str(spec) if str(spec) in PRESETS else Path(spec).stem
+
+
+def subject_files(name: str) -> dict:
+    """role -> candidate files of the subject core's synthesis (``scripts/core_synth.py --config CONFIG
+    --block BLOCK --out build/core_synth_NAME``); the reference core's are its legacy files."""
+    if name == REFERENCE_CORE:
+        return {f"subject_{b}": CORE_FILES[f"w4_{b}"] for b in CORE_BLOCKS}
+    return {f"subject_{b}": [f"build/core_synth_{name}/{b}_synthesis.json"] for b in CORE_BLOCKS}
+
+
+def saved_role(role: str, name: str) -> str:
+    """The key under which the snapshot keeps a role: the reference core's blocks under their ``w4_`` names,
+    another core's as ``w4_BLOCK@NAME``."""
+    if not role.startswith("subject_"):
+        return role
+    block = role.removeprefix("subject_")
+    return f"w4_{block}" if name == REFERENCE_CORE else f"w4_{block}@{name}"
+
+
+def _for_core(data: dict, name: str, digest: str | None) -> bool:
+    """A synthesis summary counts for a core when it names it and, where it records the core's digest,
+    that digest is the configuration's now (a JSON config edited after synthesis is not priced with it)."""
+    return data.get("config") == name and (digest is None or data.get("core_digest", digest) == digest)
+
+
+def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = REFERENCE_CORE,
+                   digest: str | None = None) -> Resources:
+    """The reference roles (``w4_*``, ``w8_pe``, ``fp32_*``) and the subject core's blocks
+    (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``) for the core named ``core``."""
     entries, sources, missing = {}, {}, []
     saved = {}
     if snapshot is not None and snapshot.is_file():
         saved = json.loads(snapshot.read_text()).get("entries", {})
-    wanted = {**CORE_FILES, **{k: [v] for k, v in FP32_FILES.items()}}
+    wanted = {**CORE_FILES, **{k: [v] for k, v in FP32_FILES.items()}, **subject_files(core)}
     for role, files in wanted.items():
+        name = REFERENCE_CORE if role.startswith("w4") else core if role.startswith("subject_") else None
         for rel in files:
             data = _read(root / rel)
-            if data is not None and (not role.startswith("w4") or data.get("config") == "w4-16x16"):
+            if data is not None and (name is None or _for_core(data, name, digest if role.startswith("subject_")
+                                                                   else None)):
                 entries[role], sources[role] = data, rel
                 break
         else:
-            if role in saved:
-                entries[role] = saved[role]["summary"]
+            key = saved_role(role, core)
+            if key in saved and (name is None or _for_core({"config": name, **saved[key]["summary"]}, name,
+                                                             digest if role.startswith("subject_") else None)):
+                entries[role] = saved[key]["summary"]
                 sources[role] = f"{snapshot.relative_to(root) if snapshot.is_relative_to(root) else snapshot} " \
-                                f"(copy of {saved[role]['source']})"
+                                f"(copy of {saved[key]['source']})"
             else:
                 missing.append(role)
     return Resources(entries, sources, missing)
 
 
-def snapshot(resources: Resources) -> dict:
-    """What ``--measure`` keeps of the live summaries (their source paths included)."""
-    return {"entries": {role: {"summary": s, "source": resources.sources[role].split(" (copy of ")[-1].rstrip(")")}
-                        for role, s in resources.entries.items()}}
+def snapshot(resources: Resources, core: str = REFERENCE_CORE, previous: Path | None = None) -> dict:
+    """What ``--measure`` keeps of the live summaries (their source paths included), merged into the
+    ``previous`` snapshot so that measuring for one core keeps the other cores' entries."""
+    entries = {}
+    if previous is not None and previous.is_file():
+        entries = json.loads(previous.read_text()).get("entries", {})
+    for role, s in resources.entries.items():
+        entries[saved_role(role, core)] = {"summary": s,
+                                           "source": resources.sources[role].split(" (copy of ")[-1].rstrip(")")}
+    return {"entries": entries}

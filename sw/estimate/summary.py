@@ -143,7 +143,7 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
     with_unit = []
     for i, row in enumerate(units[ends[0]]):
         low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz")}
-        for mode in ("serial", "overlap"):
+        for mode in UNIT_MODES:
             low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
             for share in ("unit_share", "relative_share"):
                 low_row[mode][share] = units[ends[0]][i][mode][share]
@@ -170,7 +170,10 @@ def _unit_text(rows: list[dict]) -> str:
             if best["fmax_mhz"] < best["clock_mhz"] else "")
     return (f" With the softmax unit built and costed (its cycles, logic and energy; best of {len(rows)} lane counts: "
             f"{best['lanes']} lanes, working beside the core) the softmax on chip gives {best['overlap']['speedup']:.2f}x "
-            f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket; {fit}{slow}.")
+            f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket with the scores kept on "
+            f"chip (a unit holding a tile's rows, where the built one holds 3), and "
+            f"{best['memory']['speedup']:.2f}x / {best['memory']['energy_ratio']:.2f}x with them written to memory "
+            f"and read back by the unit as built; {fit}{slow}.")
 
 
 def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
