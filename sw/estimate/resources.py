@@ -99,17 +99,17 @@ def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = 
         saved = json.loads(snapshot.read_text()).get("entries", {})
     wanted = {**CORE_FILES, **{k: [v] for k, v in FP32_FILES.items()}, **subject_files(core)}
     for role, files in wanted.items():
-        name = REFERENCE_CORE if role.startswith("w4") else core if role.startswith("subject_") else None
+        subject = role.startswith("subject_")
+        name = core if subject else REFERENCE_CORE if role.startswith("w4") else None
+        counts = lambda data: name is None or _for_core(data, name, digest if subject else None)  # noqa: E731
         for rel in files:
             data = _read(root / rel)
-            if data is not None and (name is None or _for_core(data, name, digest if role.startswith("subject_")
-                                                                   else None)):
+            if data is not None and counts(data):
                 entries[role], sources[role] = data, rel
                 break
         else:
             key = saved_role(role, core)
-            if key in saved and (name is None or _for_core({"config": name, **saved[key]["summary"]}, name,
-                                                             digest if role.startswith("subject_") else None)):
+            if key in saved and counts(saved[key]["summary"]):
                 entries[role] = saved[key]["summary"]
                 sources[role] = f"{snapshot.relative_to(root) if snapshot.is_relative_to(root) else snapshot} " \
                                 f"(copy of {saved[key]['source']})"
