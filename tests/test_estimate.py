@@ -271,6 +271,17 @@ def test_analysis_cache_round_trip_and_compile_refusal_growth(tmp_path):
     assert cached_analysis("t", wl.identity, SMALL, lambda: pytest.fail("recomputed"), None, tmp_path).from_cache
     cached_analysis("t", {"id": "w2"}, SMALL, lambda: wl, None, tmp_path)
     assert len(list(tmp_path.glob("t_*.json"))) == 2
+    # FP32 arrays share their config and differ in the mapping: one's analysis leaves the other's cached
+    from sw.estimate.fp32 import Fp32Mapping
+    bound = {"by_lut": 8, "by_dsp": 8, "lanes": 8}
+    wide, narrow = Fp32Mapping(SMALL, bound, 2, 4), Fp32Mapping(SMALL, bound, 2, 2)
+    cached_analysis("f", wl.identity, SMALL, lambda: wl, wide, tmp_path)
+    cached_analysis("f", wl.identity, SMALL, lambda: wl, narrow, tmp_path)
+    assert cached_analysis("f", wl.identity, SMALL, lambda: pytest.fail("recomputed"), wide, tmp_path).from_cache
+    # a name that starts with another ("f_small" with "f") is not that one's older analysis
+    cached_analysis("f_small", wl.identity, SMALL, lambda: wl, wide, tmp_path)
+    cached_analysis("f", {"id": "w3"}, SMALL, lambda: wl, wide, tmp_path)
+    assert cached_analysis("f_small", wl.identity, SMALL, lambda: pytest.fail("recomputed"), wide, tmp_path).from_cache
     tight = dataclasses.replace(SMALL, act_words=128)
     big = _call(_linear(4, c=300, o=8), None, {"input": (16, 300)})  # one tile needs 300 ACT words
     result = analyze(Workload("w", "m", [big], {}), tight).results[0]
@@ -484,6 +495,15 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert memory["bytes"] == pytest.approx(overlap["bytes"] + 2 * 3000)
     assert memory["energy"]["sdram"] == pytest.approx(40.0 * (1000 + 2401 + 6000) / 4000
                                                       + 3 * 40.0 * (1000 + 49 * 16 / 2) / 4000)
+    # hybrid: on chip where the rows (49 keys here) are no longer than the store holds, else through memory
+    for keys, like in ((49, overlap), (48, memory)):
+        hybrid = _project(run, {"softmax", "gelu"}, 4, unit, c, mode="hybrid", on_chip_keys=keys)
+        assert hybrid["seconds"] == pytest.approx(like["seconds"]) and hybrid["bytes"] == pytest.approx(like["bytes"])
+        assert hybrid["scores_on_chip"] == (2 * 49 * 49 if like is overlap else 0) and hybrid["scores"] == 2 * 49 * 49
+    # a tile's R rows of 42-bit logits, each across 3 DP16KD of 1,024 x 18: 11 x 3 of 34 spare blocks hold
+    # 11,264 logits, 352 keys for 32 rows; nothing without spare blocks
+    from sw.estimate.softmax_unit import tile_row_keys
+    assert tile_row_keys(32, 34) == 352 and tile_row_keys(16, 2) == 0 and tile_row_keys(16, -5) == 0
     assert serial["unit_s"] == pytest.approx(unit_s)
     clock = 3000 * serial["seconds"] * 100e6 * c["ff_clock"]
     assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock)
@@ -497,8 +517,10 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert rel["energy"]["array"] == pytest.approx(7.0 * more + 3 * 7.0)
     assert rel["relative_s"] == pytest.approx(1e-5 * (more - 1))
     baseline = {"seconds": 1.0, "energy_pj": 1e9}
+    run.design.config.rows = 16
     out, = softmax_unit_projection(run, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
     assert out["fits"] is False and out["over"] == {"lut": 80000 + 5000 - 83640, "ebr": 150 + 20 - 208}
+    assert out["on_chip_keys"] == tile_row_keys(16, 208 - 150 - 20) == 768 and out["hybrid"]["on_chip_share"] == 1.0
     assert softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
     serial_ratios, overlap_ratios = (against(out[mode], baseline) for mode in ("serial", "overlap"))
     assert serial_ratios["speedup"] == pytest.approx(1.0 / serial["seconds"])
@@ -513,13 +535,16 @@ def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
 
     def row(lanes, speed, energy, over, fmax):
         return {"lanes": lanes, "overlap": {"speedup": speed, "energy_ratio": energy},
-                "memory": {"speedup": speed / 2, "energy_ratio": energy / 2}, "fits": max(over) <= 0,
+                "memory": {"speedup": speed / 2, "energy_ratio": energy / 2},
+                "hybrid": {"speedup": speed / 3, "energy_ratio": energy / 3, "on_chip_share": 0.25},
+                "on_chip_keys": 352, "fits": max(over) <= 0,
                 "over": {"lut": over[0], "ebr": over[1]}, "fmax_mhz": fmax, "clock_mhz": 100.0}
 
     text = _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0), row(4, 12.0, 10.2, (700, 3), 98.0),
                        row(8, 12.5, 9.9, (9000, 20), 99.0)])
     assert "4 lanes, working beside the core" in text and "12.00x speed and 10.20x energy" in text
     assert "6.00x / 5.10x with them written to memory and read back" in text
+    assert "(up to 352 keys: 25% of the scores), 4.00x / 3.40x" in text
     assert "need 700 LUT4 and 3 DP16KD more" in text and "Fmax (98 MHz) is below the 100 MHz clock" in text
     assert "core and unit fit the device" in _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0)])
     assert _unit_text([]) == ""

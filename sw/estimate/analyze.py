@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +81,13 @@ def code_digest(root: Path = ROOT) -> str:
     return h.hexdigest()[:16]
 
 
+def _mapping(mapping) -> list | None:
+    """What of an FP32 mapping tells its analyses apart: the lane array's shape (its config is shared)."""
+    return None if mapping is None else [mapping.rows, mapping.cols]
+
+
 def cache_key(identity: dict, config: CoreConfig, mapping=None) -> str:
-    text = json.dumps({"workload": identity, "config": config.to_dict(),
-                       "mapping": None if mapping is None else [mapping.rows, mapping.cols],
+    text = json.dumps({"workload": identity, "config": config.to_dict(), "mapping": _mapping(mapping),
                        "code": code_digest()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -131,23 +136,29 @@ def cached_analysis(name: str, identity: dict, config: CoreConfig, build_workloa
     result = analyze(build_workload(), config, mapping)
     if path is not None:
         for stale in Path(cache_dir).glob(f"{name}_*.json"):
-            # Only this core's older analyses: another core's stays valid for its own estimates, and
-            # dropping it would make the next estimate of that core recompute for minutes.
-            if _cached_config(stale) in (None, config.to_dict()):
+            if not re.fullmatch(rf"{re.escape(name)}_[0-9a-f]+\.json", stale.name):
+                continue       # another name that starts with this one (fp32_small for fp32)
+            # Only this design's older analyses: another core's, or another FP32 array's (they share a
+            # config and differ in the mapping), stays valid for its own estimates, and dropping it would
+            # make the next estimate of that design recompute for minutes.
+            if _cached_design(stale) in (None, (config.to_dict(), _mapping(mapping))):
                 stale.unlink()
-        write_atomic(path, json.dumps({"name": result.name, "config": config.to_dict(), "identity": identity,
+        write_atomic(path, json.dumps({"name": result.name, "config": config.to_dict(), "mapping": _mapping(mapping),
+                                       "identity": identity,
                                        "seconds": result.seconds, "notes": result.notes,
                                        "results": [r.to_json() for r in result.results]}, indent=0) + "\n")
         result.cache = _rel(path)
     return result
 
 
-def _cached_config(path: Path) -> dict | None:
-    """The core configuration a cached analysis was made for (None when the file cannot be read)."""
+def _cached_design(path: Path) -> tuple | None:
+    """The core configuration and FP32 mapping a cached analysis was made for (None when the file cannot
+    be read)."""
     try:
-        return json.loads(path.read_text()).get("config")
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data.get("config"), data.get("mapping")
 
 
 def _rel(path: Path) -> str:

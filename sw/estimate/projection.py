@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sw.ref.log_softmax import REL_BITS
 
-from .softmax_unit import relative_position_macs
+from .softmax_unit import relative_position_macs, score_rows, tile_row_keys
 
 # The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
 # layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
@@ -32,8 +32,10 @@ CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follow
 # core or beside it; that needs the unit to hold the R rows of a tile (the array emits a tile's rows
 # interleaved, K keys each), where the built unit holds 3 rows. ``memory``: the scores go to external
 # memory as now and the unit, beside the core, reads each row back whole, as the built unit takes them,
-# and writes the codes.
-UNIT_MODES = ("serial", "overlap", "memory")
+# and writes the codes. ``hybrid``: a QK^T whose tile of R rows fits the device's block RAMs left beside
+# core and unit (``softmax_unit.tile_row_keys``) keeps its scores on chip, beside the core; the others go
+# through memory.
+UNIT_MODES = ("serial", "overlap", "memory", "hybrid")
 
 
 def ratio(a, b):
@@ -42,21 +44,27 @@ def ratio(a, b):
 
 
 def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, mode: str = "serial",
-             relative_parts: frozenset = frozenset()) -> dict:
+             relative_parts: frozenset = frozenset(), on_chip_keys: int = 0) -> dict:
     """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes; with ``unit``
     (``softmax_unit.SoftmaxUnitCost``) the softmax's scores also pass that unit, after the core's time or
     (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``);
     QK^T invocations of ``relative_parts`` (SAM ViT's encoder) also compute the relative-position term on
-    the core (``softmax_unit`` module docstring). ``mode``: one of ``UNIT_MODES``."""
+    the core (``softmax_unit`` module docstring). ``mode``: one of ``UNIT_MODES``; ``on_chip_keys``: the
+    longest rows the ``hybrid`` mode keeps on chip."""
     tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "relative_s": 0.0,
-           "energy": {}}
+           "scores": 0, "scores_on_chip": 0, "energy": {}}
     clock_hz = run.design.clock_mhz * 1e6
     for r, row in zip(run.analysis.results, run.rows):
         cost, n = r.cost, r.count
         store = cost.out_elements * code_bits / 8 if r.read_by in taken else cost.write_bytes
         moved = cost.bytes - cost.write_bytes + store
-        if unit is not None and mode == "memory" and r.read_by == "softmax":
-            moved += 2 * cost.write_bytes      # the scores written as now, then read back by the unit
+        if unit is not None and r.read_by == "softmax":
+            on_chip = mode in ("serial", "overlap") or (
+                mode == "hybrid" and score_rows(r.key, cost.out_elements)[1] <= on_chip_keys)
+            tot["scores"] += cost.out_elements * n
+            tot["scores_on_chip"] += cost.out_elements * n if on_chip else 0
+            if not on_chip:
+                moved += 2 * cost.write_bytes      # the scores written as now, then read back by the unit
         scale = moved / cost.bytes if cost.bytes else 0.0
         memory_s = row["memory_s"] * scale
         energy = dict(row["energy_pj"])
@@ -120,8 +128,9 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
     """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
-    unit works), or beside it with the scores through external memory (``memory``, ``UNIT_MODES``); per
-    mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
+    unit works), or beside it with the scores through external memory (``memory``) or, where a tile's rows
+    fit the block RAMs left (``on_chip_keys``), on chip (``hybrid``; ``UNIT_MODES``); per mode the
+    subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
     and what core and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
     readers = {r.read_by for r in subject.analysis.results}
     taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
@@ -133,13 +142,17 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
                "dsp": unit.dsp, "ebr": unit.ebr, "fmax_mhz": unit.fmax_mhz, "core_lut": core_lut,
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
+        spare = device["ebr"] - (subject.design.ebr or 0) - unit.ebr
+        row["on_chip_keys"] = tile_row_keys(subject.design.config.rows, spare)
         for mode in UNIT_MODES:
-            p = _project(subject, taken, code_bits, unit, coeff, mode=mode, relative_parts=relative_parts)
+            p = _project(subject, taken, code_bits, unit, coeff, mode=mode, relative_parts=relative_parts,
+                         on_chip_keys=row["on_chip_keys"])
             energy = sum(p["energy"].values())
             row[mode] = {"totals": {"seconds": p["seconds"], "energy_pj": energy},
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,
                          "relative_share": p["relative_s"] / p["seconds"] if p["seconds"] else 0.0,
-                         "unit_energy_share": p["energy"]["softmax_unit"] / energy if energy else 0.0}
+                         "unit_energy_share": p["energy"]["softmax_unit"] / energy if energy else 0.0,
+                         "on_chip_share": p["scores_on_chip"] / p["scores"] if p["scores"] else 0.0}
         out.append(row)
     return out
 

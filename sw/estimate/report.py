@@ -128,12 +128,15 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
              "the R rows of a tile (the array emits them interleaved, K keys at a time), where the built unit "
              "holds 3 rows. `memory`: the scores go to external memory as now, and the unit, beside the core, "
              "reads each row back whole (as the built unit takes them) and writes the codes: the scores' bytes "
-             "twice more. Each ratio is the lower of the bracket's ends (the moonshot's).", "",
+             "twice more. `hybrid`: on chip, beside the core, the QK^T invocations whose tile of R rows fits the "
+             "block RAMs the device has left beside core and unit (R x keys logits of the unit's width), the "
+             "others through memory. Each ratio is the lower of the bracket's ends (the moonshot's).", "",
              f"| lanes | unit LUT4 | unit DP16KD | core + unit beyond the device's {device['lut4']} LUT4 / "
              f"{device['ebr']} DP16KD | unit's routed Fmax | "
              "serial: speed-up / energy ratio | the unit's share of the time | overlap: speed-up / energy ratio "
-             "| the unit's share of the time | memory: speed-up / energy ratio | the unit's share of the time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| the unit's share of the time | memory: speed-up / energy ratio | the unit's share of the time | "
+             "hybrid: speed-up / energy ratio | hybrid: longest rows on chip, share of the scores |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit = "fits" if r["fits"] else f"{max(r['over']['lut'], 0)} / {max(r['over']['ebr'], 0)} over"
         slow = " (below the clock)" if r["fmax_mhz"] < r["clock_mhz"] else ""
@@ -142,7 +145,9 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
                      f"{r['serial']['unit_share']:.0%} | {_x(r['overlap']['speedup'])} / "
                      f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} | "
                      f"{_x(r['memory']['speedup'])} / {_x(r['memory']['energy_ratio'])} | "
-                     f"{r['memory']['unit_share']:.0%} |")
+                     f"{r['memory']['unit_share']:.0%} | {_x(r['hybrid']['speedup'])} / "
+                     f"{_x(r['hybrid']['energy_ratio'])} | {r['on_chip_keys']} keys, "
+                     f"{r['hybrid']['on_chip_share']:.0%} |")
     return lines + [""]
 
 

@@ -50,6 +50,18 @@ def score_rows(key: str, out_elements: int) -> tuple[int, int]:
     return rows, keys
 
 
+EBR_DEPTH, EBR_WIDTH = 1024, 18    # a DP16KD in its 1,024 x 18 mode
+
+
+def tile_row_keys(tile_rows: int, spare_ebr: int) -> int:
+    """The longest rows that a store of the ``tile_rows`` rows of one tile (the array emits a tile's rows
+    interleaved, K keys at a time, so a unit fed by it holds them all until each is complete) keeps in
+    ``spare_ebr`` block RAMs, at T_BITS per logit: one memory of tile_rows x keys logits, each logit across
+    ceil(T_BITS / 18) blocks side by side."""
+    columns = -(-T_BITS // EBR_WIDTH)
+    return max(spare_ebr, 0) // columns * EBR_DEPTH // tile_rows
+
+
 def relative_position_macs(key: str, out_elements: int) -> int:
     """MACs of SAM ViT's relative-position term for a QK^T invocation: per row (query), the query's dot
     products with the height table's and the width table's rows for each key row and column (2 x side of

@@ -142,10 +142,11 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
     units = {k: ratios[k]["limits"]["bytes_bounds"]["softmax_unit"] for k in ends}
     with_unit = []
     for i, row in enumerate(units[ends[0]]):
-        low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz")}
+        low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz",
+                                             "on_chip_keys")}
         for mode in UNIT_MODES:
             low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
-            for share in ("unit_share", "relative_share"):
+            for share in ("unit_share", "relative_share", "on_chip_share"):
                 low_row[mode][share] = units[ends[0]][i][mode][share]
         with_unit.append(low_row)
     moon = {"speedup": ratios[speed_key]["image_box"]["speedup"], "speedup_against": labels[speed_key],
@@ -173,7 +174,9 @@ def _unit_text(rows: list[dict]) -> str:
             f"speed and {best['overlap']['energy_ratio']:.2f}x energy against the bracket with the scores kept on "
             f"chip (a unit holding a tile's rows, where the built one holds 3), and "
             f"{best['memory']['speedup']:.2f}x / {best['memory']['energy_ratio']:.2f}x with them written to memory "
-            f"and read back by the unit as built; {fit}{slow}.")
+            f"and read back by the unit as built; with on chip only the rows whose tile fits the block RAMs left "
+            f"(up to {best['on_chip_keys']} keys: {best['hybrid']['on_chip_share']:.0%} of the scores), "
+            f"{best['hybrid']['speedup']:.2f}x / {best['hybrid']['energy_ratio']:.2f}x; {fit}{slow}.")
 
 
 def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
