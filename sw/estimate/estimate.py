@@ -25,7 +25,7 @@ from .boards import BOARDS, board_builds, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
-from .resources import REFERENCE_CORE, ROOT, core_name, load_resources
+from .resources import EBR_DEPTH, EBR_WIDTH, REFERENCE_CORE, ROOT, core_name, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .softmax_unit import SoftmaxUnitCost
@@ -33,7 +33,7 @@ from .sources import coefficients
 from .summary import BASELINES, image_box
 from .workload import bundle_workload
 
-EBR_BITS = 18 * 1024   # one DP16KD: 1,024 x 18 bits
+EBR_BITS = EBR_DEPTH * EBR_WIDTH
 
 INT8_CORE = "w8-16x16"
 PARTS = ("encoder", "decoder")

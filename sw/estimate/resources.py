@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_85F = {"part": "LFE5U-85F", "lut4": 83640, "ff": 83640, "dsp": 156, "ebr": 208}
+EBR_DEPTH, EBR_WIDTH = 1024, 18    # one DP16KD block RAM in its 1,024 x 18 mode
 
 REFERENCE_CORE = "w4-16x16"      # the INT8 core's and FP32 array's PE-array scaling starts from this core
 CORE_BLOCKS = ("core", "array", "pair", "pe")
@@ -29,8 +30,8 @@ CORE_FILES = {
 FP32_FILES = {"fp32_lane": "build/fp32/fp32_lane/synthesis.json",
               "fp32_2x2": "build/fp32/fp32_array_2x2/synthesis.json",
               "fp32_4x4": "build/fp32/fp32_array_4x4/synthesis.json"}
-KEYS = ("config", "core_digest", "block", "design", "lut4", "ff", "dsp", "ebr", "lutram", "ccu2c", "fmax_mhz", "fmax_placed_mhz",
-        "target_mhz", "io")
+KEYS = ("config", "core_digest", "block", "design", "lut4", "ff", "dsp", "ebr", "lutram", "ccu2c", "fmax_mhz",
+        "fmax_placed_mhz", "target_mhz", "io")
 
 
 @dataclass

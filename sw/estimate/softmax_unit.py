@@ -29,6 +29,8 @@ from pathlib import Path
 
 from hw.softmax.unit import T_BITS, UnitWidths, row_cycles
 
+from .resources import EBR_DEPTH, EBR_WIDTH
+
 _SHAPE = re.compile(r"\b(q|k)=(\d+(?:x\d+)*)")
 
 
@@ -48,9 +50,6 @@ def score_rows(key: str, out_elements: int) -> tuple[int, int]:
     if rows * keys != out_elements:
         raise ValueError(f"{key}: {rows} rows x {keys} keys != its {out_elements} output elements")
     return rows, keys
-
-
-EBR_DEPTH, EBR_WIDTH = 1024, 18    # a DP16KD in its 1,024 x 18 mode
 
 
 def tile_row_keys(tile_rows: int, spare_ebr: int) -> int:
