@@ -254,9 +254,18 @@ def test_cosim_report_is_parsed(tmp_path):
     path = tmp_path / "core_cosim_x.md"
     path.write_text(text)
     report = parse_cosim_report(path)
-    assert report["preset"] == "w8-16x16" and report["bundle"] == "runs/b"
+    assert report["core"] == "w8-16x16" and report["config"] == PRESETS["w8-16x16"] and report["bundle"] == "runs/b"
     assert report["rows"] == [{"layer": "enc.attn", "op": "scores", "kind": "QK^T", "rtl_cycles": 1234},
                               {"layer": "enc.conv", "op": None, "kind": "conv 1x1", "rtl_cycles": 99}]
+    # a JSON core config counts while the file still has the digest the report ran
+    from hw.core.config import load_core_config
+    name = "bitstreams/cores/w4-32x8-x-only.json"
+    config = load_core_config(name)
+    path.write_text(text.replace("runs/b --report", f"runs/b --core {name} --report").replace(digest, config.digest))
+    report = parse_cosim_report(path)
+    assert report["core"] == name and report["config"] == config
+    path.write_text(text.replace("runs/b --report", f"runs/b --core {name} --report"))   # another core's digest
+    assert parse_cosim_report(path)["config"] is None
 
 
 def test_analysis_cache_round_trip_and_compile_refusal_growth(tmp_path):
@@ -475,8 +484,8 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
         return {"core_s": core_s, "memory_s": memory_s, "seconds": max(core_s, memory_s),
                 "energy_pj": {"clock": 10.0, "static": 5.0, "sdram": 40.0, "array": 7.0}}
 
-    run = SimpleNamespace(design=SimpleNamespace(clock_mhz=100.0, resources={"core": {"lut": 80000, "ff": 1}}, ebr=150,
-                                                 config=SimpleNamespace(weight_bits=4)),
+    run = SimpleNamespace(design=SimpleNamespace(clock_mhz=100.0, lut=80000, lutram=10, ebr=150,
+                                                 config=SimpleNamespace(act_bits=4, weight_bits=4, rows=16, cols=16)),
                           analysis=SimpleNamespace(results=[result(key, "softmax", 2 * 49 * 49),
                                                             result("a.fc1 input=49x8", "gelu", 49 * 16, 3)]),
                           rows=[row(1e-5, 3e-5), row(2e-5, 1e-5)])
@@ -495,18 +504,30 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert memory["bytes"] == pytest.approx(overlap["bytes"] + 2 * 3000)
     assert memory["energy"]["sdram"] == pytest.approx(40.0 * (1000 + 2401 + 6000) / 4000
                                                       + 3 * 40.0 * (1000 + 49 * 16 / 2) / 4000)
-    # hybrid: on chip where the rows (49 keys here) are no longer than the store holds, else through memory
-    for keys, like in ((49, overlap), (48, memory)):
-        hybrid = _project(run, {"softmax", "gelu"}, 4, unit, c, mode="hybrid", on_chip_keys=keys)
+    # the tile store: scores of d = 8 products of 4-bit codes (at most 8 x 15 x 15 = 1,800) take 12 signed
+    # bits; 16 lanes' memories of 16 rows x 4 keys each take one block: 16 DP16KD
+    from sw.estimate.softmax_unit import invocation_store, score_bits, tile_row_keys, tile_store_ebr
+    store = invocation_store(key, 2 * 49 * 49, run.design.config, False)
+    assert store == {"ebr": 16, "bits_moved": 2 * 49 * 49 * 2 * 12, "score_bits": 12}
+    # hybrid: on chip where the store fits the spare block RAMs, else through memory
+    for spare, like in ((16, overlap), (15, memory)):
+        hybrid = _project(run, {"softmax", "gelu"}, 4, unit, c, mode="hybrid", spare_ebr=spare)
         assert hybrid["seconds"] == pytest.approx(like["seconds"]) and hybrid["bytes"] == pytest.approx(like["bytes"])
         assert hybrid["scores_on_chip"] == (2 * 49 * 49 if like is overlap else 0) and hybrid["scores"] == 2 * 49 * 49
-    # a tile's R rows of 42-bit logits, each across 3 DP16KD of 1,024 x 18: 11 x 3 of 34 spare blocks hold
-    # 11,264 logits, 352 keys for 32 rows; nothing without spare blocks
-    from sw.estimate.softmax_unit import tile_row_keys
-    assert tile_row_keys(32, 34) == 352 and tile_row_keys(16, 2) == 0 and tile_row_keys(16, -5) == 0
+        assert hybrid["energy"]["softmax_unit"] == pytest.approx(like["energy"]["softmax_unit"])
+    # SAM ViT-B's global rows: 4,096 keys, d = 64 (at most 14,400: 15 bits), 16 lanes x 4 blocks of 16 x 256
+    # scores, and 16 rows x 2 x 64 relative-position terms of 18 bits in 2 blocks; 42-bit logits would take 192
+    assert score_bits(64, 4, 4) == 15 and score_bits(64, 8, 8) == 23
+    assert tile_store_ebr(16, 16, 4096, 15) == 64 and tile_store_ebr(16, 16, 4096, 15, relative_side=64) == 66
+    assert tile_row_keys(16, 16, 15, 64) == 4096 and tile_row_keys(16, 16, 15, 63) == 3072
+    assert tile_row_keys(32, 8, 15, 34) == 1024 and tile_row_keys(16, 16, 12, 15) == 0
+    assert tile_row_keys(16, 16, 12, -5) == 0
     assert serial["unit_s"] == pytest.approx(unit_s)
     clock = 3000 * serial["seconds"] * 100e6 * c["ff_clock"]
-    assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock)
+    assert serial["energy"]["softmax_unit"] == pytest.approx(u["logic"] + u["dsp"] + u["bram"] + clock
+                                                            + store["bits_moved"] * c["ebr_bit"])
+    assert memory["energy"]["softmax_unit"] == pytest.approx(
+        u["logic"] + u["dsp"] + u["bram"] + 3000 * memory["seconds"] * 100e6 * c["ff_clock"])
     # SAM ViT's relative-position term: 2 x 7 dot products of 8 per row (query), 16-bit tables in 4 passes of
     # 4-bit weights, as more of the QK^T's core time and core energy
     from sw.estimate.softmax_unit import relative_position_macs
@@ -517,11 +538,13 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert rel["energy"]["array"] == pytest.approx(7.0 * more + 3 * 7.0)
     assert rel["relative_s"] == pytest.approx(1e-5 * (more - 1))
     baseline = {"seconds": 1.0, "energy_pj": 1e9}
-    run.design.config.rows = 16
     out, = softmax_unit_projection(run, 4, [unit], c, device={"lut4": 83640, "ebr": 208})
-    assert out["fits"] is False and out["over"] == {"lut": 80000 + 5000 - 83640, "ebr": 150 + 20 - 208}
-    assert out["on_chip_keys"] == tile_row_keys(16, 208 - 150 - 20) == 768 and out["hybrid"]["on_chip_share"] == 1.0
-    assert softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85000, "ebr": 208})[0]["fits"]
+    # LUT RAM counts in the LUT4 sites it takes
+    assert out["fits"] is False and out["over"] == {"lut": 80000 + 6 * 10 + 5000 - 83640, "ebr": 150 + 20 - 208}
+    assert out["spare_ebr"] == 38 and out["score_bits"] == 12
+    assert out["on_chip_keys"] == tile_row_keys(16, 16, 12, 38) == 2048 and out["hybrid"]["on_chip_share"] == 1.0
+    assert softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85060, "ebr": 208})[0]["fits"]
+    assert not softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85059, "ebr": 208})[0]["fits"]
     serial_ratios, overlap_ratios = (against(out[mode], baseline) for mode in ("serial", "overlap"))
     assert serial_ratios["speedup"] == pytest.approx(1.0 / serial["seconds"])
     assert serial_ratios["energy_ratio"] == pytest.approx(1e9 / out["serial"]["totals"]["energy_pj"])
@@ -537,7 +560,7 @@ def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
         return {"lanes": lanes, "overlap": {"speedup": speed, "energy_ratio": energy},
                 "memory": {"speedup": speed / 2, "energy_ratio": energy / 2},
                 "hybrid": {"speedup": speed / 3, "energy_ratio": energy / 3, "on_chip_share": 0.25},
-                "on_chip_keys": 352, "fits": max(over) <= 0,
+                "on_chip_keys": 352, "spare_ebr": 34, "score_bits": 15, "fits": max(over) <= 0,
                 "over": {"lut": over[0], "ebr": over[1]}, "fmax_mhz": fmax, "clock_mhz": 100.0}
 
     text = _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0), row(4, 12.0, 10.2, (700, 3), 98.0),
@@ -547,4 +570,9 @@ def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
     assert "(up to 352 keys: 25% of the scores), 4.00x / 3.40x" in text
     assert "need 700 LUT4 and 3 DP16KD more" in text and "Fmax (98 MHz) is below the 100 MHz clock" in text
     assert "core and unit fit the device" in _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0)])
+    # the best that fits beside the core at its clock, by its hybrid: the 1-lane unit here
+    assert ("best that fits beside this core at its clock: 1 lanes, hybrid, 3.00x speed and 2.67x energy "
+            "(25% of the scores on chip, rows up to 352 keys in 34 DP16KD)") in text
+    assert "No lane count of the unit fits" in _unit_text([row(4, 12.0, 10.2, (700, 3), 98.0)])
+    assert "No lane count" in _unit_text([row(4, 12.0, 10.2, (-7, -3), 98.0)])   # fits, but below the clock
     assert _unit_text([]) == ""

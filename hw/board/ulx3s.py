@@ -19,6 +19,7 @@ from amaranth.hdl import ClockDomain, Const, Elaboratable, Instance, Module, Sig
 from amaranth.lib.cdc import ResetSynchronizer
 
 from hw.core.config import LANE_ACC_BITS, PROG_WORD_BITS, SLOT_BITS, CoreConfig
+from hw.units.block_ram import ebr_blocks
 
 from .pll import PllSetting, pll_setting, uart_baud
 from .system import BoardSystem, LinkSettings
@@ -26,14 +27,8 @@ from .system import BoardSystem, LinkSettings
 BOARD = "ulx3s-85f"
 OSCILLATOR_HZ = 25_000_000
 DEVICE_EBR = 208
-EBR_MODES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))  # PDPW16KD / DP16KD shapes
 EBR_MARGIN = 4        # blocks kept free for what the estimate misses (FIFOs yosys puts in block RAM)
 LINK_TIMEOUT_S = 0.02
-
-
-def ebr_blocks(width: int, depth: int) -> int:
-    """DP16KD blocks of a ``width`` x ``depth`` memory, in its cheapest block shape."""
-    return min(-(-width // w) * -(-depth // d) for w, d in EBR_MODES)
 
 
 def core_ebr_estimate(config: CoreConfig) -> int:

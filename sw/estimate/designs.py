@@ -36,6 +36,7 @@ class Design:
     lanes: int = 0                # fp32 lanes
     dsp_per_pe: int = FP32_LANE_DSP
     dsp_per_lane: int = lane_dsp_count()
+    lutram: int = 0               # TRELLIS_DPR16X4 (LUT RAM) cells, beside the LUT4 of ``resources``
 
     @property
     def bus_bits(self) -> int:

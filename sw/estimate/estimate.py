@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.core.config import PRESETS, load_core_config
+from hw.units.block_ram import EBR_BITS
 from sw.bundle import load_bundle
 from sw.errors import SamhwError
 from sw.models.sam_vit_config import VARIANTS
@@ -25,7 +26,7 @@ from .boards import BOARDS, board_builds, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
-from .resources import EBR_DEPTH, EBR_WIDTH, REFERENCE_CORE, ROOT, core_name, load_resources
+from .resources import LUTRAM_SITES, REFERENCE_CORE, ROOT, core_name, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .softmax_unit import SoftmaxUnitCost
@@ -33,7 +34,6 @@ from .sources import coefficients
 from .summary import BASELINES, image_box
 from .workload import bundle_workload
 
-EBR_BITS = EBR_DEPTH * EBR_WIDTH
 
 INT8_CORE = "w8-16x16"
 PARTS = ("encoder", "decoder")
@@ -112,7 +112,8 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
     subject = Design("subject", f"{opts.core} core", subject_cfg, clock, clock_source, w4, need("subject_core")["dsp"],
                      need("subject_core")["ebr"], [f"synthesis: {resources.sources['subject_core']} (block split: "
                                                    f"{resources.sources['subject_array']}, "
-                                                   f"{resources.sources['subject_pair']})"], act_subject)
+                                                   f"{resources.sources['subject_pair']})"], act_subject,
+                     lutram=need("subject_core").get("lutram", 0))
     int8_cfg = PRESETS[INT8_CORE]
     reference = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), int8_cfg.cols)
     int8_blocks = scaled_array(reference, need("w4_pe"), need("w8_pe"))
@@ -123,7 +124,10 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
                    f"W8 PE ({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})"], act_int8)
     lane_array = need("fp32_4x4")
     lut_per_lane = lane_array["lut4"] / 16
-    budget = need("subject_core")["lut4"] - w4["core"]["lut"]
+    # the lanes' LUT RAM (lane_ram "lut") is theirs to give up too, in the LUT4 sites it takes
+    lane_ram_sites = LUTRAM_SITES * need("subject_pair").get("lutram", 0) * subject_cfg.cols // 2
+    budget = need("subject_core")["lut4"] - w4["core"]["lut"] + lane_ram_sites
+    lane_ram_text = f" + {lane_ram_sites} LUT4 sites of the lanes' LUT RAM" if lane_ram_sites else ""
     bound = fp32_map.lanes_by_resources(budget, inp["device"]["dsp"], lut_per_lane, 3)
     act_fp32 = LaneActivity.load(_need(files["activity_fp32"], "FP32 lane activity", inp["how"]))
     fp32_clock = lane_array["fmax_mhz"]
@@ -143,7 +147,8 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
             f"measured: routed Fmax of the FP32 4x4 lane array ({resources.sources['fp32_4x4']})", blocks,
             r * c * 3, None,
             [f"{r * c} FP32 lanes ({over} the iso-resource bound of {bound['lanes']} lanes: {bound['by_lut']} by LUT4 "
-             f"= ({need('subject_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes) / "
+             f"= ({need('subject_core')['lut4']} core LUT4 - {w4['core']['lut']} outside the PE array and lanes"
+             f"{lane_ram_text}) / "
              f"{lut_per_lane:.0f} per lane, {bound['by_dsp']} by MULT18X18D = {inp['device']['dsp']} / 3)",
              f"per lane: the 4x4 lane array's LUT4 and FF / 16 ({resources.sources['fp32_4x4']}); the rest of the "
              f"design: the {opts.core} core's control, buffers and DMA",
@@ -300,14 +305,14 @@ def _crosschecks(workloads: dict, log) -> list:
     out = []
     for path in sorted((ROOT / "docs").glob("core_cosim_*.md")):
         report = parse_cosim_report(path)
-        if report is None or report["preset"] is None:
+        if report is None or report["config"] is None:
             continue
         workload = workloads.get((ROOT / report["bundle"]).resolve())
         if workload is None:
             continue
         rows = crosscheck(report, workload())
-        out.append({"report": str(path.relative_to(ROOT)), "core": report["preset"], "rows": rows})
-        log(f"cross-check {path.name} ({report['preset']}): {sum(r['equal'] for r in rows)}/{len(rows)} layers' "
+        out.append({"report": str(path.relative_to(ROOT)), "core": report["core"], "rows": rows})
+        log(f"cross-check {path.name} ({report['core']}): {sum(r['equal'] for r in rows)}/{len(rows)} layers' "
             "cycles equal the RTL's")
     return out
 

@@ -5,6 +5,7 @@ inputs folder (default docs/estimate_inputs/), which ``samhw estimate`` then onl
     host_<bundle>.json        the host steps of sw/ref, per image and per box (``host.py``)
     activity_<core>.json      toggle activity of the core's RTL, 4x4 PEs, real layer slices (Verilator;
                               ``sim/core_activity.py``), for the given core and for the INT8 core
+                              (``subject_activity``: the given core's only, the baselines' files kept)
     activity_fp32_lane.json   toggle activity of one FP32 lane on real operands (``sim/fp32_activity.py``)
     synthesis.json            a copy of the synthesis summaries under build/ the estimate reads
                               (build/ is not tracked)
@@ -45,7 +46,7 @@ def run_measure(opts, parts=PARTS, threads: int = 1, data: str | None = None, lo
         written.append(files["host_subject"])
         log(f"wrote {files['host_subject']}")
     image = box = None
-    if {"cpu", "activity"} & set(parts):
+    if {"cpu", "activity", "subject_activity"} & set(parts):
         from sw.data.coco import DEFAULT_COCO_ROOT, val_image_with_box
         from sw.models.inputs import reference_inputs
         path, box_xyxy = val_image_with_box(data or str(DEFAULT_COCO_ROOT), 0)
@@ -56,18 +57,22 @@ def run_measure(opts, parts=PARTS, threads: int = 1, data: str | None = None, lo
             write_atomic(files[key], json.dumps(result, indent=1) + "\n")
             written.append(files[key])
             log(f"wrote {files[key]}: encoder {result['encoder_s']:.3f} s, decoder {result['decoder_s']:.3f} s")
-    if "activity" in parts:
+    if {"activity", "subject_activity"} & set(parts):
         from sim.core_activity import measure, small_config
-        from sim.fp32_activity import measure as measure_lane
 
         image, box = reference_inputs(bundle.header.model, None, path, box_xyxy)
-        for core, bundle_path, key in ((opts.core, opts.bundle, "activity_subject"),
-                                       (INT8_CORE, opts.int8_bundle, "activity_int8")):
+        cores = [(opts.core, opts.bundle, "activity_subject")]
+        if "activity" in parts:
+            cores.append((INT8_CORE, opts.int8_bundle, "activity_int8"))
+        for core, bundle_path, key in cores:
             config = small_config(load_core_config(core), 4, 4)
             result = measure(load_bundle(bundle_path), config, image, box, "sim_build", log=log)
             result.update(image=path.name, bundle_path=str(bundle_path))
             write_atomic(files[key], json.dumps(result, indent=1) + "\n")
             written.append(files[key])
+    if "activity" in parts:
+        from sim.fp32_activity import measure as measure_lane
+
         result = measure_lane(opts.int8_bundle)
         write_atomic(files["activity_fp32"], json.dumps(result, indent=1) + "\n")
         written.append(files["activity_fp32"])

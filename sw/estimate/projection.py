@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from sw.ref.log_softmax import REL_BITS
 
-from .softmax_unit import relative_position_macs, score_rows, tile_row_keys
+from .resources import LUTRAM_SITES
+from .softmax_unit import invocation_store, relative_position_macs, tile_row_keys
 
 # The host steps in the order they could move on chip, cheapest first: an elementwise step into the next
 # layer's codes is a lookup on each output; the softmax needs its row's maximum and sum; the rest
@@ -32,9 +33,10 @@ CORE_PARTS = ("array", "lanes", "control", "dsp", "bram")   # energy that follow
 # core or beside it; that needs the unit to hold the R rows of a tile (the array emits a tile's rows
 # interleaved, K keys each), where the built unit holds 3 rows. ``memory``: the scores go to external
 # memory as now and the unit, beside the core, reads each row back whole, as the built unit takes them,
-# and writes the codes. ``hybrid``: a QK^T whose tile of R rows fits the device's block RAMs left beside
-# core and unit (``softmax_unit.tile_row_keys``) keeps its scores on chip, beside the core; the others go
-# through memory.
+# and writes the codes. ``hybrid``: a QK^T whose tile store (``softmax_unit.tile_store_ebr``: the R rows of
+# a tile as the core's integer sums) fits the device's block RAMs left beside core and unit keeps its scores
+# on chip, beside the core; the others go through memory. Wherever the scores stay on chip, the store's
+# block-RAM accesses count in the unit's energy.
 UNIT_MODES = ("serial", "overlap", "memory", "hybrid")
 
 
@@ -44,13 +46,13 @@ def ratio(a, b):
 
 
 def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = None, mode: str = "serial",
-             relative_parts: frozenset = frozenset(), on_chip_keys: int = 0) -> dict:
+             relative_parts: frozenset = frozenset(), spare_ebr: int = 0) -> dict:
     """Image + box totals of ``run`` with the outputs read by ``taken`` stored as dense codes; with ``unit``
     (``softmax_unit.SoftmaxUnitCost``) the softmax's scores also pass that unit, after the core's time or
     (``overlap``) beside it, and its logic, DSP, block RAM and clock energy count (part ``softmax_unit``);
     QK^T invocations of ``relative_parts`` (SAM ViT's encoder) also compute the relative-position term on
-    the core (``softmax_unit`` module docstring). ``mode``: one of ``UNIT_MODES``; ``on_chip_keys``: the
-    longest rows the ``hybrid`` mode keeps on chip."""
+    the core (``softmax_unit`` module docstring). ``mode``: one of ``UNIT_MODES``; ``spare_ebr``: the block
+    RAMs the ``hybrid`` mode's tile stores may take."""
     tot = {"seconds": 0.0, "bytes": 0.0, "store": 0.0, "memory_bound_s": 0.0, "unit_s": 0.0, "relative_s": 0.0,
            "scores": 0, "scores_on_chip": 0, "energy": {}}
     clock_hz = run.design.clock_mhz * 1e6
@@ -58,9 +60,10 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
         cost, n = r.cost, r.count
         store = cost.out_elements * code_bits / 8 if r.read_by in taken else cost.write_bytes
         moved = cost.bytes - cost.write_bytes + store
+        on_chip = False
         if unit is not None and r.read_by == "softmax":
-            on_chip = mode in ("serial", "overlap") or (
-                mode == "hybrid" and score_rows(r.key, cost.out_elements)[1] <= on_chip_keys)
+            store = invocation_store(r.key, cost.out_elements, run.design.config, r.part in relative_parts)
+            on_chip = mode in ("serial", "overlap") or (mode == "hybrid" and store["ebr"] <= spare_ebr)
             tot["scores"] += cost.out_elements * n
             tot["scores_on_chip"] += cost.out_elements * n if on_chip else 0
             if not on_chip:
@@ -83,6 +86,8 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
                 unit_s = u["cycles"] / clock_hz
                 seconds = seconds + unit_s if mode == "serial" else max(seconds, unit_s)
                 energy["softmax_unit"] = u["logic"] + u["dsp"] + u["bram"]
+                if on_chip:
+                    energy["softmax_unit"] += store["bits_moved"] * coeff["ebr_bit"]
                 tot["unit_s"] += unit_s * n
             energy["softmax_unit"] += unit.ff * seconds * clock_hz * coeff["ff_clock"]
         for k, v in energy.items():
@@ -129,12 +134,15 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
     unit works), or beside it with the scores through external memory (``memory``) or, where a tile's rows
-    fit the block RAMs left (``on_chip_keys``), on chip (``hybrid``; ``UNIT_MODES``); per mode the
-    subject's ``totals`` (seconds, energy_pj) and the unit's share of the time,
-    and what core and unit need beyond the device's LUT4 and block RAMs (``device``: lut4, ebr)."""
+    fit the block RAMs left, on chip (``hybrid``, its longest rows ``on_chip_keys``; ``UNIT_MODES``); per
+    mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time, and what core and
+    unit need beyond the device's LUT4 (LUT RAM counted in the LUT4 sites it takes) and block RAMs
+    (``device``: lut4, ebr)."""
     readers = {r.read_by for r in subject.analysis.results}
     taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
-    core_lut = sum(b["lut"] for b in subject.design.resources.values())
+    core_lut = subject.design.lut + LUTRAM_SITES * subject.design.lutram
+    widest = max((invocation_store(r.key, r.cost.out_elements, subject.design.config, False)["score_bits"]
+                  for r in subject.analysis.results if r.read_by == "softmax"), default=0)
     out = []
     for unit in units:
         over = {"lut": core_lut + unit.lut - device["lut4"], "ebr": (subject.design.ebr or 0) + unit.ebr - device["ebr"]}
@@ -143,10 +151,11 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
         spare = device["ebr"] - (subject.design.ebr or 0) - unit.ebr
-        row["on_chip_keys"] = tile_row_keys(subject.design.config.rows, spare)
+        row["spare_ebr"], row["score_bits"] = spare, widest
+        row["on_chip_keys"] = tile_row_keys(subject.design.config.rows, subject.design.config.cols, widest, spare)
         for mode in UNIT_MODES:
             p = _project(subject, taken, code_bits, unit, coeff, mode=mode, relative_parts=relative_parts,
-                         on_chip_keys=row["on_chip_keys"])
+                         spare_ebr=spare)
             energy = sum(p["energy"].values())
             row[mode] = {"totals": {"seconds": p["seconds"], "energy_pj": energy},
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,

@@ -12,6 +12,7 @@ from sw.atomic_file import write_atomic
 
 from .activity import class_of
 from .plots import MODELS, ORDER, write_plots
+from .resources import LUTRAM_SITES
 from .summary import BASELINES, MOONSHOT_BRACKET
 
 PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
@@ -128,14 +129,21 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
              "the R rows of a tile (the array emits them interleaved, K keys at a time), where the built unit "
              "holds 3 rows. `memory`: the scores go to external memory as now, and the unit, beside the core, "
              "reads each row back whole (as the built unit takes them) and writes the codes: the scores' bytes "
-             "twice more. `hybrid`: on chip, beside the core, the QK^T invocations whose tile of R rows fits the "
-             "block RAMs the device has left beside core and unit (R x keys logits of the unit's width), the "
-             "others through memory. Each ratio is the lower of the bracket's ends (the moonshot's).", "",
+             "twice more. `hybrid`: on chip, beside the core, the QK^T invocations whose tile store fits the "
+             "block RAMs the device has left beside core and unit, the others through memory. The store holds a "
+             "tile's R rows as the core's integer scores, the unit's input before its requantization to logits "
+             "(`softmax_unit.tile_store_ebr`: one memory per lane of the array's K, R x keys / K scores of the "
+             "width a sum of d products of the core's codes needs; SAM ViT's relative-position terms, 2 x side "
+             "per row, beside them). Wherever the scores stay on chip (serial, overlap, hybrid), the store's "
+             "accesses count in the unit's energy (each score written and read once). LUT4 counts LUT RAM as "
+             f"the {LUTRAM_SITES} LUT4 sites of each 16 x 4 cell. Each ratio is the lower of the bracket's ends "
+             "(the moonshot's).", "",
              f"| lanes | unit LUT4 | unit DP16KD | core + unit beyond the device's {device['lut4']} LUT4 / "
              f"{device['ebr']} DP16KD | unit's routed Fmax | "
              "serial: speed-up / energy ratio | the unit's share of the time | overlap: speed-up / energy ratio "
              "| the unit's share of the time | memory: speed-up / energy ratio | the unit's share of the time | "
-             "hybrid: speed-up / energy ratio | hybrid: longest rows on chip, share of the scores |",
+             "hybrid: speed-up / energy ratio | hybrid: block RAMs left for the store, longest rows on chip "
+             "(scores of the widest d), share of the scores on chip |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit = "fits" if r["fits"] else f"{max(r['over']['lut'], 0)} / {max(r['over']['ebr'], 0)} over"
@@ -146,7 +154,8 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
                      f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} | "
                      f"{_x(r['memory']['speedup'])} / {_x(r['memory']['energy_ratio'])} | "
                      f"{r['memory']['unit_share']:.0%} | {_x(r['hybrid']['speedup'])} / "
-                     f"{_x(r['hybrid']['energy_ratio'])} | {r['on_chip_keys']} keys, "
+                     f"{_x(r['hybrid']['energy_ratio'])} | {max(r['spare_ebr'], 0)} DP16KD, {r['on_chip_keys']} keys "
+                     f"({r['score_bits']}-bit), "
                      f"{r['hybrid']['on_chip_share']:.0%} |")
     return lines + [""]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_85F = {"part": "LFE5U-85F", "lut4": 83640, "ff": 83640, "dsp": 156, "ebr": 208}
-EBR_DEPTH, EBR_WIDTH = 1024, 18    # one DP16KD block RAM in its 1,024 x 18 mode
+LUTRAM_SITES = 6    # LUT4 sites of one TRELLIS_DPR16X4 (16 x 4 LUT RAM): two slices of RAM and the write slice
 
 REFERENCE_CORE = "w4-16x16"      # the INT8 core's and FP32 array's PE-array scaling starts from this core
 CORE_BLOCKS = ("core", "array", "pair", "pe")

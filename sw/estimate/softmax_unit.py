@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.softmax.unit import T_BITS, UnitWidths, row_cycles
-
-from .resources import EBR_DEPTH, EBR_WIDTH
+from hw.units.block_ram import ebr_blocks
 
 _SHAPE = re.compile(r"\b(q|k)=(\d+(?:x\d+)*)")
 
@@ -52,13 +51,45 @@ def score_rows(key: str, out_elements: int) -> tuple[int, int]:
     return rows, keys
 
 
-def tile_row_keys(tile_rows: int, spare_ebr: int) -> int:
-    """The longest rows that a store of the ``tile_rows`` rows of one tile (the array emits a tile's rows
-    interleaved, K keys at a time, so a unit fed by it holds them all until each is complete) keeps in
-    ``spare_ebr`` block RAMs, at T_BITS per logit: one memory of tile_rows x keys logits, each logit across
-    ceil(T_BITS / 18) blocks side by side."""
-    columns = -(-T_BITS // EBR_WIDTH)
-    return max(spare_ebr, 0) // columns * EBR_DEPTH // tile_rows
+def score_bits(dim: int, act_bits: int, weight_bits: int) -> int:
+    """Signed width of a QK^T's integer scores, the unit's input: each is a sum over ``dim`` of (q - zq)(k - zk),
+    codes of act_bits and weight_bits lying at most 2^b - 1 from their zero points."""
+    return (dim * (2**act_bits - 1) * (2**weight_bits - 1)).bit_length() + 1
+
+
+def tile_store_ebr(tile_rows: int, tile_cols: int, keys: int, bits: int, relative_side: int = 0,
+                   bias_bits: int = UnitWidths().bias_bits) -> int:
+    """DP16KD of a store that holds the ``tile_rows`` rows of one tile until each is complete (the array emits a
+    tile's rows interleaved, its K = ``tile_cols`` lanes one score each per cycle, so a unit fed by it holds
+    them all): one memory per lane of tile_rows x ceil(keys / K) scores of ``bits``, which the unit reads a
+    row's consecutive keys from, each key in another lane's memory. SAM ViT's relative-position term
+    (``relative_side``: the grid's side) adds per row its 2 x side height and width terms; the unit's bias
+    input is the sum of a key's two. The scores are stored as the core's integer sums, before the unit's
+    requantization to logits, so no definition changes."""
+    scores = tile_cols * ebr_blocks(bits, tile_rows * -(-keys // tile_cols))
+    return scores + (ebr_blocks(bias_bits, tile_rows * 2 * relative_side) if relative_side else 0)
+
+
+def tile_row_keys(tile_rows: int, tile_cols: int, bits: int, spare_ebr: int) -> int:
+    """The longest rows (a multiple of ``tile_cols`` keys) whose tile store (``tile_store_ebr``, no
+    relative-position term) fits ``spare_ebr`` block RAMs."""
+    keys = 0
+    while tile_store_ebr(tile_rows, tile_cols, keys + tile_cols, bits) <= spare_ebr:
+        keys += tile_cols
+    return keys
+
+
+def invocation_store(key: str, out_elements: int, config, relative: bool) -> dict:
+    """A QK^T invocation's tile store on ``config``'s core (``tile_store_ebr``): its block RAMs and the bits
+    it moves (every score written once and read once into the unit; with the relative-position term its
+    terms written once per row and two read per key)."""
+    rows, keys = score_rows(key, out_elements)
+    bits = score_bits(_shapes(key)["q"][-1], config.act_bits, config.weight_bits)
+    side = math.isqrt(keys) if relative else 0
+    bias = UnitWidths().bias_bits
+    moved = rows * keys * 2 * bits + (rows * 2 * side * bias + rows * keys * 2 * bias if relative else 0)
+    return {"ebr": tile_store_ebr(config.rows, config.cols, keys, bits, side), "bits_moved": moved,
+            "score_bits": bits}
 
 
 def relative_position_macs(key: str, out_elements: int) -> int:

@@ -143,7 +143,7 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
     with_unit = []
     for i, row in enumerate(units[ends[0]]):
         low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz",
-                                             "on_chip_keys")}
+                                             "on_chip_keys", "spare_ebr", "score_bits")}
         for mode in UNIT_MODES:
             low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
             for share in ("unit_share", "relative_share", "on_chip_share"):
@@ -176,7 +176,21 @@ def _unit_text(rows: list[dict]) -> str:
             f"{best['memory']['speedup']:.2f}x / {best['memory']['energy_ratio']:.2f}x with them written to memory "
             f"and read back by the unit as built; with on chip only the rows whose tile fits the block RAMs left "
             f"(up to {best['on_chip_keys']} keys: {best['hybrid']['on_chip_share']:.0%} of the scores), "
-            f"{best['hybrid']['speedup']:.2f}x / {best['hybrid']['energy_ratio']:.2f}x; {fit}{slow}.")
+            f"{best['hybrid']['speedup']:.2f}x / {best['hybrid']['energy_ratio']:.2f}x; {fit}{slow}."
+            + _fitting_text(rows))
+
+
+def _fitting_text(rows: list[dict]) -> str:
+    """The best place a unit that fits beside the core (LUT4 and block RAM, at the clock) can take: the
+    hybrid, whose stores take only the block RAMs left."""
+    fitting = [r for r in rows if r["fits"] and r["fmax_mhz"] >= r["clock_mhz"]]
+    if not fitting:
+        return " No lane count of the unit fits beside this core at its clock."
+    best = max(fitting, key=lambda r: min(r["hybrid"]["speedup"], r["hybrid"]["energy_ratio"]))
+    return (f" The best that fits beside this core at its clock: {best['lanes']} lanes, hybrid, "
+            f"{best['hybrid']['speedup']:.2f}x speed and {best['hybrid']['energy_ratio']:.2f}x energy "
+            f"({best['hybrid']['on_chip_share']:.0%} of the scores on chip, rows up to {best['on_chip_keys']} "
+            f"keys in {max(best['spare_ebr'], 0)} DP16KD).")
 
 
 def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
