@@ -203,6 +203,14 @@ def test_each_core_is_priced_with_its_own_synthesis(tmp_path):
     assert again.get("subject_core")["lut4"] == 30000 and "copy of build/core_synth_w4-8x8" in again.sources["subject_core"]
     assert load_resources(snapshot_path, root=tmp_path, core="w4-8x8", digest="d2").get("subject_core") is None
     assert core_name("bitstreams/cores/w4-8x8.json") == "w4-8x8" and core_name("w4-16x16") == "w4-16x16"
+    # the INT8 core's own synthesis counts only when it names that core (another core's summary does not)
+    write("build/core_synth_w8-16x16/core_synthesis.json", config="w4-16x16", block="core", lut4=1, ff=1)
+    assert load_resources(None, root=tmp_path).get("w8_core") is None
+    write("build/core_synth_w8-16x16/core_synthesis.json", config="w8-16x16", block="core", lut4=150000, ff=1)
+    assert load_resources(None, root=tmp_path).get("w8_core")["lut4"] == 150000
+    from sw.estimate.designs import to_totals
+    split = to_totals({"array": {"lut": 300, "ff": 10}, "core": {"lut": 100, "ff": 30}}, 200, 80)
+    assert split == {"array": {"lut": 150, "ff": 20}, "core": {"lut": 50, "ff": 60}}
 
 
 def test_activity_rates_and_kind_fallback(tmp_path):

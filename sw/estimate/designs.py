@@ -2,9 +2,9 @@
 its resources by block and its measured activity (numpy only).
 
 * the W4A4 core (or any core configuration given with ``--core``): resources from its synthesis;
-* the INT8 core (``w8-16x16``): no 16 x 16 synthesis of it exists yet, so its resources are the
-  ``w4-16x16`` core's with the PE array scaled by the ratio of one W8 PE to one W4 PE (both
-  synthesized), stated so, whichever core is the subject;
+* the INT8 core (``w8-16x16``): the ``w4-16x16`` core's blocks with the PE array scaled by the ratio of
+  one W8 PE to one W4 PE (both synthesized), brought to the totals of its own synthesis where it exists
+  (``scripts/core_synth.py --config w8-16x16 --block core``), stated so, whichever core is the subject;
 * the FP32 array: FP32 lanes (``hw.fp32``) measured per lane in the 4x4 lane array, in place of the PE
   array and the integer lanes, plus the subject core's other blocks (control, buffers, DMA).
 """
@@ -65,6 +65,13 @@ def scaled_array(blocks: dict, pe_from: dict, pe_to: dict) -> dict:
     out["array"] = {"lut": round(blocks["array"]["lut"] * pe_to["lut4"] / pe_from["lut4"]),
                     "ff": round(blocks["array"]["ff"] * pe_to["ff"] / pe_from["ff"])}
     return out
+
+
+def to_totals(blocks: dict, lut: int, ff: int) -> dict:
+    """``blocks`` scaled, LUT and FF separately, to sum to a design's measured totals (their split kept)."""
+    have = {k: sum(b[k] for b in blocks.values()) for k in ("lut", "ff")}
+    want = {"lut": lut, "ff": ff}
+    return {name: {k: round(b[k] * want[k] / have[k]) for k in ("lut", "ff")} for name, b in blocks.items()}
 
 
 def fp32_blocks(blocks: dict, lane_array: dict, lanes_in_array: int, lanes: int) -> dict:

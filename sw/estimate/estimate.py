@@ -23,10 +23,10 @@ from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
 from .boards import BOARDS, board_builds, core_clock, largest_build
-from .designs import Design, core_blocks, fp32_blocks, scaled_array
+from .designs import Design, core_blocks, fp32_blocks, scaled_array, to_totals
 from .energy import dynamic_pj, static_pj
 from .perf import call_time
-from .resources import LUTRAM_SITES, REFERENCE_CORE, ROOT, core_name, load_resources
+from .resources import INT8_CORE, LUTRAM_SITES, REFERENCE_CORE, ROOT, core_name, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .softmax_unit import SoftmaxUnitCost
@@ -35,7 +35,6 @@ from .summary import BASELINES, image_box
 from .workload import bundle_workload
 
 
-INT8_CORE = "w8-16x16"
 PARTS = ("encoder", "decoder")
 TRAFFIC = ("act", "wgt", "param", "store")
 ENERGY_PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
@@ -115,13 +114,24 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
                                                    f"{resources.sources['subject_pair']})"], act_subject,
                      lutram=need("subject_core").get("lutram", 0))
     int8_cfg = PRESETS[INT8_CORE]
+    act_int8 = CoreActivity.load(_need(files["activity_int8"], "INT8 core activity", inp["how"]))
     reference = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), int8_cfg.cols)
     int8_blocks = scaled_array(reference, need("w4_pe"), need("w8_pe"))
-    act_int8 = CoreActivity.load(_need(files["activity_int8"], "INT8 core activity", inp["how"]))
+    scaled_note = (f"the {REFERENCE_CORE} core's blocks with the PE array scaled by one W8 PE "
+                   f"({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})")
+    if resources.get("w8_core"):
+        # Synthesized whole, the W8 core comes out below its PE array synthesized alone (logic shared across
+        # the blocks), so its blocks are not measured apart: the scaled split, brought to the measured totals.
+        w8 = need("w8_core")
+        int8_blocks = to_totals(int8_blocks, w8["lut4"], w8["ff"])
+        int8_dsp, int8_ebr, int8_lutram = w8["dsp"], w8["ebr"], w8.get("lutram", 0)
+        int8_note = (f"synthesis: {resources.sources['w8_core']} (its totals; split into PE array, lanes and the "
+                     f"rest as {scaled_note})")
+    else:
+        int8_dsp, int8_ebr, int8_lutram = need("w4_core")["dsp"], None, 0
+        int8_note = f"no synthesis of {INT8_CORE}: {scaled_note}"
     int8 = Design("int8", f"{INT8_CORE} core (INT8)", int8_cfg, clock, f"same as the {opts.core} core (assumed)",
-                  int8_blocks, need("w4_core")["dsp"], None,
-                  [f"no synthesis of {INT8_CORE}: the {REFERENCE_CORE} core's blocks with the PE array scaled by one "
-                   f"W8 PE ({resources.sources['w8_pe']}) / one W4 PE ({resources.sources['w4_pe']})"], act_int8)
+                  int8_blocks, int8_dsp, int8_ebr, [int8_note], act_int8, lutram=int8_lutram)
     lane_array = need("fp32_4x4")
     lut_per_lane = lane_array["lut4"] / 16
     # the lanes' LUT RAM (lane_ram "lut") is theirs to give up too, in the LUT4 sites it takes

@@ -62,8 +62,8 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
         moved = cost.bytes - cost.write_bytes + store
         on_chip = False
         if unit is not None and r.read_by == "softmax":
-            store = invocation_store(r.key, cost.out_elements, run.design.config, r.part in relative_parts)
-            on_chip = mode in ("serial", "overlap") or (mode == "hybrid" and store["ebr"] <= spare_ebr)
+            tile = invocation_store(r.key, cost.out_elements, run.design.config, r.part in relative_parts)
+            on_chip = mode in ("serial", "overlap") or (mode == "hybrid" and tile["ebr"] <= spare_ebr)
             tot["scores"] += cost.out_elements * n
             tot["scores_on_chip"] += cost.out_elements * n if on_chip else 0
             if not on_chip:
@@ -87,7 +87,7 @@ def _project(run, taken: set, code_bits: int, unit=None, coeff: dict | None = No
                 seconds = seconds + unit_s if mode == "serial" else max(seconds, unit_s)
                 energy["softmax_unit"] = u["logic"] + u["dsp"] + u["bram"]
                 if on_chip:
-                    energy["softmax_unit"] += store["bits_moved"] * coeff["ebr_bit"]
+                    energy["softmax_unit"] += tile["bits_moved"] * coeff["ebr_bit"]
                 tot["unit_s"] += unit_s * n
             energy["softmax_unit"] += unit.ff * seconds * clock_hz * coeff["ff_clock"]
         for k, v in energy.items():

@@ -439,8 +439,11 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               "words hold as many output rows as the 8-bit program packs into one (8 columns: 4 rows of 8-bit codes, "
               "what a word of 32 float32 holds, but 2 of 16-bit host codes and 1 of 32-bit scores), which favours "
               "ours where the OUT buffer limits an FP32 job.",
-              f"- The INT8 core's resources (no synthesis of {d['int8']['config']['rows']}x"
-              f"{d['int8']['config']['cols']} W8 exists yet; its PE array alone would exceed the LFE5U-85F's LUT4).",
+              *([f"- The INT8 core's resources (no synthesis of {d['int8']['config']['rows']}x"
+                 f"{d['int8']['config']['cols']} W8 exists yet; its PE array alone would exceed the LFE5U-85F's LUT4)."]
+                if d["int8"]["ebr"] is None else
+                [f"- The INT8 core is synthesized, not placed: its {d['int8']['lut4']} LUT4 exceed the LFE5U-85F's "
+                 "(a baseline to compare with, not a design for this board)."]),
               "- SAM ViT-B: shapes only (random weight codes, the template bundle's formats), not an exported bundle.",
               ""]
     text = "\n".join(lines)

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEVICE_85F = {"part": "LFE5U-85F", "lut4": 83640, "ff": 83640, "dsp": 156, "ebr": 208}
 LUTRAM_SITES = 6    # LUT4 sites of one TRELLIS_DPR16X4 (16 x 4 LUT RAM): two slices of RAM and the write slice
 
-REFERENCE_CORE = "w4-16x16"      # the INT8 core's and FP32 array's PE-array scaling starts from this core
+REFERENCE_CORE = "w4-16x16"      # the FP32 array's lanes are sized against this core's blocks
+INT8_CORE = "w8-16x16"           # the INT8 baseline: its own synthesis, else the reference core's scaled
 CORE_BLOCKS = ("core", "array", "pair", "pe")
 # role -> candidate files in order of preference (the reference core's, from before core_synth wrote names)
 CORE_FILES = {
@@ -25,7 +26,8 @@ CORE_FILES = {
     "w4_array": ["build/core_synth_w4/array_synthesis.json", "build/core_synth_array/array_synthesis.json"],
     "w4_pair": ["build/core_synth_w4/pair_synthesis.json", "build/core_synth_pair/pair_synthesis.json"],
     "w4_pe": ["build/core_synth_w4/pe_synthesis.json", "build/core_synth_pe/pe_synthesis.json"],
-    "w8_pe": ["build/core_synth_w8_pe/pe_synthesis.json"],
+    "w8_pe": ["build/core_synth_w8-16x16/pe_synthesis.json", "build/core_synth_w8_pe/pe_synthesis.json"],
+    "w8_core": ["build/core_synth_w8-16x16/core_synthesis.json"],
 }
 FP32_FILES = {"fp32_lane": "build/fp32/fp32_lane/synthesis.json",
               "fp32_2x2": "build/fp32/fp32_array_2x2/synthesis.json",
@@ -92,7 +94,7 @@ def _for_core(data: dict, name: str, digest: str | None) -> bool:
 
 def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = REFERENCE_CORE,
                    digest: str | None = None) -> Resources:
-    """The reference roles (``w4_*``, ``w8_pe``, ``fp32_*``) and the subject core's blocks
+    """The reference roles (``w4_*``, ``w8_*``, ``fp32_*``) and the subject core's blocks
     (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``) for the core named ``core``."""
     entries, sources, missing = {}, {}, []
     saved = {}
@@ -101,7 +103,8 @@ def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = 
     wanted = {**CORE_FILES, **{k: [v] for k, v in FP32_FILES.items()}, **subject_files(core)}
     for role, files in wanted.items():
         subject = role.startswith("subject_")
-        name = core if subject else REFERENCE_CORE if role.startswith("w4") else None
+        name = core if subject else REFERENCE_CORE if role.startswith("w4") else \
+            INT8_CORE if role.startswith("w8") else None
         counts = lambda data: name is None or _for_core(data, name, digest if subject else None)  # noqa: E731
         for rel in files:
             data = _read(root / rel)
