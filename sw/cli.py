@@ -248,7 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-watts", type=float, help="power of the CPU baseline and host steps (default: assumed)")
     p.add_argument("--recompute", action="store_true", help="recompute cached baseline analyses")
     p.add_argument("--no-vit", action="store_true", help="leave out the SAM ViT-B shapes")
-    p.add_argument("--measure", nargs="*", metavar="PART", choices=["resources", "host", "cpu", "activity", "subject_activity"],
+    p.add_argument("--measure", nargs="*", metavar="PART",
+                   choices=["resources", "host", "cpu", "activity", "subject_activity"],
                    help="first measure these inputs (none named: all of resources, host, cpu, activity; "
                         "subject_activity: the --core's activity alone, the baselines' kept)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the CPU baseline (default 1)")
