@@ -15,6 +15,7 @@ import pytest
 
 from hw.compiler import CompileError, build_program, compile_layer
 from hw.compiler.invocation import InvocationSpec
+from hw.compiler.lower import softmax_row_bound
 from hw.compiler.store import ProgramError, load_program, write_program
 from hw.core.config import PRESETS, CoreConfig
 from hw.core.isa import Buffer, Opcode
@@ -22,8 +23,9 @@ from sim.random_layers import (EXTREMES, attention_layer, conv_layer, linear_lay
                                softmax_layer, with_field, with_fitted_shift)
 from sw.bundle import AgqCodes
 from sw.ref.kernels import attention_scores, attention_values
-from sw.ref.layers import (conv_accumulator, linear_accumulator, probability_operands, run_attention_values, run_conv,
-                           run_linear)
+from sw.ref.layers import (conv_accumulator, linear_accumulator, probabilities_from_scores, probability_operands,
+                           run_attention_values, run_conv, run_linear)
+from sw.ref.log_softmax import LogSoftmax
 
 ROOT = Path(__file__).resolve().parents[1]
 # Buffers of a few words: rows and column blocks chunked, several runs of the core, single buffering.
@@ -89,6 +91,51 @@ def test_attention_scores_and_values_equal_the_reference(config, softmax):
         assert np.array_equal(scores, attention_scores(q, layer.q.zero_point, k, layer.k.zero_point))
         out = run_one(CONFIGS[config], layer, "values", {"probs": p, "v": v})["output"]
         assert np.array_equal(out, run_attention_values(layer, p, v)), extreme
+
+
+def _pe_row_sums(sm: AgqCodes, prob_codes: np.ndarray) -> np.ndarray:
+    """Per row, the sum over keys of the PE's A.V term 2^(Q - code div tau) (codes past Q give 0)."""
+    c = np.asarray(prob_codes, np.int64)
+    live = (c < sm.zero_code) & (c // sm.tau <= sm.max_shift)
+    return np.where(live, 1 << np.clip(sm.max_shift - c // sm.tau, 0, None), 0).sum(-1)
+
+
+@pytest.mark.parametrize("tau,max_shift", [(1, 14), (2, 7), (4, 3)])
+def test_softmax_rows_stay_within_the_av_bound_which_is_tight(tau, max_shift):
+    """A softmax row's codes, from the host's float step and from the integer unit, never sum past
+    ``softmax_row_bound``; equal logits over 64 keys just below a rounding boundary reach it to 1%."""
+    rng = np.random.default_rng(tau)
+    keys = 64
+    layer = with_field(attention_layer(rng, tau, max_shift, keys, dim=8), "q.scale", 0.35)
+    worst = 0.0
+    for scale in (2.0 ** ((tau - 0.5 - 0.004) / tau) / keys, 0.05, 0.3, 1.0):
+        sm = dataclasses.replace(layer.softmax, scale=scale)
+        scaled = with_field(layer, "softmax", sm)
+        spreads = [0, 1, 30, 300, 3000]
+        scores = np.stack([rng.integers(-s, s + 1, (1, 8, keys)) for s in spreads])
+        for prob_codes in (probabilities_from_scores(scaled, scores, None), LogSoftmax.of(scaled).codes(scores)):
+            sums = _pe_row_sums(sm, prob_codes)
+            bound = softmax_row_bound(sm, keys)
+            assert sums.max() <= bound, (scale, sums.max(), bound)
+            worst = max(worst, sums.max() / bound)
+    assert worst >= 0.99
+
+
+def test_av_sums_bounded_by_the_softmax_fit_narrow_accumulators():
+    """4,096 keys at tau = 1: the keys' bound needs 31-bit PE sums, the softmax's 20; the layer compiles
+    for 22-bit accumulators and equals the reference on softmax codes, and is refused when a small scale
+    lets the sum grow."""
+    rng = np.random.default_rng(21)
+    keys, narrow = 4096, dataclasses.replace(PRESETS["w4-16x16"], pe_acc_bits=22)
+    layer = with_field(attention_layer(rng, 1, 14, keys, value_zero=8, dim=16), "softmax.scale", 0.6)
+    layer = with_field(layer, "q.scale", 0.35)
+    q, k, v = codes(rng, (1, 1, 16, 16)), codes(rng, (1, 1, keys, 16)), codes(rng, (1, 1, keys, 16))
+    p = probabilities_from_scores(layer, attention_scores(q, layer.q.zero_point, k, layer.k.zero_point), None)
+    layer = with_fitted_shift(layer, attention_values(probability_operands(layer.softmax, p), v, layer.v.zero_point))
+    assert np.array_equal(run_one(narrow, layer, "values", {"probs": p, "v": v})["output"],
+                          run_attention_values(layer, p, v))
+    small = with_field(layer, "softmax.scale", 0.01)
+    assert "an A.V sum can reach" in refusal(narrow, small, "values", {"probs": p.shape, "v": v.shape})
 
 
 def test_small_buffers_split_jobs_and_runs():

@@ -8,8 +8,9 @@
     conv2d              one MAC segment over (channel, tap), m_x = group_multiplier[0] (``conv``)
     QK^T (scores)       MAC with the query zero point, keys as column operand (key zero point in the
                         slots), raw outputs as wide as the worst-case score needs
-    A.V (values)        AGQ: one segment per residue pair (tau = 4: two passes), m_x/m_y = lut entries;
-                        uniform softmax: MAC with its zero point; values as column operand
+    A.V (values)        AGQ: one segment per residue pair (tau = 4: two passes), m_x/m_y = lut entries, the PE
+                        sums bounded by the softmax's row sum (``softmax_row_bound``); uniform softmax: MAC
+                        with its zero point; values as column operand
 
 Requantization constants come per column from the layer's output record. Refusals are one line naming
 the layer and the limit.
@@ -18,6 +19,7 @@ the layer and the limit.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from hw.core.config import LANE_ACC_BITS, CoreConfig
 from hw.core.isa import ColumnSlot, Mode, Segment
 from sw.bundle import (AgqCodes, AttentionLayer, CagCodes, ConvLayer, GemmLayer, HluqCodes, HostOutput, LinearLayer,
                        UniformCodes)
+from sw.ref.log_softmax import EXP_BITS, FRAC_BITS, LOG_BITS
 
 from .conv import ConvSpec, conv_output_size, tap_weights
 from .errors import CompileError
@@ -76,6 +79,24 @@ def check_pe(where: str, config: CoreConfig, bound: int, what: str) -> None:
     if bound >= 1 << (config.pe_acc_bits - 1):
         raise CompileError(f"{where}: {what} can reach {bound} ({bound.bit_length() + 1} signed bits), the PE "
                            f"accumulators hold {config.pe_acc_bits} (pe_acc_bits)")
+
+
+def softmax_row_bound(sm: AgqCodes, keys: int) -> int:
+    """Largest sum over one row's keys of 2^(Q - code div tau) when the codes are a softmax row's, as
+    the host step (``sw.ref.host.agq_encode``) or the integer unit (``sw.ref.log_softmax``, default
+    widths) writes them; an A.V sum is at most this times the largest |v - zero point|.
+
+    Each code is at least tau x - 1/2 for x = -log2(p / scale) (rounding; a code clamped to 0 or to
+    the zero code only lowers the term), so 2^(-code / tau) <= 2^(1 / 2tau) p / scale, and
+    2^(-(code div tau)) <= 2^((tau - 1) / tau) 2^(-code / tau). The probabilities sum to 1 on the host;
+    the integer unit's p_j = e_j / sum, with each e_j at most 1.5 below 2^E 2^-d_j (its EXP rounding and
+    shift) and sum >= 2^E, and its row logarithm at most log2(1 + 2^-G) + 2^-F below log2(sum) (the
+    mantissa's truncation, the LOG and OFFSET rounding): the factor 2^delta (1 + 1.5 keys / 2^E).
+    So the sum is at most 2^(Q + 1 - 1/(2 tau) + delta) (1 + 1.5 keys / 2^E) / scale, whatever the
+    keys' count; the keys' own bound, keys x 2^Q, can be the smaller."""
+    delta = math.log2(1 + 2.0**-LOG_BITS) + 2.0**-FRAC_BITS
+    by_softmax = 2.0 ** (sm.max_shift + 1 - 1 / (2 * sm.tau) + delta) * (1 + 1.5 * keys / 2**EXP_BITS) / sm.scale
+    return min(keys << sm.max_shift, math.ceil(by_softmax * (1 + 1e-9)))
 
 
 def check_lane(where: str, bound: int) -> None:
@@ -304,7 +325,7 @@ def lower_values(config: CoreConfig, layer: AttentionLayer, p_shape: tuple, v_sh
         arith = Arith.of(Mode.AGQ, 0, code_element_bits(out.act_bits), segments, out.q_min, out.q_max,
                          tau_log2=sm.tau.bit_length() - 1, max_shift=sm.max_shift, zero_code=sm.zero_code,
                          uses_y=int(sm.tau > 1 and config.y_accumulators))
-        pe = nk * (1 << sm.max_shift) * v_max
+        pe = softmax_row_bound(sm, nk) * v_max      # the probabilities come from the softmax step
         lane = nk * max(lut) * (1 << sm.max_shift) * v_max
         pad = sm.zero_code
     else:
