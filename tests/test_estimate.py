@@ -553,6 +553,17 @@ def test_softmax_unit_costs_its_cycles_and_energy_in_the_projection(tmp_path):
     assert out["on_chip_keys"] == tile_row_keys(16, 16, 12, 38) == 2048 and out["hybrid"]["on_chip_share"] == 1.0
     assert softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85060, "ebr": 208})[0]["fits"]
     assert not softmax_unit_projection(run, 4, [unit], c, device={"lut4": 85059, "ebr": 208})[0]["fits"]
+    # a synthesized tile store for this lane count: its LUT4 (LUT RAM in sites) in the fit, its logic in the energy
+    stored, = softmax_unit_projection(run, 4, [unit], c, device={"lut4": 83640, "ebr": 208},
+                                      stores={unit.widths.lanes: {"lut4": 300, "ff": 200, "lutram": 1, "source": "s"}})
+    assert out["store_lut"] is None and stored["store_lut"] == 306 and stored["store_source"] == "s"
+    assert stored["over"] == {"lut": out["over"]["lut"] + 306, "ebr": out["over"]["ebr"]}
+    assert stored["serial"]["totals"]["energy_pj"] > out["serial"]["totals"]["energy_pj"]
+    assert stored["serial"]["totals"]["seconds"] == out["serial"]["totals"]["seconds"]
+    assert stored["memory"]["totals"] == out["memory"]["totals"]       # no store when the scores go to memory
+    other, = softmax_unit_projection(run, 4, [unit], c, device={"lut4": 83640, "ebr": 208},
+                                     stores={unit.widths.lanes * 2: {"lut4": 300, "ff": 200, "source": "s"}})
+    assert other["over"] == out["over"]
     serial_ratios, overlap_ratios = (against(out[mode], baseline) for mode in ("serial", "overlap"))
     assert serial_ratios["speedup"] == pytest.approx(1.0 / serial["seconds"])
     assert serial_ratios["energy_ratio"] == pytest.approx(1e9 / out["serial"]["totals"]["energy_pj"])
@@ -578,9 +589,15 @@ def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
     assert "(up to 352 keys: 25% of the scores), 4.00x / 3.40x" in text
     assert "need 700 LUT4 and 3 DP16KD more" in text and "Fmax (98 MHz) is below the 100 MHz clock" in text
     assert "core and unit fit the device" in _unit_text([row(1, 9.0, 8.0, (-5, -1), 104.0)])
+    assert "core, unit and its tile store fit the device" in _unit_text([{**row(1, 9.0, 8.0, (-5, -1), 104.0),
+                                                                        "store_lut": 569}])
     # the best that fits beside the core at its clock, by its hybrid: the 1-lane unit here
     assert ("best that fits beside this core at its clock: 1 lanes, hybrid, 3.00x speed and 2.67x energy "
             "(25% of the scores on chip, rows up to 352 keys in 34 DP16KD)") in text
     assert "No lane count of the unit fits" in _unit_text([row(4, 12.0, 10.2, (700, 3), 98.0)])
     assert "No lane count" in _unit_text([row(4, 12.0, 10.2, (-7, -3), 98.0)])   # fits, but below the clock
     assert _unit_text([]) == ""
+    from sw.estimate.report import _store_text
+    assert "priced in block RAM only" in _store_text([{"store_source": None}])
+    built = _store_text([{"store_source": "build/s.json"}])
+    assert "synthesized beside this core for its largest rows (build/s.json)" in built

@@ -11,6 +11,8 @@ unchanged.
 
 from __future__ import annotations
 
+import dataclasses
+
 from sw.ref.log_softmax import REL_BITS
 
 from .resources import LUTRAM_SITES
@@ -129,7 +131,7 @@ def host_step_projection(subject, code_bits: int) -> list[dict]:
 
 
 def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, device: dict,
-                            relative_parts: frozenset = frozenset()) -> list[dict]:
+                            relative_parts: frozenset = frozenset(), stores: dict | None = None) -> list[dict]:
     """Per built softmax unit (``softmax_unit.SoftmaxUnitCost``, one per lane count): the GELU / ReLU and the
     softmax on chip (as ``host_step_projection``'s second row), the unit's cycles, logic and energy now
     counted, its time after the core's (``serial``) or beside it (``overlap``, the core going on while the
@@ -137,7 +139,11 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
     fit the block RAMs left, on chip (``hybrid``, its longest rows ``on_chip_keys``; ``UNIT_MODES``); per
     mode the subject's ``totals`` (seconds, energy_pj) and the unit's share of the time, and what core and
     unit need beyond the device's LUT4 (LUT RAM counted in the LUT4 sites it takes) and block RAMs
-    (``device``: lut4, ebr)."""
+    (``device``: lut4, ebr). ``stores``: lanes -> the synthesis of the tile store built for that unit
+    (``hw.softmax.score_store``, its largest rows); where there is one its LUT4 count in the fit and its LUT4
+    and FF in the unit's logic energy where scores stay on chip (its block RAMs are the ``hybrid`` mode's,
+    priced per invocation by ``tile_store_ebr``); where there is none the store's logic is not counted
+    (``store_lut`` None)."""
     readers = {r.read_by for r in subject.analysis.results}
     taken = {s for name, steps in HOST_STEPS[:2] for s in steps} & readers
     core_lut = subject.design.lut + LUTRAM_SITES * subject.design.lutram
@@ -145,8 +151,14 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
                   for r in subject.analysis.results if r.read_by == "softmax"), default=0)
     out = []
     for unit in units:
-        over = {"lut": core_lut + unit.lut - device["lut4"], "ebr": (subject.design.ebr or 0) + unit.ebr - device["ebr"]}
+        store = (stores or {}).get(unit.widths.lanes)
+        store_lut = store["lut4"] + LUTRAM_SITES * store.get("lutram", 0) if store else None
+        over = {"lut": core_lut + unit.lut + (store_lut or 0) - device["lut4"],
+                "ebr": (subject.design.ebr or 0) + unit.ebr - device["ebr"]}
+        costed = dataclasses.replace(unit, lut=unit.lut + store_lut, ff=unit.ff + store["ff"]) if store else unit
         row = {"lanes": unit.widths.lanes, "max_keys": unit.widths.max_keys, "lut": unit.lut, "ff": unit.ff,
+               "store_lut": store_lut, "store_ff": store["ff"] if store else None,
+               "store_source": store["source"] if store else None,
                "dsp": unit.dsp, "ebr": unit.ebr, "fmax_mhz": unit.fmax_mhz, "core_lut": core_lut,
                "core_ebr": subject.design.ebr, "over": over, "fits": max(over.values()) <= 0,
                "clock_mhz": subject.design.clock_mhz}
@@ -154,8 +166,10 @@ def softmax_unit_projection(subject, code_bits: int, units: list, coeff: dict, d
         row["spare_ebr"], row["score_bits"] = spare, widest
         row["on_chip_keys"] = tile_row_keys(subject.design.config.rows, subject.design.config.cols, widest, spare)
         for mode in UNIT_MODES:
-            p = _project(subject, taken, code_bits, unit, coeff, mode=mode, relative_parts=relative_parts,
-                         spare_ebr=spare)
+            # no store where every score goes through external memory
+            stored = mode in ("serial", "overlap") or (mode == "hybrid" and row["on_chip_keys"] > 0)
+            p = _project(subject, taken, code_bits, costed if stored else unit, coeff, mode=mode,
+                         relative_parts=relative_parts, spare_ebr=spare)
             energy = sum(p["energy"].values())
             row[mode] = {"totals": {"seconds": p["seconds"], "energy_pj": energy},
                          "unit_share": p["unit_s"] / p["seconds"] if p["seconds"] else 0.0,

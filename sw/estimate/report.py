@@ -136,19 +136,21 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
              "width a sum of d products of the core's codes needs; SAM ViT's relative-position terms, 2 x side "
              "per row, beside them). Wherever the scores stay on chip (serial, overlap, hybrid), the store's "
              "accesses count in the unit's energy (each score written and read once). LUT4 counts LUT RAM as "
-             f"the {LUTRAM_SITES} LUT4 sites of each 16 x 4 cell. Each ratio is the lower of the bracket's ends "
-             "(the moonshot's).", "",
-             f"| lanes | unit LUT4 | unit DP16KD | core + unit beyond the device's {device['lut4']} LUT4 / "
+             f"the {LUTRAM_SITES} LUT4 sites of each 16 x 4 cell. {_store_text(rows)} Each ratio is the lower of "
+             "the bracket's ends (the moonshot's).", "",
+             f"| lanes | unit LUT4 | unit DP16KD | store LUT4 | core + unit + store beyond the device's "
+             f"{device['lut4']} LUT4 / "
              f"{device['ebr']} DP16KD | unit's routed Fmax | "
              "serial: speed-up / energy ratio | the unit's share of the time | overlap: speed-up / energy ratio "
              "| the unit's share of the time | memory: speed-up / energy ratio | the unit's share of the time | "
              "hybrid: speed-up / energy ratio | hybrid: block RAMs left for the store, longest rows on chip "
              "(scores of the widest d), share of the scores on chip |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fit = "fits" if r["fits"] else f"{max(r['over']['lut'], 0)} / {max(r['over']['ebr'], 0)} over"
         slow = " (below the clock)" if r["fmax_mhz"] < r["clock_mhz"] else ""
-        lines.append(f"| {r['lanes']} | {r['lut']} | {r['ebr']} | {fit} | {r['fmax_mhz']:g} MHz{slow} | "
+        store = "not built" if r.get("store_lut") is None else r["store_lut"]
+        lines.append(f"| {r['lanes']} | {r['lut']} | {r['ebr']} | {store} | {fit} | {r['fmax_mhz']:g} MHz{slow} | "
                      f"{_x(r['serial']['speedup'])} / {_x(r['serial']['energy_ratio'])} | "
                      f"{r['serial']['unit_share']:.0%} | {_x(r['overlap']['speedup'])} / "
                      f"{_x(r['overlap']['energy_ratio'])} | {r['overlap']['unit_share']:.0%} | "
@@ -158,6 +160,17 @@ def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
                      f"({r['score_bits']}-bit), "
                      f"{r['hybrid']['on_chip_share']:.0%} |")
     return lines + [""]
+
+
+def _store_text(rows: list[dict]) -> str:
+    """Whether the tile store's logic is counted: built and synthesized for this core, or priced in block RAM only."""
+    sources = sorted({r["store_source"] for r in rows if r.get("store_source")})
+    if not sources:
+        return ("The store is priced in block RAM only: no synthesis of it for this core (`python "
+                "scripts/core_synth.py --block store`), so its logic is not counted.")
+    return ("The store is built (`hw.softmax.score_store`) and synthesized beside this core for its largest rows "
+            f"({', '.join(sources)}): its LUT4 count in the fit, its LUT4 and FF in the unit's logic energy where "
+            "scores stay on chip.")
 
 
 def _fmt_mhz(v) -> str:

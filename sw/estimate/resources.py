@@ -20,6 +20,7 @@ LUTRAM_SITES = 6    # LUT4 sites of one TRELLIS_DPR16X4 (16 x 4 LUT RAM): two sl
 REFERENCE_CORE = "w4-16x16"      # the FP32 array's lanes are sized against this core's blocks
 INT8_CORE = "w8-16x16"           # the INT8 baseline: its own synthesis, else the reference core's scaled
 CORE_BLOCKS = ("core", "array", "pair", "pe")
+STORE_LANES = (1, 2, 4, 8)   # the softmax unit's tile store beside the core (``--block store --lanes N``), optional
 # role -> candidate files in order of preference (the reference core's, from before core_synth wrote names)
 CORE_FILES = {
     "w4_core": ["build/core_synth_w4/core_synthesis.json", "build/core_synth_full/core_synthesis.json"],
@@ -72,9 +73,10 @@ def core_name(spec: str | Path) -> str:
 def subject_files(name: str) -> dict:
     """role -> candidate files of the subject core's synthesis (``scripts/core_synth.py --config CONFIG
     --block BLOCK --out build/core_synth_NAME``); the reference core's are its legacy files."""
+    stores = {f"subject_store{n}": [f"build/core_synth_{name}/store{n}_synthesis.json"] for n in STORE_LANES}
     if name == REFERENCE_CORE:
-        return {f"subject_{b}": CORE_FILES[f"w4_{b}"] for b in CORE_BLOCKS}
-    return {f"subject_{b}": [f"build/core_synth_{name}/{b}_synthesis.json"] for b in CORE_BLOCKS}
+        return {**{f"subject_{b}": CORE_FILES[f"w4_{b}"] for b in CORE_BLOCKS}, **stores}
+    return {**{f"subject_{b}": [f"build/core_synth_{name}/{b}_synthesis.json"] for b in CORE_BLOCKS}, **stores}
 
 
 def saved_role(role: str, name: str) -> str:
@@ -95,7 +97,8 @@ def _for_core(data: dict, name: str, digest: str | None) -> bool:
 def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = REFERENCE_CORE,
                    digest: str | None = None) -> Resources:
     """The reference roles (``w4_*``, ``w8_*``, ``fp32_*``) and the subject core's blocks
-    (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``) for the core named ``core``."""
+    (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``; ``subject_store<lanes>`` where
+    synthesized) for the core named ``core``."""
     entries, sources, missing = {}, {}, []
     saved = {}
     if snapshot is not None and snapshot.is_file():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .energy import PJ
 from .projection import UNIT_MODES, against, host_step_projection, softmax_unit_projection
 from .projection import ratio as _ratio  # summarize's loops use ``ratio`` for a baseline's ratios
-from .resources import rel
+from .resources import STORE_LANES, rel
 from .sources import PUBLISHED
 
 MOONSHOT = 10.0
@@ -144,6 +144,7 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
     for i, row in enumerate(units[ends[0]]):
         low_row = {key: row[key] for key in ("lanes", "lut", "ebr", "fits", "over", "fmax_mhz", "clock_mhz",
                                              "on_chip_keys", "spare_ebr", "score_bits")}
+        low_row.update({key: row.get(key) for key in ("store_lut", "store_ff", "store_source")})
         for mode in UNIT_MODES:
             low_row[mode] = {m: min(units[k][i][mode][m] for k in ends) for m in ("speedup", "energy_ratio")}
             for share in ("unit_share", "relative_share", "on_chip_share"):
@@ -165,8 +166,9 @@ def _unit_text(rows: list[dict]) -> str:
         return ""
     best = max(rows, key=lambda r: min(r["overlap"]["speedup"], r["overlap"]["energy_ratio"]))
     over = best["over"]
-    fit = ("core and unit fit the device" if best["fits"] else
-           f"core and unit need {max(over['lut'], 0)} LUT4 and {max(over['ebr'], 0)} DP16KD more than the device has")
+    parts = "core, unit and its tile store" if best.get("store_lut") is not None else "core and unit"
+    fit = (f"{parts} fit the device" if best["fits"] else
+           f"{parts} need {max(over['lut'], 0)} LUT4 and {max(over['ebr'], 0)} DP16KD more than the device has")
     slow = (f", and the unit's routed Fmax ({best['fmax_mhz']:g} MHz) is below the {best['clock_mhz']:g} MHz clock"
             if best["fmax_mhz"] < best["clock_mhz"] else "")
     return (f" With the softmax unit built and costed (its cycles, logic and energy; best of {len(rows)} lane counts: "
@@ -224,6 +226,13 @@ def _limit_text(model: str, moon: dict, lim: dict, board: str) -> str:
             f"which the iso-resource design lies; against {lim['label']}: {speed_limit}; {energy_limit}.")
 
 
+def stores_by_lanes(resources) -> dict:
+    """lanes -> the synthesis summary (and its source) of the subject core's tile store for a unit of that
+    many lanes, where one was synthesized."""
+    return {n: {**resources.get(f"subject_store{n}"), "source": resources.sources[f"subject_store{n}"]}
+            for n in STORE_LANES if resources.get(f"subject_store{n}")}
+
+
 def summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:
     cpu_watts = coeff_records["cpu_watts"].value
     out = {"command": opts.command, "board": {"name": board.name, "memory_bytes_per_s": board.memory_bytes_per_s,
@@ -250,7 +259,7 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
     softmax_units = None
     if inp.get("softmax_units"):
         softmax_units = {"units": inp["softmax_units"], "coeff": {k: v.value for k, v in coeff_records.items()},
-                "device": board.device}
+                         "device": board.device, "stores": stores_by_lanes(resources)}
     for model, runs in models.items():
         host = measured.get("host_subject") if model == "litemedsam" else None
         cpu = measured.get(f"cpu_{model}")
