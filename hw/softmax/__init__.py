@@ -1,2 +1,4 @@
 """The on-chip softmax: ``unit.LogSoftmaxUnit`` computes ``sw.ref.log_softmax`` row by row in RTL, and
-``constants.LayerConstants`` gives the port values of one attention layer."""
+``constants.LayerConstants`` gives the port values of one attention layer; ``score_store.ScoreStore``
+holds a tile of the core's scores until its rows are complete, and ``path.SoftmaxPath`` has that store
+feed the unit."""
