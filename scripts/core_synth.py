@@ -100,10 +100,12 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="w4-16x16")
     parser.add_argument("--block", default="core", choices=["core", "compute", "array", "pair", "lane", "pe", "store",
                                                                   "path"])
-    parser.add_argument("--lanes", type=int, default=2, help="store: keys the softmax unit reads per beat")
-    parser.add_argument("--max-keys", type=int, default=4096, help="store: the longest row")
-    parser.add_argument("--head-dim", type=int, default=64, help="store: the QK^T's reduction (the scores' width)")
-    parser.add_argument("--relative-side", type=int, default=64, help="store: the relative-position grid (0: none)")
+    parser.add_argument("--lanes", type=int, default=2, help="store, path: keys the softmax unit reads per beat")
+    parser.add_argument("--max-keys", type=int, default=4096, help="store, path: the longest row")
+    parser.add_argument("--head-dim", type=int, default=64,
+                        help="store, path: the QK^T's reduction (the scores' width)")
+    parser.add_argument("--relative-side", type=int, default=64,
+                        help="store, path: the relative-position grid (0: none)")
     parser.add_argument("--out", default="build/core_synth")
     parser.add_argument("--report", help="write a markdown report here")
     parser.add_argument("--hierarchy", action="store_true",
