@@ -10,17 +10,35 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.softmax.score_store import READ_LATENCY, ScoreStore
+from hw.softmax.stream import pack
 from hw.units.block_ram import ebr_blocks
 from sw.estimate.softmax_unit import tile_store_ebr
-
-
-def _pack(values, bits: int) -> int:
-    return sum((int(v) & ((1 << bits) - 1)) << (i * bits) for i, v in enumerate(values))
 
 
 def _unpack(word: int, n: int, bits: int) -> list[int]:
     out = [(word >> (i * bits)) & ((1 << bits) - 1) for i in range(n)]
     return [v - (1 << bits) if v >> (bits - 1) else v for v in out]
+
+
+def tile_writes(store: ScoreStore, rows: int) -> list[tuple[int, int]]:
+    """Every (row, key block) of a tile, in the order the array delivers them: a block's rows in turn."""
+    return [(r, blk) for blk in range(store.blocks) for r in range(rows)]
+
+
+async def write_tile(ctx, ports, store: ScoreStore, scores: np.ndarray, order):
+    """A tile of ``scores`` [rows, keys] through ``ports``' w_* inputs, a (row, key block) of ``order`` per
+    cycle, the keys past the row's end written as 0."""
+    rows, keys = scores.shape
+    k = store.cols
+    padded = np.zeros((rows, store.blocks * k), np.int64)
+    padded[:, :keys] = scores
+    for r, blk in order:
+        ctx.set(ports.w_en, 1)
+        ctx.set(ports.w_row, int(r))
+        ctx.set(ports.w_block, int(blk))
+        ctx.set(ports.w_scores, pack(padded[r, blk * k:(blk + 1) * k], store.score_bits))
+        await ctx.tick()
+    ctx.set(ports.w_en, 0)
 
 
 async def write_relative_terms(ctx, ports, heights: np.ndarray, widths: np.ndarray):
@@ -42,22 +60,14 @@ def run_store(store: ScoreStore, scores: np.ndarray, heights=None, widths=None, 
     the scores and biases read, [rows, keys] each, with the reads' beats in row order and random idle cycles."""
     rng = np.random.default_rng(seed)
     rows, keys = scores.shape
-    k, p, b = store.cols, store.lanes, store.score_bits
-    padded = np.zeros((rows, store.blocks * k), np.int64)
-    padded[:, :keys] = scores
-    writes = [(r, blk) for blk in range(store.blocks) for r in range(rows)]
+    p, b = store.lanes, store.score_bits
+    writes = tile_writes(store, rows)
     rng.shuffle(writes)
     beats = [(int(r), i) for r in rng.permutation(rows) for i in range(-(-keys // p))]
     got_s, got_b = np.zeros((rows, keys), np.int64), np.zeros((rows, keys), np.int64)
 
     async def bench(ctx):
-        for r, blk in writes:
-            ctx.set(store.w_en, 1)
-            ctx.set(store.w_row, int(r))
-            ctx.set(store.w_block, int(blk))
-            ctx.set(store.w_scores, _pack(padded[r, blk * k:(blk + 1) * k], b))
-            await ctx.tick()
-        ctx.set(store.w_en, 0)
+        await write_tile(ctx, store, store, scores, writes)
         if store.relative_side:
             await write_relative_terms(ctx, store, heights, widths)
         pending = []

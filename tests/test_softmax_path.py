@@ -15,7 +15,7 @@ from hw.softmax.constants import LayerConstants
 from hw.softmax.path import FEED_LATENCY, SoftmaxPath
 from hw.softmax.stream import beat_codes
 from hw.softmax.unit import UnitWidths, row_cycles
-from test_score_store import _pack, write_relative_terms
+from test_score_store import tile_writes, write_relative_terms, write_tile
 from test_softmax_unit import softmax_of
 
 
@@ -23,23 +23,12 @@ def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, width
     """Codes [rows, keys] the path writes for a tile of ``scores`` [rows, keys], and the cycles from start
     to the last code out."""
     rows, keys = scores.shape
-    store = path.store
-    k = store.cols
-    padded = np.zeros((rows, store.blocks * k), np.int64)
-    padded[:, :keys] = scores
     out, cycles = [], []
 
     async def bench(ctx):
         for name, value in LayerConstants.of(softmax, path.widths).ports().items():
             ctx.set(getattr(path, name), value)
-        for blk in range(store.blocks):
-            for r in range(rows):
-                ctx.set(path.w_en, 1)
-                ctx.set(path.w_row, r)
-                ctx.set(path.w_block, blk)
-                ctx.set(path.w_scores, _pack(padded[r, blk * k:(blk + 1) * k], store.score_bits))
-                await ctx.tick()
-        ctx.set(path.w_en, 0)
+        await write_tile(ctx, path, path.store, scores, tile_writes(path.store, rows))
         if path.relative_side:
             await write_relative_terms(ctx, path, heights, widths)
         ctx.set(path.start, 1)

@@ -66,11 +66,9 @@ class SoftmaxPath(wiring.Component):
 
         entry = p * w.score_bits + p * w.bias_bits + p + 1
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=entry, depth=FIFO_DEPTH)
-        issued = [Signal(name=f"issued_{i}") for i in range(READ_LATENCY)]
-        in_flight = sum(issued)
         issue = Signal()
+        in_flight = sum(delay(m, issue, i, f"issued{i}") for i in range(1, READ_LATENCY + 1))
         m.d.comb += issue.eq(active & ~self.start & (fifo.level + in_flight < FIFO_DEPTH))
-        m.d.sync += [issued[0].eq(issue)] + [issued[i].eq(issued[i - 1]) for i in range(1, READ_LATENCY)]
         m.d.comb += [store.r_en.eq(issue), store.r_first.eq(beat == 0), store.r_row.eq(row)]
         last = beat == beats - 1
         with m.If(issue):
