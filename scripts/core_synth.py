@@ -8,7 +8,9 @@
 ``store`` is the softmax unit's tile store beside this core (``hw.softmax.score_store``: one memory per
 column, read ``--lanes`` keys per beat, rows of up to ``--max-keys`` scores of a ``--head-dim`` QK^T,
 and SAM ViT's relative-position tables for a ``--relative-side`` grid); it is written as store<lanes>.
-``path`` is that store feeding the softmax unit (``hw.softmax.path``), written as path<lanes>.
+``path`` is that store feeding the softmax unit (``hw.softmax.path``), written as path<lanes>; for a core
+with ``softmax_lanes`` it is the core's own (``hw.core.softmax_driver``: the path at the core's widths, no
+relative tables, with the SOFTMAX driver and the code packer), the options ignored.
 
 Writes DIR/<block>.v, the yosys log and DIR/<block>_synthesis.json, and with ``--report`` a generated
 markdown report (resources against the LFE5U-85F, per-block totals with ``--hierarchy``). The core's
@@ -61,6 +63,9 @@ def score_store(config, args):
 def softmax_path(config, args):
     from hw.softmax.path import SoftmaxPath
     from hw.softmax.unit import UnitWidths
+    if config.softmax_lanes:
+        from hw.core.softmax_driver import SoftmaxDriver
+        return SoftmaxDriver(config)
     widths = UnitWidths(lanes=args.lanes, max_keys=args.max_keys, score_bits=_store_score_bits(config, args))
     return SoftmaxPath(config.cols, config.rows, widths, relative_side=args.relative_side)
 
@@ -115,6 +120,8 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    if args.block == "path" and config.softmax_lanes:
+        args.lanes, args.max_keys, args.head_dim, args.relative_side = config.softmax_lanes, config.softmax_max_keys, None, 0
     name = f"{args.block}{args.lanes}" if args.block in ("store", "path") else args.block
     if args.block == "core":
         from hw.generate import CORE_TOP, core_verilog

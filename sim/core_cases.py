@@ -30,7 +30,8 @@ from .core_runner import CoreRun, CoreSimulator
 @dataclass(frozen=True)
 class CoreCase:
     layer: str
-    op: str | None = None   # None: linear / conv; "scores" (QK^T) or "values" (A.V) of an attention
+    op: str | None = None   # None: linear / conv; "scores" (QK^T), "values" (A.V) or, on a core with the softmax
+                            # path, "probs" (QK^T and the softmax) of an attention
 
 
 # One layer of each kind the issue names, from the smallest stage that has it (stage 2: 64 x 64 tokens,
@@ -54,6 +55,22 @@ ACCEPTANCE = (
 )
 # On a core with an output lookup, the cases whose output the host reads only through GELU / ReLU (the
 # patch merging's conv1 and conv2, the decoder's lin1) write the next layer's codes through it.
+
+# On a core with the softmax path, the decoder's QK^T runs with its softmax (the encoder's attention adds
+# TinyViT's bias to its logits, which the path does not), and so does the image-to-token attention: the
+# longest rows (4,096 keys) and the most tiles (4,096 rows of 7 keys).
+SOFTMAX_CASES = (
+    CoreCase("mask_decoder.transformer.layers.0.cross_attn_token_to_image", "probs"),
+    CoreCase("mask_decoder.transformer.layers.0.cross_attn_image_to_token", "probs"),
+)
+
+
+def acceptance_cases(config: CoreConfig) -> tuple[CoreCase, ...]:
+    """The acceptance set for ``config``: with the softmax path, the decoder's QK^T as ``SOFTMAX_CASES``."""
+    if not config.softmax_lanes:
+        return ACCEPTANCE
+    fused = {c.layer for c in SOFTMAX_CASES}
+    return tuple(c for c in ACCEPTANCE if not (c.op == "scores" and c.layer in fused)) + SOFTMAX_CASES
 
 
 @dataclass
@@ -100,9 +117,15 @@ def case_inputs(bundle: Bundle, image: np.ndarray, box: np.ndarray, cases=ACCEPT
     missing = [c.layer for c in cases if c.layer not in bundle.layers]
     if missing:
         raise ValueError(f"{bundle.where}: the acceptance set needs layer '{missing[0]}', which the bundle lacks")
-    keep = _Keep({(c.layer, c.op) for c in cases})
+    recorded_op = {"probs": "scores"}         # the model run calls QK^T; probs takes the same q and k
+    keep = _Keep({(c.layer, recorded_op.get(c.op, c.op)) for c in cases})
     record_invocations(bundle, keep, image, box)
-    return {key: (keep.specs[key], inputs) for key, inputs in keep.kept.items()}
+    out = {key: (keep.specs[key], inputs) for key, inputs in keep.kept.items()}
+    for c in cases:
+        if c.op in recorded_op:
+            spec, inputs = out[c.layer, recorded_op[c.op]]
+            out[c.layer, c.op] = (InvocationSpec.of(bundle.layers[c.layer], c.op, dict(spec.shapes)), inputs)
+    return out
 
 
 def _region_words(region) -> tuple[int, int]:
@@ -146,8 +169,9 @@ def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: 
 
 
 def simulate_cases(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: np.ndarray, work: str,
-                   cases=ACCEPTANCE, memory_words: int | None = None, out=sys.stdout) -> list[CaseResult]:
+                   cases=None, memory_words: int | None = None, out=sys.stdout) -> list[CaseResult]:
     """Every case on one Verilator build of ``config``; one line per case on ``out``."""
+    cases = acceptance_cases(config) if cases is None else cases
     inputs = case_inputs(bundle, image, box, cases)
     programs_words = memory_words or (1 << 20)
     sim = CoreSimulator(config, programs_words, work)

@@ -214,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"{CORE_HELP} (default {DEFAULT_SIM_CORE}, which runs W8A8 and W4A4 bundles)")
     p.add_argument("--case", nargs="+", action="extend", metavar="LAYER[:OP]",
                    help="layers to run instead of the acceptance set (sim/core_cases.py): a linear or conv layer, "
-                        "or an attention layer with :scores (QK^T) or :values (A.V)")
+                        "or an attention layer with :scores (QK^T), :values (A.V) or, on a core with the "
+                        "softmax path, :probs (QK^T and the softmax)")
     p.add_argument("--image-index", type=int, default=0,
                    help="which val image with a box, in file-name order (default 0: the first)")
     p.add_argument("--data", default=str(DEFAULT_COCO_ROOT),
@@ -436,22 +437,23 @@ def _cmd_generate(args, progress: bool) -> int:
     return 0
 
 
-def _simulation_cases(bundle, names: list[str] | None):
-    """``--case LAYER[:OP]`` -> the co-simulation's cases (default: its acceptance set)."""
-    from sim.core_cases import ACCEPTANCE, CoreCase
+def _simulation_cases(bundle, names: list[str] | None, config):
+    """``--case LAYER[:OP]`` -> the co-simulation's cases (default: its acceptance set for ``config``)."""
+    from sim.core_cases import CoreCase, acceptance_cases
 
     from .bundle import AttentionLayer, GemmLayer
 
     if not names:
-        return ACCEPTANCE
+        return acceptance_cases(config)
     cases = []
     for name in names:
         layer_name, _, op = name.partition(":")
         layer = bundle.layer(layer_name, (GemmLayer, AttentionLayer))
         if isinstance(layer, AttentionLayer):
-            if op not in ("scores", "values"):
-                raise SamhwError(f"--case {name}: an attention layer runs as {layer_name}:scores (QK^T) or "
-                                 f"{layer_name}:values (A.V)")
+            if op not in ("scores", "values", "probs"):
+                raise SamhwError(f"--case {name}: an attention layer runs as {layer_name}:scores (QK^T), "
+                                 f"{layer_name}:values (A.V) or, on a core with the softmax path, "
+                                 f"{layer_name}:probs (QK^T and the softmax)")
         elif op:
             raise SamhwError(f"--case {name}: '{layer_name}' is a {layer.TAG} layer, which takes no ':{op}'")
         cases.append(CoreCase(layer_name, op or None))
@@ -479,7 +481,7 @@ def _cmd_simulate(args, progress: bool) -> int:
 
     config = _buildable_core(args.core)
     bundle = load_bundle(args.bundle)
-    cases = _simulation_cases(bundle, args.case)
+    cases = _simulation_cases(bundle, args.case, config)
     path, box_xyxy = _val_image_with_box(args.data, args.image_index)
     image, box = _model_inputs(bundle.header.model, args.checkpoint, path, box_xyxy)
     if progress:

@@ -79,7 +79,7 @@ def layer_filter(only: list[str] | None):
 def resolve_program(bundle, program_dir: str | None, core: str | None, offload=None):
     """The program: ``program_dir`` checked against ``bundle`` (and ``core``), or the bundle compiled here
     (only the invocations ``offload`` selects, when given)."""
-    from hw.compiler.model import bundle_identity, record_invocations
+    from hw.compiler.model import bundle_identity, model_calls
     from hw.compiler.program import build_program
     from hw.compiler.store import load_program
     from hw.core.config import CoreConfigError, load_core_config
@@ -90,12 +90,13 @@ def resolve_program(bundle, program_dir: str | None, core: str | None, offload=N
         raise SamhwError(str(exc)) from None
     if program_dir:
         return load_program(program_dir, config, bundle)
-    calls = record_invocations(bundle).calls
+    config = config or load_core_config(DEFAULT_CORE)
+    calls = model_calls(bundle, config)
     if offload is not None:
         calls = [c for c in calls if offload(c[0].layer, c[0].op)]
         if not calls:
             raise SamhwError("--only selects no quantized layer of the bundle")
-    return build_program(config or load_core_config(DEFAULT_CORE), calls, bundle_identity(bundle))
+    return build_program(config, calls, bundle_identity(bundle))
 
 
 def memory_words(program) -> int:

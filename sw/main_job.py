@@ -76,7 +76,7 @@ def _accelerator(out: Path, qmodel, items, rows: list[dict], images: int, progre
             x, meta = qmodel.preprocess(row["image"])
             boxes = qmodel.boxes_to_input(np.asarray(row["boxes"], np.float32), meta)
         with single_blas_thread():
-            _, logits, iou = reference_model(bundle, x.double().numpy(), boxes.double().numpy())
+            _, logits, iou = reference_model(bundle, x.double().numpy(), boxes.double().numpy(), program=program)
         run = inf.run
         ious = [mask_iou(f, a) for f, a in zip(row["float_masks"], inf.masks)]
         record["images"].append({

@@ -227,7 +227,7 @@ def tiny_bundle(tmp_path_factory):
 @pytest.mark.parametrize("args,problem", [
     (["--core", "w9-1x1"], "no such core config file"),
     (["--case", "enc.nope"], "missing layer 'enc.nope'"),
-    (["--case", "enc.attn"], "--case enc.attn: an attention layer runs as enc.attn:scores (QK^T) or enc.attn:values"),
+    (["--case", "enc.attn"], "--case enc.attn: an attention layer runs as enc.attn:scores (QK^T), enc.attn:values"),
     (["--case", "enc.attn:keys"], "an attention layer runs as"),
     (["--case", "enc.fc:scores"], "'enc.fc' is a linear layer, which takes no ':scores'"),
     (["--image-index", "-1"], "--image-index must be >= 0"),
@@ -289,7 +289,16 @@ def test_simulate_prints_the_totals_last_and_fails_on_any_difference(monkeypatch
 
 
 def test_simulate_runs_the_acceptance_set_by_default(tiny_bundle):
-    from sim.core_cases import ACCEPTANCE
+    import dataclasses
+
+    from hw.core.config import PRESETS
+    from sim.core_cases import ACCEPTANCE, SOFTMAX_CASES
     from sw.bundle import load_bundle
 
-    assert cli._simulation_cases(load_bundle(tiny_bundle), None) == ACCEPTANCE
+    bundle = load_bundle(tiny_bundle)
+    assert cli._simulation_cases(bundle, None, PRESETS["w4-16x16"]) == ACCEPTANCE
+    # with the softmax path, the decoder's QK^T runs with its softmax
+    fused = cli._simulation_cases(bundle, None, dataclasses.replace(PRESETS["w4-16x16"], softmax_lanes=2))
+    assert set(fused) - set(ACCEPTANCE) == set(SOFTMAX_CASES)
+    assert [c for c in set(ACCEPTANCE) - set(fused)] == [
+        c for c in ACCEPTANCE if c.op == "scores" and c.layer.startswith("mask_decoder")]

@@ -477,13 +477,21 @@ def test_outputs_an_elementwise_step_reads_map_one_code_to_one_code(real_recordi
     assert sum(n <= PRESETS["w4-16x16"].lookup_steps for n in steps.values()) >= len(steps) // 2
 
 
+def _model_inputs(qmodel, item) -> tuple[np.ndarray, np.ndarray]:
+    """A calibration item's image and first box as the model graph takes them (float64)."""
+    import torch
+
+    x, meta = qmodel.preprocess(item.image)
+    with torch.no_grad():
+        box = qmodel.boxes_to_input(item.boxes[:1], meta).double().numpy()
+    return x.double().numpy(), box
+
+
 def test_the_runtime_takes_the_next_layers_codes_from_the_core_where_it_has_a_lookup(litemedsam_bundle, calib_items,
                                                                                         tmp_path):
     """The patch merging and a decoder MLP on the W4 core's functional model: conv1, conv2 and lin1 run
     with their output lookups, the host skips those GELUs / ReLU, and the masks are sw/ref's bit for bit;
     a stored program keeps its lookups."""
-    import torch
-
     from hw.compiler.model import bundle_identity, record_invocations
     from hw.compiler.store import load_program, write_program
     from hw.runtime import FsimBackend, reference_model, run_model
@@ -499,17 +507,46 @@ def test_the_runtime_takes_the_next_layers_codes_from_the_core_where_it_has_a_lo
     assert looked_up == ["conv1", "conv2", "lin1"]
     program = load_program(write_program(program, tmp_path / "program"), PRESETS["w4-16x16"], bundle)
     assert sorted(inv.spec.layer.rsplit(".", 1)[1] for inv in program.invocations if inv.spec.lookup) == looked_up
-    item = calib_items[2]
-    x, meta = qmodel.preprocess(item.image)
-    with torch.no_grad():
-        box = qmodel.boxes_to_input(item.boxes[:1], meta).double().numpy()
-    x = x.double().numpy()
+    x, box = _model_inputs(qmodel, calib_items[2])
     with single_blas_thread():
         run = run_model(bundle, program, FsimBackend(), x, box, offload=lambda layer, op: layer.startswith(prefixes))
         embedding, logits, iou = reference_model(bundle, x, box)
     assert len(run.offloaded()) == len(program.invocations) == 5 and run.mismatches == 0 and run.ok
     assert run.elements > 100_000
     assert np.array_equal(run.embedding, embedding) and np.array_equal(run.logits, logits)
+
+
+def test_the_runtime_takes_the_softmax_codes_from_the_core_where_it_has_the_path(litemedsam_bundle, calib_items,
+                                                                                 tmp_path):
+    """The decoder's first two-way block on a W4 core with the softmax path (functional model): its
+    token-to-image attention (rows of 4,096 keys) runs QK^T with the softmax on chip (``probs``), the two
+    with rows of 7 keys keep the host's softmax, and the masks equal sw/ref's with the integer softmax at
+    that layer, bit for bit."""
+    from hw.compiler.model import bundle_identity, model_calls
+    from hw.runtime import FsimBackend, reference_model, run_model
+    from hw.runtime.threads import single_blas_thread
+    from sw.bundle import load_bundle
+
+    bundle_dir, qmodel = litemedsam_bundle
+    bundle = load_bundle(bundle_dir)
+    config = dataclasses.replace(PRESETS["w4-16x16"], softmax_lanes=2)
+    prefix = "mask_decoder.transformer.layers.0."
+    calls = [c for c in model_calls(bundle, config) if c[0].layer.startswith(prefix)]
+    program = build_program(config, calls, bundle_identity(bundle))
+    fused = sorted(inv.spec.layer[len(prefix):] for inv in program.invocations if inv.spec.op == "probs")
+    assert fused == ["cross_attn_token_to_image"]
+    assert sorted(inv.spec.layer[len(prefix):] for inv in program.invocations if inv.spec.op == "scores") == [
+        "cross_attn_image_to_token", "self_attn"]
+    program = load_program(write_program(program, tmp_path / "program"), config, bundle)
+    x, box = _model_inputs(qmodel, calib_items[2])
+    with single_blas_thread():
+        run = run_model(bundle, program, FsimBackend(), x, box, offload=lambda layer, op: layer.startswith(prefix))
+        _, logits, iou = reference_model(bundle, x, box, program=program)
+        _, host_logits, _ = reference_model(bundle, x, box)
+    probs = [r for r in run.offloaded() if r.op == "probs"]
+    assert len(probs) == 1 and probs[0].mismatches == 0 and probs[0].elements == 8 * 7 * 4096 and run.ok
+    assert np.array_equal(run.logits, logits) and np.array_equal(run.iou, iou)
+    assert not np.array_equal(logits, host_logits)     # the on-chip softmax is the integer one, not the host's
 
 
 def test_compiler_and_functional_model_run_without_torch():

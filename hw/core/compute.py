@@ -27,7 +27,7 @@ from .consts import ColumnConstants
 from .decode import column_operand_signals, decode_column, decode_row, row_operand_layout
 from .front import header, take_tokens, tokens_ready, track_end, unit_members
 from .isa import (DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, DescActStrides, DescLoops, DescOtherStrides, Gemm, Mode,
-                  Opcode, Segment, element_bits)
+                  Opcode, Segment, Softmax, element_bits)
 from .issue import IssueLoop, seg_issue_layout
 from .lane import LanePair
 from .layouts import layout_of, view
@@ -35,8 +35,9 @@ from .params import CoreParams
 from .pe import PEArray
 from .segstart import SegmentStart
 from .sequencer import LaneSequencer, record_layout, seg_multipliers_layout
+from .softmax_driver import SoftmaxDriver
 
-IDLE, SETUP, GENERAL, GENERAL_RUN, ISSUE, EMPTY = range(6)
+IDLE, SETUP, GENERAL, GENERAL_RUN, ISSUE, EMPTY, SOFTMAX = range(7)
 DESC_LAG = 2    # the row decode reads the descriptor as it was this many cycles before
 
 
@@ -92,20 +93,35 @@ class ComputeUnit(wiring.Component):
         for unit in (consts, seq):
             m.d.comb += unit.run_start.eq(self.run_start)
 
+        softmax = None
+        if cfg.softmax_lanes:
+            m.submodules.softmax = softmax = SoftmaxDriver(cfg)
+
         # ---- executor ------------------------------------------------------------------------------
         h = header(self)
-        state = Signal(range(6))
+        state = Signal(range(7))
         inst = Signal(layout_of(Gemm))
         slot = Signal()
         drained = ~seq.busy
         op = h.opcode
         signals = h.signal_prev | h.signal_next
-        may = Mux(op == Opcode.GEMM, 1, Mux(op == Opcode.END, drained, ~signals | drained))
+        # a SOFTMAX reads the tile the lanes are still writing into the store until they drain
+        may = Mux(op == Opcode.GEMM, 1, Mux((op == Opcode.END) | (op == Opcode.SOFTMAX), drained, ~signals | drained))
         m.d.comb += self.take.eq(self.inst_valid & (state == IDLE) & ~self.ended & tokens_ready(self) & may)
         take_tokens(m, self)
         track_end(m, self, op == Opcode.END)
         gemm_taken = self.take & (op == Opcode.GEMM)
-        sync_taken = self.take & (op != Opcode.GEMM) & (op != Opcode.END)
+        sync_taken = self.take & (op != Opcode.GEMM) & (op != Opcode.END) & (op != Opcode.SOFTMAX)
+        softmax_done = Signal()
+        softmax_flags = Signal(2)          # the SOFTMAX's signal_prev, signal_next
+        if softmax is not None:
+            softmax_taken = self.take & (op == Opcode.SOFTMAX)
+            m.d.comb += [softmax.start.eq(softmax_taken), softmax.inst.eq(view(Softmax, self.inst)),
+                         softmax_done.eq(softmax.done)]
+            with m.If(softmax_taken):
+                m.d.sync += [state.eq(SOFTMAX), softmax_flags.eq(Cat(h.signal_prev, h.signal_next))]
+            with m.If((state == SOFTMAX) & softmax.done):
+                m.d.sync += state.eq(IDLE)
         with m.If(self.run_start):
             m.d.sync += [state.eq(IDLE), slot.eq(1)]
         with m.Elif(gemm_taken):
@@ -188,7 +204,8 @@ class ComputeUnit(wiring.Component):
         prm = seq.prm_in
         m.d.comb += [prm.raw.eq(loops.raw), prm.uses_y.eq(loops.uses_y), prm.out_width.eq(loops.out_width), prm.packed.eq(loops.packed),
                      prm.swap.eq((loops.mode == Mode.HLUQ) & loops.uses_y),
-                     prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max)]
+                     prm.out_row.eq(other.out_row), prm.q_min.eq(loops.q_min), prm.q_max.eq(loops.q_max),
+                     prm.to_store.eq(loops.to_store if cfg.softmax_lanes else 0)]
         if cfg.lookup_steps:
             m.d.comb += [prm.lookup.n.eq(loops.lookup_steps), prm.lookup.base.eq(loops.lookup_base)]
         with m.If(last_read_done):
@@ -226,12 +243,12 @@ class ComputeUnit(wiring.Component):
             m.d.sync += state.eq(IDLE)
 
         m.d.comb += [self.signal_prev.eq((issue_done & inst.signal_prev) | (sync_taken & h.signal_prev)
-                                         | (empty_done & inst.signal_prev)),
+                                         | (empty_done & inst.signal_prev) | (softmax_done & softmax_flags[0])),
                      self.signal_next.eq(seq.signal_next | (sync_taken & h.signal_next)
-                                         | (empty_done & inst.signal_next))]
-        return self._datapath(m, issue, consts, seq, array, pairs, loops, inst, slot)
+                                         | (empty_done & inst.signal_next) | (softmax_done & softmax_flags[1]))]
+        return self._datapath(m, issue, consts, seq, array, pairs, loops, inst, slot, softmax)
 
-    def _datapath(self, m, issue, consts, seq, array, pairs, loops, inst, slot):
+    def _datapath(self, m, issue, consts, seq, array, pairs, loops, inst, slot, softmax):
         p, cfg = self.params, self.config
         rows, cols = cfg.rows, cfg.cols
         a_bits, w_bits = cfg.act_bits, cfg.weight_bits
@@ -313,5 +330,14 @@ class ComputeUnit(wiring.Component):
                 for i, value in enumerate(ws):
                     with m.Case(i | e << 2 | packed << 4):
                         m.d.comb += self.out_data.eq(value)
-        m.d.comb += [self.out_addr.eq(seq.out_addr), self.out_en.eq(Mux(seq.out_en, seq.out_mask, 0))]
+        lanes_en = seq.out_en
+        if softmax is not None:        # a to_store GEMM's rows go to the path; its codes come back to OUT
+            lanes_en = seq.out_en & ~seq.out_to_store
+            m.d.comb += [softmax.w_en.eq(seq.out_en & seq.out_to_store), softmax.w_addr.eq(seq.out_row_addr),
+                         softmax.w_row.eq(words[2, 0][0])]
+        m.d.comb += [self.out_addr.eq(seq.out_addr), self.out_en.eq(Mux(lanes_en, seq.out_mask, 0))]
+        if softmax is not None:
+            with m.If(softmax.out_en):
+                m.d.comb += [self.out_addr.eq(softmax.out_addr), self.out_data.eq(softmax.out_data),
+                             self.out_en.eq(-1)]
         return m

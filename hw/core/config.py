@@ -19,7 +19,9 @@ SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
 # fields added later, with the default that keeps old digests
-LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0}
+LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0, "softmax_lanes": 0,
+                "softmax_max_keys": 4096}
+SOFTMAX_SCORE_BITS = 16   # a QK^T for the softmax path writes 16-bit raw rows, a row in one OUT word
 
 
 class CoreConfigError(ValueError):
@@ -56,6 +58,12 @@ class CoreConfig:
     # reads only through an elementwise GELU or ReLU can store the next layer's 4-bit codes instead of
     # 16-bit host codes (two more pipeline stages in every tail).
     lookup_steps: int = 0
+    # Keys per beat of the on-chip softmax path (hw/softmax/path.py), 0: none. With P > 0 a QK^T may send its
+    # raw rows to the path's tile store instead of OUT (``DescLoops.to_store``) and a SOFTMAX instruction
+    # turns the stored tile into AGQ codes in OUT, so the scores never leave the chip
+    # (docs/core.md "Softmax path"); rows of up to ``softmax_max_keys`` keys.
+    softmax_lanes: int = 0
+    softmax_max_keys: int = 4096
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -78,6 +86,16 @@ class CoreConfig:
         unknown = sorted(set(self.formats) - set(FORMATS))
         if unknown or "uniform" not in self.formats:
             problems.append(f"formats must include 'uniform' and come from {FORMATS}, got {self.formats}")
+        if self.softmax_lanes:
+            lanes, keys = self.softmax_lanes, self.softmax_max_keys
+            if lanes & (lanes - 1) or self.cols % lanes:
+                problems.append(f"softmax_lanes must be a power of two dividing cols {self.cols}, got {lanes}")
+            elif keys < self.cols or keys % self.cols:
+                problems.append(f"softmax_max_keys must be a positive multiple of cols {self.cols}, got {keys}")
+            if self.cols * SOFTMAX_SCORE_BITS > self.bus_bits:
+                problems.append(f"the softmax path takes a tile row of {self.cols} {SOFTMAX_SCORE_BITS}-bit scores "
+                                f"in one cycle, one {self.bus_bits}-bit word: cols must be at most "
+                                f"{self.bus_bits // SOFTMAX_SCORE_BITS}")
         if problems:
             raise CoreConfigError("; ".join(problems))
 
@@ -113,6 +131,11 @@ class CoreConfig:
     def out_granule_bits(self) -> int:
         """Width of one OUT write enable: the narrowest row a packed GEMM writes."""
         return self.bus_bits // max(self.rows_per_out_word(e) for e in OUT_ELEMENT_BITS)
+
+    @property
+    def softmax_store_rows(self) -> int:
+        """Tile rows the softmax path's store holds: R rows of every key block (its OUT row addresses)."""
+        return self.softmax_max_keys // self.cols * self.rows
 
     @property
     def bus_bytes(self) -> int:

@@ -34,6 +34,7 @@ class Opcode(IntEnum):
     STORE = 2   # OUT buffer -> external memory (STORE unit)
     GEMM = 3    # one tiled GEMM over resident buffers (COMPUTE unit)
     SYNC = 4    # only the token flags: wait and/or signal (any unit)
+    SOFTMAX = 5  # the softmax path's tile -> AGQ codes in OUT (COMPUTE unit, cores with ``softmax_lanes``)
 
 
 class Buffer(IntEnum):
@@ -172,7 +173,38 @@ class Gemm(Packed):
     n_rb: int
 
 
-def decode_instruction(word: int) -> Instruction | Transfer | Gemm:
+@dataclass(frozen=True)
+class Softmax(Packed):
+    """The tile the QK^T before it sent to the softmax path (``DescLoops.to_store``) into AGQ codes: rows
+    0 .. ``n_rows`` - 1 of ``keys`` keys each, ``sw.ref.log_softmax`` with this layer's constants, each row's
+    codes written to OUT at ``act_bits`` per code from a new word (``softmax_row_words``), from word
+    ``out_base`` on. Taken once the lanes have written the tile; signals like a GEMM (``signal_prev`` and
+    ``signal_next`` once its last OUT word is written)."""
+
+    LAYOUT: ClassVar = _layout(*_HEADER, ("out_base", 16), ("n_rows", 8), ("keys", 14), ("multiplier", 31),
+                               ("shift", 7), ("tau_log2", 2), ("zero_code", 8), ("offset", 32, True))
+    BITS: ClassVar = PROG_WORD_BITS
+    opcode: int
+    wait_prev: int
+    wait_next: int
+    signal_prev: int
+    signal_next: int
+    out_base: int
+    n_rows: int
+    keys: int
+    multiplier: int
+    shift: int
+    tau_log2: int
+    zero_code: int
+    offset: int
+
+
+def softmax_row_words(keys: int, code_bits: int, bus_bits: int) -> int:
+    """OUT words one row of ``keys`` codes takes (each row starts a word)."""
+    return -(-keys * code_bits // bus_bits)
+
+
+def decode_instruction(word: int) -> Instruction | Transfer | Gemm | Softmax:
     opcode = word & 0xF
     try:
         op = Opcode(opcode)
@@ -182,6 +214,8 @@ def decode_instruction(word: int) -> Instruction | Transfer | Gemm:
         return Transfer.decode(word)
     if op is Opcode.GEMM:
         return Gemm.decode(word)
+    if op is Opcode.SOFTMAX:
+        return Softmax.decode(word)
     return Instruction.decode(word)
 
 
@@ -199,7 +233,8 @@ class DescLoops(Packed):
     LAYOUT: ClassVar = _layout(("mode", 2), ("raw", 1), ("out_width", 2), ("tau_log2", 2), ("max_shift", 6),
                                ("zero_code", 8), ("log_levels", 8), ("n_seg", 4), ("uses_y", 1),
                                ("q_min", 33, True), ("q_max", 33, True), ("n_ob", 16), ("n_c", 16), ("n_i", 8),
-                               ("n_d", 8), ("packed", 1), ("lookup_steps", 6), ("lookup_base", 9, True))
+                               ("n_d", 8), ("packed", 1), ("lookup_steps", 6), ("lookup_base", 9, True),
+                               ("to_store", 1))
     BITS: ClassVar = DESC_WORD_BITS
     mode: int          # Mode
     raw: int           # 1: outputs are the X accumulators of the single segment (QK^T), no combine/requant
@@ -220,6 +255,8 @@ class DescLoops(Packed):
                        # and OUT addresses count row slots of the GEMM's width, not words
     lookup_steps: int = 0   # n > 0 (cores with ``CoreConfig.lookup_steps``): each clamped output v becomes
     lookup_base: int = 0    # lookup_base + sum of the first n ``LookupStep``s' +-1 where v >= threshold
+    to_store: int = 0       # raw 16-bit GEMMs on cores with ``softmax_lanes``: tile row r of OUT address a goes
+                            # to the softmax path's store as row a mod R of key block a div R, not to OUT
 
 
 OUT_WIDTHS = {4: 0, 8: 1, 16: 2, 32: 3}   # element bits -> DescLoops.out_width

@@ -79,6 +79,10 @@ class CoreParams:
         if not problems and self.out_addr_bits > out_base_bits:
             problems.append(f"out_words {c.out_words} x {c.bus_bits // c.out_granule_bits} row slots per word need "
                             f"{self.out_addr_bits}-bit OUT addresses, a GEMM gives {out_base_bits}")
+        if not problems and c.softmax_lanes and c.softmax_store_rows > 1 << self.out_addr_bits:
+            problems.append(f"the softmax store's {c.softmax_store_rows} tile rows (softmax_max_keys / cols x rows) need "
+                            f"OUT row addresses of {(c.softmax_store_rows - 1).bit_length()} bits, the core's have "
+                            f"{self.out_addr_bits}")
         if problems:
             raise CoreConfigError("; ".join(problems))
 

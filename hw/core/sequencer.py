@@ -67,6 +67,7 @@ def gemm_params_layout(lookup_steps: int = 0) -> data.StructLayout:
         "raw": 1, "uses_y": 1, "out_width": 2, "packed": 1, "out_row": field_width(DescOtherStrides, "out_row"),
         "swap": 1,       # HLUQ with uses_y: the PEs hold docs/core.md's X in Y and its Y in X
         "q_min": QBITS, "q_max": QBITS,
+        "to_store": 1,   # the raw rows go to the softmax path's store (``DescLoops.to_store``)
     }
     if lookup_steps:     # the output lookup travels with the clamp bounds
         fields["lookup"] = lookup_layout(lookup_steps)
@@ -102,7 +103,8 @@ class LaneSequencer(wiring.Component):
             "out_en": Out(1), "out_mask": Out(config.bus_bits // config.out_granule_bits),
             "out_addr": Out(p.word_addr_bits["out"]), "out_word": Out(2), "out_e": Out(2), "out_packed": Out(1),
             "signal_next": Out(1),
-        } | ({"lookup": Out(lookup_layout(lookup)),       # the lanes' lookup, with the clamp bounds
+        } | ({"out_to_store": Out(1), "out_row_addr": Out(p.out_addr_bits)} if config.softmax_lanes else {})
+          | ({"lookup": Out(lookup_layout(lookup)),       # the lanes' lookup, with the clamp bounds
               # a descriptor's lookup word (LOOKUP_STEPS_PER_WORD steps), written into the GEMM's slot
               "lookup_we": In(1), "lookup_slot": In(1), "lookup_word": In(3), "lookup_in": In(DESC_WORD_BITS)}
              if lookup else {}))
@@ -263,11 +265,11 @@ class LaneSequencer(wiring.Component):
 
         # ---- OUT writes: output-pass cycle w < W of a row writes word w, once the odd lanes have it ---
         out_slot = data.StructLayout({"pass": 1, "valid": 1, "addr": p.out_addr_bits, "word": 2, "e": 2,
-                                      "packed": 1, "final": 1})
+                                      "packed": 1, "final": 1, "to_store": 1})
         slot = Signal(out_slot)
         writes = (phase == OUTPUT) & (w <= words_m1(prm.raw, prm.out_width))
         m.d.comb += [slot["pass"].eq(phase == OUTPUT), slot.valid.eq(writes), slot.addr.eq(row_addr + w), slot.word.eq(w),
-                     slot.e.eq(prm.out_width), slot.packed.eq(prm.packed),
+                     slot.e.eq(prm.out_width), slot.packed.eq(prm.packed), slot.to_store.eq(prm.to_store),
                      slot.final.eq((phase == OUTPUT) & last_row & row_done & job.gemm_last & job.signal)]
         chain = [slot]
         for stage in range(p.out_write_delay + p.ODD_LAG):
@@ -276,6 +278,8 @@ class LaneSequencer(wiring.Component):
         at_write = chain[-1]
         m.d.comb += [self.out_en.eq(at_write.valid), self.out_word.eq(at_write.word), self.out_e.eq(at_write.e),
                      self.out_packed.eq(at_write.packed), self.signal_next.eq(at_write.final)]
+        if cfg.softmax_lanes:
+            m.d.comb += [self.out_to_store.eq(at_write.to_store), self.out_row_addr.eq(at_write.addr)]
         # A packed GEMM's address is a row slot: part s mod P of word s div P, P rows of its width per word.
         granules = len(self.out_mask)
         m.d.comb += [self.out_addr.eq(at_write.addr), self.out_mask.eq(-1)]

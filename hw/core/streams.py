@@ -45,7 +45,8 @@ class Streams:
             ops = [decode_instruction(w).opcode for w in words]
             if not ops or ops[-1] != Opcode.END:
                 raise IsaError(f"{unit} stream does not end with END")
-            wrong = [Opcode(op).name for op in ops if op not in _UNIT_OPS[unit]]
+            allowed = _UNIT_OPS[unit] | ({Opcode.SOFTMAX} if unit == "compute" and config.softmax_lanes else set())
+            wrong = [Opcode(op).name for op in ops if op not in allowed]
             if wrong:
                 raise IsaError(f"{unit} stream holds {wrong[0]}, which the {unit} unit does not execute")
 

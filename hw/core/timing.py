@@ -54,8 +54,15 @@ d = out_write_delay, a = acc_ready_delay
       L = the job's last cycle. Each output-pass cycle x writes one OUT word at x + d.
   C5  The GEMM frees the unit the cycle after its last term issues (E_last + 1) and signals
       ``signal_prev`` at E_last and ``signal_next`` at its last OUT write (its last job's L + d).
-  C6  drained = L + d + 1 of the last job with an output pass. A SYNC with a signal flag, and END,
-      are taken no earlier than drained; other SYNCs ignore the lanes.
+  C6  drained = L + d + 1 of the last job with an output pass. A SYNC with a signal flag, END and
+      SOFTMAX are taken no earlier than drained; other SYNCs ignore the lanes.
+
+SOFTMAX (``softmax_driver.py``, ``hw/softmax/path.py``), taken at t, n_rows rows of ``keys`` keys
+  X1  n_rows or keys = 0: finishes at t + 1. Otherwise the path starts at t + 1 and its last codes leave
+      the unit at t + 1 + row_cycles(keys, n_rows) + FEED_LATENCY (``unit.row_cycles``: the unit's own
+      schedule, the feeder never keeping it waiting); their word is written one cycle later, when the
+      SOFTMAX finishes: t + 2 + row_cycles + FEED_LATENCY. It signals when it finishes and frees the
+      unit the cycle after.
 """
 
 from __future__ import annotations
@@ -67,9 +74,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SLOT_BITS, CoreConfig
+from ..softmax.path import FEED_LATENCY
+from ..softmax.unit import row_cycles
 from .isa import DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Opcode, Segment, Transfer, desc_words
 from .params import CoreParams, output_row_cycles, read_window
 from .segstart import CYCLES as SEGSTART_CYCLES
+from .softmax_driver import softmax_widths
 from .streams import UNITS, Streams, word_view
 from .tokens import counter_for
 
@@ -98,6 +108,7 @@ class TimingResult:
     gemms: list[GemmTiming] = field(default_factory=list)
     load_busy: int = 0                         # cycles LOAD instructions were running
     store_busy: int = 0
+    softmax_busy: int = 0                      # cycles SOFTMAX instructions held the COMPUTE unit
 
 
 def _general_starts(segments) -> int:
@@ -249,7 +260,8 @@ def run_timing(config: CoreConfig, streams: Streams, memory: np.ndarray) -> Timi
             return False
         t = max(fetch[unit], free[unit], tokens)
         op = inst.opcode
-        if unit == "compute" and (op == Opcode.END or (op == Opcode.SYNC and (inst.signal_prev or inst.signal_next))):
+        if unit == "compute" and (op in (Opcode.END, Opcode.SOFTMAX)
+                                   or (op == Opcode.SYNC and (inst.signal_prev or inst.signal_next))):
             t = max(t, compute.drained)                                   # C6
         take(unit, inst)
         fetch[unit] = t + 2
@@ -279,6 +291,13 @@ def run_timing(config: CoreConfig, streams: Streams, memory: np.ndarray) -> Timi
             result.gemms.append(timing)
             free[unit] = unit_free
             signal(unit, inst, {"signal_prev": sig_prev, "signal_next": sig_next})
+        elif op == Opcode.SOFTMAX:                                        # X1
+            done = t + 1
+            if inst.n_rows and inst.keys:
+                done = t + 2 + row_cycles(inst.keys, inst.n_rows, softmax_widths(config)) + FEED_LATENCY
+            result.softmax_busy += done - t + 1
+            free[unit] = done + 1
+            signal(unit, inst, {"signal_prev": done, "signal_next": done})
         else:                                                             # SYNC
             free[unit] = t + 1
             signal(unit, inst, {"signal_prev": t, "signal_next": t})

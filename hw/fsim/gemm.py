@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.core.config import LANE_ACC_BITS, CoreConfig
+from hw.core.config import LANE_ACC_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from hw.core.isa import DESC_FIXED_WORDS, LOOKUP_VALUE_BITS, Gemm, Mode, element_bits, lookup
 from .layout import (Descriptor, decode_descriptor, decode_slots, out_slots_per_word, out_words_per_row, pack_out_rows,
                      slot_word)
@@ -36,6 +36,8 @@ class GemmResult:
     wgt_words: np.ndarray
     param_words: np.ndarray
     out_words: np.ndarray
+    store_rows: np.ndarray | None = None     # a to_store GEMM: the store row (OUT row address) of each row
+    store_scores: np.ndarray | None = None   # ... and its K scores
 
 
 def _fits(values: np.ndarray, bits: int) -> bool:
@@ -157,6 +159,11 @@ def _check_descriptor(config: CoreConfig, desc: Descriptor, where: str) -> None:
             problems.append("AGQ mode, which this core does not include")
         if loops.max_shift > config.max_shift:
             problems.append(f"AGQ max_shift {loops.max_shift} above the core's {config.max_shift}")
+    if loops.to_store:
+        if not config.softmax_lanes:
+            problems.append("to_store on a core without a softmax path (softmax_lanes 0)")
+        elif not loops.raw or element_bits(loops.out_width) != SOFTMAX_SCORE_BITS or loops.packed:
+            problems.append(f"to_store needs a raw, unpacked GEMM of {SOFTMAX_SCORE_BITS}-bit elements")
     if loops.mode == Mode.MAC and loops.n_seg > 1 and "cag" not in config.formats:
         problems.append(f"{loops.n_seg} MAC segments (channel groups), which this core does not include")
     if loops.uses_y and not config.y_accumulators:
@@ -278,6 +285,17 @@ def execute_gemm(config: CoreConfig, inst: Gemm, act_codes: np.ndarray, wgt_code
 
     addr = (inst.out_base + b[:, None, None, None] * so.out_b + ob[None, :, None, None] * so.out_ob
             + rb[None, None, :, None] * so.out_rb + r[None, None, None, :] * so.out_row).reshape(-1)
+    if loops.to_store:
+        _in_range(addr, config.softmax_store_rows, "softmax store row", where)
+        scores = out.reshape(-1, cols)
+        if not _fits(scores, SOFTMAX_SCORE_BITS):
+            raise GemmError(f"{where}: a score for the softmax store reaches {_absmax(scores)}, beyond "
+                            f"{SOFTMAX_SCORE_BITS} signed bits")
+        none = np.zeros(0, np.int64)
+        acts = np.unique(act_addr // config.codes_per_act_word) if track_words else empty
+        wgts = np.unique(vec // config.vectors_per_wgt_word) if track_words else empty
+        return GemmResult(none, np.zeros((0, wpr * bus // 8), np.uint8), none, acts, wgts,
+                          np.concatenate(param_words), none, addr, scores)
     first, part = addr // per_word, addr % per_word     # a packed GEMM's addresses are row slots
     out_words = (first[:, None] + np.arange(wpr)).reshape(-1)
     _in_range(out_words, config.out_words, "OUT word", where)

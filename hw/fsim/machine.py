@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Transfer
+from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, softmax_row_words
 from hw.core.streams import UNITS, Streams
+from sw.ref.log_softmax import softmax_codes
 from .gemm import GemmError, execute_gemm
 from .hazards import AccessLog, Clocks, HazardError
-from .layout import unpack_codes
+from .layout import pack_codes, unpack_codes
 
 # Token counters by the stage pair they link: loaded (LOAD -> COMPUTE), freed (COMPUTE -> LOAD),
 # computed (COMPUTE -> STORE), stored (STORE -> COMPUTE); see the flag table in hw/core/isa.py.
@@ -54,6 +55,9 @@ class Machine:
                         Buffer.WGT: np.zeros(config.wgt_words * bb, np.uint8),
                         Buffer.PARAM: np.zeros(config.param_words * bb, np.uint8),
                         Buffer.OUT: np.zeros(config.out_words * bb, np.uint8)}
+        # the softmax path's tile store: row a holds the K scores of OUT row address a (None: never written)
+        self.score_store = np.zeros((config.softmax_store_rows, config.cols), np.int64) if config.softmax_lanes else None
+        self.store_written = np.zeros(config.softmax_store_rows if config.softmax_lanes else 0, bool)
         self.pc = {unit: 0 for unit in UNITS}
         self.counters = {name: 0 for name in COUNTERS}
         self.gemms = 0
@@ -96,6 +100,8 @@ class Machine:
                 self._store(inst, clock, where)
             elif inst.opcode == Opcode.GEMM:
                 self._gemm(inst, clock, where)
+            elif inst.opcode == Opcode.SOFTMAX:
+                self._softmax(inst, clock, where)
         except (GemmError, HazardError) as exc:
             raise FsimError(str(exc)) from None
         for counter in signals:
@@ -181,6 +187,11 @@ class Machine:
             self.logs[Buffer.ACT].read(result.act_words, 1, clock)
             self.logs[Buffer.WGT].read(result.wgt_words, 1, clock)
             self.logs[Buffer.OUT].write(result.out_words, 1, clock)
+        if result.store_rows is not None:
+            self.score_store[result.store_rows] = result.store_scores
+            self.store_written[result.store_rows] = True
+            self.gemms += 1
+            return
         bb = cfg.bus_bytes
         n = result.out_first_word.size
         width = result.out_bytes.shape[1]
@@ -192,6 +203,32 @@ class Machine:
             words = (result.out_first_word[:, None] + np.arange(wpr)).reshape(-1)
             self._copy_words(self.buffers[Buffer.OUT], words, result.out_bytes.reshape(-1), np.arange(words.size), bb)
         self.gemms += 1
+
+    def _softmax(self, inst: Softmax, clock, where: str) -> None:
+        """Rows 0 .. n_rows - 1 of the store's tile, keys 0 .. keys - 1, into codes in OUT (docs/core.md)."""
+        cfg = self.config
+        if inst.n_rows > cfg.rows or inst.keys > cfg.softmax_max_keys:
+            raise FsimError(f"{where}: SOFTMAX of {inst.n_rows} rows x {inst.keys} keys, the path holds "
+                            f"{cfg.rows} x {cfg.softmax_max_keys}")
+        if not inst.n_rows or not inst.keys:
+            return
+        key = np.arange(inst.keys)
+        at = (key // cfg.cols)[None, :] * cfg.rows + np.arange(inst.n_rows)[:, None]
+        if not self.store_written[at].all():
+            raise FsimError(f"{where}: SOFTMAX reads tile rows no to_store GEMM has written")
+        scores = self.score_store[at, key % cfg.cols]
+        codes = softmax_codes(scores, inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code, inst.offset)
+        if int(codes.max()) >= 1 << cfg.act_bits:
+            raise FsimError(f"{where}: zero code {inst.zero_code} does not fit {cfg.act_bits}-bit codes")
+        row_words = softmax_row_words(inst.keys, cfg.act_bits, cfg.bus_bits)
+        bb = cfg.bus_bytes
+        data = np.concatenate([pack_codes(row, cfg.act_bits, cfg.bus_bits) for row in codes])
+        words = inst.out_base + np.arange(inst.n_rows * row_words)
+        if int(words[-1]) >= cfg.out_words:
+            raise FsimError(f"{where}: OUT word {int(words[-1])} is outside 0..{cfg.out_words - 1}")
+        if self.logs:
+            self.logs[Buffer.OUT].write(words, 1, clock)
+        self.buffers[Buffer.OUT].reshape(-1, bb)[words] = data.reshape(-1, bb)
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 from hw.compiler.invocation import InvocationSpec, OutputLookup
 from hw.compiler.model import invocation_kind, reference_outputs
 from sw.errors import SamhwError
+from sw.ref.log_softmax import LogSoftmax
 from sw.ref.run import decode_masks, encode_image
 from sw.ref.steps import IntegerLayers, elementwise_codes
 
@@ -160,6 +161,7 @@ class Accelerator(IntegerLayers):
         self.offload = offload or (lambda layer, op: True)
         self.progress = progress
         self.by_key = {inv.key: inv for inv in program.invocations}
+        self.on_chip_softmax = softmax_layers(program)
         self.records: dict[tuple[str, str | None], LayerRecord] = {}
         self.host_tail: dict[str, float] = {}
         self.lookups: dict[tuple[str, str, str], OutputLookup | None] = {}
@@ -187,6 +189,14 @@ class Accelerator(IntegerLayers):
     def values(self, layer, probs, v):
         return self._call(layer, "values", {"probs": probs, "v": v},
                           lambda: super(Accelerator, self).values(layer, probs, v))
+
+    def attention_probabilities(self, layer, q, k):
+        """The program's QK^T with the softmax on chip where it has one for this layer, else QK^T on the
+        backend and the softmax on the host."""
+        if layer.name not in self.on_chip_softmax:
+            return super().attention_probabilities(layer, q, k)
+        return self._call(layer, "probs", {"q": q, "k": k},
+                          lambda: integer_softmax(layer, super(Accelerator, self).scores(layer, q, k)))
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def host_step(self, label: str) -> None:
@@ -306,10 +316,35 @@ def run_model(bundle, program, backend: Backend, image: np.ndarray, boxes: np.nd
                     acc.host_tail, time.perf_counter() - start, program.config.pes)
 
 
-def reference_model(bundle, image: np.ndarray, boxes: np.ndarray,
-                    box_batch: int = DEFAULT_BOX_BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sw/ref alone, the same calls as ``run_model``: (embedding, logits, iou)."""
-    embedding = encode_image(bundle, image)
-    parts = [decode_masks(bundle, embedding, chunk) for chunk in _box_chunks(boxes, box_batch)]
+def softmax_layers(program) -> set[str]:
+    """The attention layers whose softmax ``program`` computes on chip (its ``probs`` invocations)."""
+    return {inv.spec.layer for inv in program.invocations if inv.spec.op == "probs"}
+
+
+def integer_softmax(layer, scores: np.ndarray) -> np.ndarray:
+    """The codes the core's softmax path computes from integer scores (``sw.ref.log_softmax``)."""
+    return LogSoftmax.of(layer).codes(scores)
+
+
+class ProgramReference(IntegerLayers):
+    """sw/ref as a program computes it: the host's softmax, except where the program has the softmax on
+    chip, whose integer definition (``sw.ref.log_softmax``) it then uses."""
+
+    def __init__(self, program):
+        self.on_chip_softmax = softmax_layers(program)
+
+    def attention_probabilities(self, layer, q, k):
+        if layer.name in self.on_chip_softmax:
+            return integer_softmax(layer, self.scores(layer, q, k))
+        return super().attention_probabilities(layer, q, k)
+
+
+def reference_model(bundle, image: np.ndarray, boxes: np.ndarray, box_batch: int = DEFAULT_BOX_BATCH,
+                    program=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sw/ref alone, the same calls as ``run_model``: (embedding, logits, iou); with ``program``, its on-chip
+    softmax as the integer definition (``ProgramReference``)."""
+    layers = ProgramReference(program) if program is not None else None
+    embedding = encode_image(bundle, image, layers)
+    parts = [decode_masks(bundle, embedding, chunk, layers) for chunk in _box_chunks(boxes, box_batch)]
     return embedding, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

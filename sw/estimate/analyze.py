@@ -24,16 +24,18 @@ from pathlib import Path
 
 from hw.compiler.errors import CompileError
 from hw.compiler.invocation import for_core
+from hw.compiler.model import invocation_kind
+from hw.compiler.softmax import softmax_on_chip
 from hw.core.config import CoreConfig
 from sw.atomic_file import write_atomic
 
 from .costs import CallCost, call_cost
-from .workload import Workload
+from .workload import Call, Workload
 
 MAX_GROWTH = 2
 GROWN = ("act_words", "wgt_words", "out_words")
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("hw/core", "hw/compiler", "hw/fsim", "sw/estimate/costs.py", "sw/estimate/fp32.py", "sw/estimate/analyze.py",
+CODE = ("hw/core", "hw/compiler", "hw/fsim", "hw/softmax", "sw/estimate/costs.py", "sw/estimate/fp32.py", "sw/estimate/analyze.py",
         "sw/estimate/workload.py")   # sam_vit.py is part of the ViT workloads' identity
 
 
@@ -109,10 +111,20 @@ def _cost_or_grow(config: CoreConfig, call, mapping) -> tuple[CallCost, str | No
     raise CompileError(refusal)
 
 
+def on_chip_calls(calls: list[Call], config: CoreConfig) -> list[Call]:
+    """The workload's calls as ``config`` runs them: on a core with the softmax path, a QK^T it takes runs
+    with its softmax (``hw.compiler.softmax.softmax_on_chip``), its output codes for the A.V."""
+    if not config.softmax_lanes:
+        return calls
+    specs = softmax_on_chip([(c.spec, c.layer) for c in calls], config)
+    return [c if spec is c.spec else Call(spec, c.layer, c.count, invocation_kind(c.layer, spec.op), "codes")
+            for c, (spec, _) in zip(calls, specs)]
+
+
 def analyze(workload: Workload, config: CoreConfig, mapping=None) -> Analysis:
     start = time.perf_counter()
     out = Analysis(workload.name, config, notes=list(workload.notes))
-    for call in workload.calls:
+    for call in on_chip_calls(workload.calls, config):
         cost, refusal, grown = _cost_or_grow(config, call, mapping)
         # an output the core's lookup turns into the next layer's codes: the host step is on chip
         read_by = "lookup" if for_core(call.spec, config).lookup else call.read_by

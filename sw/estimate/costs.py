@@ -44,6 +44,9 @@ class CallCost:
     bus_bytes: int            # bytes per beat
     out_elements: int = 0     # output elements of the layer (no padding)
     out_bits: int = 0         # their width in memory (the narrowest output region's; 32 on the FP32 design)
+    softmax_cycles: int = 0   # cycles SOFTMAX instructions held the COMPUTE unit (cores with the softmax path)
+    softmax_beats: int = 0    # beats of ``softmax_lanes`` keys they passed through the unit
+    softmax_keys: int = 0     # scores they turned into codes (rows x keys)
 
     @property
     def dense_store_bytes(self) -> float:
@@ -76,7 +79,7 @@ def macs_of(spec, layer) -> int:
     if spec.kind == "linear":
         return math.prod(shapes["input"][:-1]) * layer.in_features * layer.out_features
     if spec.kind == "attention":
-        if spec.op == "scores":
+        if spec.op in ("scores", "probs"):
             *lead, nq, d = shapes["q"]
             return math.prod(lead) * nq * shapes["k"][-2] * d
         *lead, nq, nk = shapes["probs"]
@@ -116,7 +119,7 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
     out_bits = min(region.bits for region in inv.outputs.values())
     rows_per_word = max(region.rows_per_word for region in inv.outputs.values())
     out_elements = sum(math.prod(region.shape) for region in inv.outputs.values())
-    cycles = terms = 0
+    cycles = terms = softmax_cycles = softmax_beats = softmax_keys = 0
     loads = {"act": 0, "wgt": 0, "param": 0}
     stores = 0
     for streams in inv.parts:
@@ -129,7 +132,13 @@ def call_cost(config: CoreConfig, call: Call, mapping=None) -> CallCost:
             if inst.opcode == Opcode.LOAD:
                 loads[BUFFERS[Buffer(inst.buffer)]] += inst.rows * inst.row_words
         stores += sum(i.rows * i.row_words for i in streams.decoded("store") if i.opcode == Opcode.STORE)
+        softmax_cycles += result.softmax_busy
+        for inst in streams.decoded("compute"):
+            if inst.opcode == Opcode.SOFTMAX:
+                softmax_beats += inst.n_rows * -(-inst.keys // config.softmax_lanes)
+                softmax_keys += inst.n_rows * inst.keys
     return CallCost(macs=macs_of(spec, layer), cycles=cycles, parts=len(inv.parts), gemms=inv.gemms, tiles=tiles,
                     terms=terms, lane_cycles=lane, out_rows=rows, out_words=words, load_beats=loads,
                     store_beats=stores, bus_bytes=config.bus_bytes, out_elements=out_elements,
-                    out_bits=out_bits if mapping is None else mapping.stored_bits)
+                    out_bits=out_bits if mapping is None else mapping.stored_bits, softmax_cycles=softmax_cycles,
+                    softmax_beats=softmax_beats, softmax_keys=softmax_keys)

@@ -5,14 +5,16 @@ the Verilator cycle counter the report gives (numpy only)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
+from hw.compiler.invocation import InvocationSpec
 from hw.core.config import PRESETS, CoreConfigError, load_core_config
 
 from .resources import ROOT
 
-ROW = re.compile(r"^\| (?P<kind>[^|]+) \| `(?P<layer>[^`]+)`(?: (?P<op>scores|values))? \|(?P<rest>.*)$")
+ROW = re.compile(r"^\| (?P<kind>[^|]+) \| `(?P<layer>[^`]+)`(?: (?P<op>scores|values|probs))? \|(?P<rest>.*)$")
 
 
 def parse_cosim_report(path: Path) -> dict | None:
@@ -62,7 +64,11 @@ def crosscheck(report: dict, workload) -> list[dict]:
     config = report["config"]
     out = []
     for row in report["rows"]:
-        call = next((c for c in workload.calls if c.spec.layer == row["layer"] and c.spec.op == row["op"]), None)
+        # a QK^T with its softmax (``probs``) takes the recorded QK^T's query and key shapes
+        recorded = "scores" if row["op"] == "probs" else row["op"]
+        call = next((c for c in workload.calls if c.spec.layer == row["layer"] and c.spec.op == recorded), None)
+        if call is not None and row["op"] != recorded:
+            call = dataclasses.replace(call, spec=InvocationSpec.of(call.layer, row["op"], dict(call.spec.shapes)))
         cycles = call_cost(config, call).cycles if call is not None else None
         out.append({**row, "estimate_cycles": cycles, "equal": cycles == row["rtl_cycles"]})
     return out

@@ -37,6 +37,8 @@ class Design:
     dsp_per_pe: int = FP32_LANE_DSP
     dsp_per_lane: int = lane_dsp_count()
     lutram: int = 0               # TRELLIS_DPR16X4 (LUT RAM) cells, beside the LUT4 of ``resources``
+    softmax: object = None        # a core with the softmax path: its unit's cost model (softmax_unit.SoftmaxUnitCost
+                                  # with the path's synthesis), which prices the SOFTMAX instructions' work
 
     @property
     def bus_bits(self) -> int:
@@ -51,12 +53,16 @@ class Design:
         return sum(b["ff"] for b in self.resources.values())
 
 
-def core_blocks(core: dict, array: dict, pair: dict, cols: int) -> dict:
-    """Split a core's synthesis into the PE array, the lanes (cols / 2 lane pairs) and the rest."""
+def core_blocks(core: dict, array: dict, pair: dict, cols: int, path: dict | None = None) -> dict:
+    """Split a core's synthesis into the PE array, the lanes (cols / 2 lane pairs), the softmax path (a
+    core with one: ``path``, its synthesis alone) and the rest; LUT RAM stays apart, as in the core's count."""
     lanes = {"lut": pair["lut4"] * cols // 2, "ff": pair["ff"] * cols // 2}
     arr = {"lut": array["lut4"], "ff": array["ff"]}
-    rest = {"lut": core["lut4"] - arr["lut"] - lanes["lut"], "ff": core["ff"] - arr["ff"] - lanes["ff"]}
-    return {"array": arr, "lanes": lanes, "core": rest}
+    out = {"array": arr, "lanes": lanes}
+    if path is not None:
+        out["softmax"] = {"lut": path["lut4"], "ff": path["ff"]}
+    taken = {k: sum(b[k] for b in out.values()) for k in ("lut", "ff")}
+    return {**out, "core": {"lut": core["lut4"] - taken["lut"], "ff": core["ff"] - taken["ff"]}}
 
 
 def scaled_array(blocks: dict, pe_from: dict, pe_to: dict) -> dict:
@@ -78,4 +84,4 @@ def fp32_blocks(blocks: dict, lane_array: dict, lanes_in_array: int, lanes: int)
     """FP32 lanes (per-lane cost of a measured lane array) in place of the PE array and integer lanes."""
     return {"array": {"lut": round(lane_array["lut4"] / lanes_in_array * lanes),
                       "ff": round(lane_array["ff"] / lanes_in_array * lanes)},
-            "lanes": {"lut": 0, "ff": 0}, "core": dict(blocks["core"])}
+            "lanes": {"lut": 0, "ff": 0}, "core": dict(blocks["core"])}   # no softmax path: the host's softmax

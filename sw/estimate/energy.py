@@ -13,11 +13,16 @@ board times the clock: while the core waits on a slower external memory its cloc
 FF's clock input keeps switching (the cycle model's count is the time with the core's own memory).
 Block RAM bits: per issued term one ACT row vector (two words: the even and the odd bank) and one WGT
 word; one OUT word per output-pass cycle; one word per LOAD / STORE beat.
+
+A core with the softmax path (``softmax``): its SOFTMAX instructions' work, priced as the unit's own
+(``softmax_unit.SoftmaxUnitCost.work`` with the path's synthesized resources and the unit's measured rates)
+plus the tile store's accesses; the path is its own block, outside "the rest of the core".
 """
 
 from __future__ import annotations
 
 PJ = 1e-12
+ENERGY_PARTS = ("array", "lanes", "control", "softmax", "clock", "dsp", "bram", "sdram", "io", "static")
 
 
 def dynamic_pj(design, cost, kind: str, c: dict, clock_cycles: float | None = None) -> tuple[dict, str]:
@@ -41,6 +46,13 @@ def dynamic_pj(design, cost, kind: str, c: dict, clock_cycles: float | None = No
         core_rates = rates.core
         out["dsp"] = cost.lane_cycles * design.config.cols * design.dsp_per_lane * c["dsp_op"]
     out["control"] = toggle("core", core_rates, cost.cycles)
+    out["softmax"] = 0.0
+    if design.softmax is not None and cost.softmax_cycles:
+        # the path's logic at the unit's measured rates while its SOFTMAXes run, its DSP and ROM / buffer
+        # reads, and the tile store: every score written once and read once
+        work = design.softmax.work(cost.softmax_cycles, cost.softmax_beats, cost.softmax_keys, c)
+        out["softmax"] = (work["logic"] + work["dsp"] + work["bram"]
+                          + 2 * cost.softmax_keys * design.softmax.widths.score_bits * c["ebr_bit"])
     out["clock"] = sum(b["ff"] for b in r.values()) * (cost.cycles if clock_cycles is None else clock_cycles) \
         * c["ff_clock"]
     words = 3 * cost.terms + cost.out_words + sum(cost.load_beats.values()) + cost.store_beats

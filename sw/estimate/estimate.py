@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.core.config import PRESETS, load_core_config
+from hw.core.softmax_driver import softmax_widths
 from hw.units.block_ram import EBR_BITS
 from sw.bundle import load_bundle
 from sw.errors import SamhwError
@@ -24,7 +25,7 @@ from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
 from .boards import BOARDS, board_builds, core_clock, largest_build
 from .designs import Design, core_blocks, fp32_blocks, scaled_array, to_totals
-from .energy import dynamic_pj, static_pj
+from .energy import ENERGY_PARTS, dynamic_pj, static_pj
 from .perf import call_time
 from .resources import INT8_CORE, LUTRAM_SITES, REFERENCE_CORE, ROOT, core_name, load_resources
 from .sam_vit import SAM_VIT_B, vit_workload
@@ -37,7 +38,6 @@ from .workload import bundle_workload
 
 PARTS = ("encoder", "decoder")
 TRAFFIC = ("act", "wgt", "param", "store")
-ENERGY_PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
 
 
 @dataclass
@@ -106,13 +106,22 @@ def _designs(opts: EstimateOptions, inp: dict, resources, coeff: dict, log) -> t
                              f"(nor under build/); run {how}, then --measure resources")
         return resources.get(role)
 
-    w4 = core_blocks(need("subject_core"), need("subject_array"), need("subject_pair"), subject_cfg.cols)
+    path = need(f"subject_path{subject_cfg.softmax_lanes}") if subject_cfg.softmax_lanes else None
+    w4 = core_blocks(need("subject_core"), need("subject_array"), need("subject_pair"), subject_cfg.cols, path)
     act_subject = CoreActivity.load(_need(files["activity_subject"], "core activity", inp["how"]))
+    split = [resources.sources["subject_array"], resources.sources["subject_pair"]]
+    softmax = None
+    if path is not None:
+        split.append(resources.sources[f"subject_path{subject_cfg.softmax_lanes}"])
+        units = inp["softmax_units"]
+        if not units:
+            raise SamhwError(f"{inp['folder']}: the softmax path is priced with the unit's measured activity "
+                             "(softmax_unit_synthesis.json, activity_softmax_unit.json), which is missing")
+        softmax = units[0].path(path, softmax_widths(subject_cfg))
     subject = Design("subject", f"{opts.core} core", subject_cfg, clock, clock_source, w4, need("subject_core")["dsp"],
                      need("subject_core")["ebr"], [f"synthesis: {resources.sources['subject_core']} (block split: "
-                                                   f"{resources.sources['subject_array']}, "
-                                                   f"{resources.sources['subject_pair']})"], act_subject,
-                     lutram=need("subject_core").get("lutram", 0))
+                                                   f"{', '.join(split)})"], act_subject,
+                     lutram=need("subject_core").get("lutram", 0), softmax=softmax)
     int8_cfg = PRESETS[INT8_CORE]
     act_int8 = CoreActivity.load(_need(files["activity_int8"], "INT8 core activity", inp["how"]))
     reference = core_blocks(need("w4_core"), need("w4_array"), need("w4_pair"), int8_cfg.cols)

@@ -11,11 +11,11 @@ from hw.core.config import CoreConfig
 from sw.atomic_file import write_atomic
 
 from .activity import class_of
+from .energy import ENERGY_PARTS
 from .plots import MODELS, ORDER, write_plots
 from .resources import LUTRAM_SITES
 from .summary import BASELINES, MOONSHOT_BRACKET
 
-PARTS = ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")
 
 
 def _x(v, digits=2):
@@ -69,7 +69,8 @@ def _headline(result, model) -> list[str]:
         lines += [f"**{m['moonshot']['text']}**", ""]
         ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
-        lines += _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"])
+        lines += (_softmax_path_text(d["subject"], m["rows"]["subject"]) if d["subject"]["config"].get("softmax_lanes")
+                  else _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"]))
         rows = m["moonshot"].get("softmax_unit") or []
         if model.startswith("sam_vit") and rows:
             shares = ", ".join(f"{r['overlap']['relative_share']:.1%} ({r['lanes']} lanes)" for r in rows)
@@ -111,6 +112,21 @@ def _host_step_bounds(limits: dict, baseline: str, ends: list[dict]) -> list[str
                      f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
     return lines + ["", "The softmax's integer form, what its unit would compute, is `sw/ref/log_softmax.py`; "
                     "`scripts/log_softmax_study.py` measures it against the float step.", ""]
+
+
+def _softmax_path_text(subject: dict, rows: list[dict]) -> list[str]:
+    """What a core with the softmax path computes on chip, from the subject's invocation rows."""
+    on_chip = [r for r in rows if r["op"] == "probs"]
+    total = sum(r["seconds"] * r["count"] for r in rows)
+    share = sum(r["seconds"] * r["count"] for r in on_chip) / total if total else 0.0
+    kinds = ", ".join(sorted({r["kind"] for r in on_chip})) or "none"
+    return [f"The {subject['label']} has the softmax path ({subject['config']['softmax_lanes']} keys a beat, "
+            "docs/core.md \"Softmax path\"): the numbers above are the core's own, with "
+            f"{len(on_chip)} attention invocations ({kinds}) computing QK^T and the softmax on chip and storing "
+            f"codes, {share:.1%} of the core's time. The softmaxes it does not take (logits with a bias: TinyViT's "
+            "attention biases, SAM ViT's relative positions; rows shorter than a key block) stay on the host: "
+            "the table's softmax row is what moving them too would give at most. No second unit is projected "
+            "beside this core.", ""]
 
 
 def _softmax_unit_table(moon: dict, subject: str, device: dict) -> list[str]:
@@ -215,13 +231,16 @@ def _timing_table(result, model) -> list[str]:
 
 def _energy_table(result, model) -> list[str]:
     m = result["models"][model]
-    lines = ["| design | " + " | ".join(PARTS) + " | total |", "|---|" + "---|" * (len(PARTS) + 1)]
+    # the softmax path's column only where a design has one
+    parts = [k for k in ENERGY_PARTS if k != "softmax"
+             or any(s["image_box"]["energy_parts_j"].get(k) for s in m["designs"].values())]
+    lines = ["| design | " + " | ".join(parts) + " | total |", "|---|" + "---|" * (len(parts) + 1)]
     for key in ORDER:
         s = m["designs"].get(key)
         if s is None:
             continue
         p = s["image_box"]["energy_parts_j"]
-        lines.append(f"| {result['designs'][key]['label']} | " + " | ".join(_j(p[k]) for k in PARTS)
+        lines.append(f"| {result['designs'][key]['label']} | " + " | ".join(_j(p[k]) for k in parts)
                      + f" | {_j(s['image_box']['energy_j'])} |")
     return lines + [""]
 
@@ -240,7 +259,7 @@ def _sensitivity(result, model) -> list[str]:
              "|---|" + "---|" * len(keys)]
 
     def energy(parts, scale, static_w=0.0, seconds=0.0):
-        return sum(parts[k] * scale.get(k, 1.0) for k in PARTS) + static_w * seconds
+        return sum(parts[k] * scale.get(k, 1.0) for k in ENERGY_PARTS) + static_w * seconds
 
     for name, scale in cases:
         cells = [_x(energy(m["designs"][k]["image_box"]["energy_parts_j"], scale)

@@ -73,7 +73,8 @@ def core_name(spec: str | Path) -> str:
 def subject_files(name: str) -> dict:
     """role -> candidate files of the subject core's synthesis (``scripts/core_synth.py --config CONFIG
     --block BLOCK --out build/core_synth_NAME``); the reference core's are its legacy files."""
-    stores = {f"subject_store{n}": [f"build/core_synth_{name}/store{n}_synthesis.json"] for n in STORE_LANES}
+    stores = {f"subject_{block}{n}": [f"build/core_synth_{name}/{block}{n}_synthesis.json"]
+              for n in STORE_LANES for block in ("store", "path")}
     if name == REFERENCE_CORE:
         return {**{f"subject_{b}": CORE_FILES[f"w4_{b}"] for b in CORE_BLOCKS}, **stores}
     return {**{f"subject_{b}": [f"build/core_synth_{name}/{b}_synthesis.json"] for b in CORE_BLOCKS}, **stores}
@@ -97,8 +98,8 @@ def _for_core(data: dict, name: str, digest: str | None) -> bool:
 def load_resources(snapshot: Path | None = None, root: Path = ROOT, core: str = REFERENCE_CORE,
                    digest: str | None = None) -> Resources:
     """The reference roles (``w4_*``, ``w8_*``, ``fp32_*``) and the subject core's blocks
-    (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``; ``subject_store<lanes>`` where
-    synthesized) for the core named ``core``."""
+    (``subject_core``, ``subject_array``, ``subject_pair``, ``subject_pe``; ``subject_store<lanes>`` and
+    ``subject_path<lanes>``, the softmax's store and store-to-unit path, where synthesized) for the core named ``core``."""
     entries, sources, missing = {}, {}, []
     saved = {}
     if snapshot is not None and snapshot.is_file():

@@ -21,6 +21,7 @@ core energy (PE array, lanes, control, DSP, block RAM) grow by those MACs over t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -127,11 +128,19 @@ class SoftmaxUnitCost:
         if keys > self.widths.max_keys:
             raise ValueError(f"{key}: rows of {keys} keys exceed the unit's {self.widths.max_keys}")
         cycles = row_cycles(keys, rows, self.widths)
-        beats = rows * -(-keys // self.widths.lanes)
+        return {"cycles": cycles, **self.work(cycles, rows * -(-keys // self.widths.lanes), rows * keys, coeff)}
+
+    def work(self, cycles: int, beats: int, keys: int, coeff: dict) -> dict:
+        """Energy (pJ) of the unit busy ``cycles`` cycles on ``beats`` beats holding ``keys`` scores."""
         word = self.widths.lanes * (T_BITS + 1)
         exp_bits = self.widths.exp_bits + 1
         register, comb = self.rates
-        return {"cycles": cycles,
-                "logic": (self.lut * comb * coeff["lut_toggle"] + self.ff * register * coeff["ff_toggle"]) * cycles,
-                "dsp": self.dsp / self.widths.lanes * rows * keys * coeff["dsp_op"],
-                "bram": (3 * beats * word + rows * keys * exp_bits) * coeff["ebr_bit"]}
+        return {"logic": (self.lut * comb * coeff["lut_toggle"] + self.ff * register * coeff["ff_toggle"]) * cycles,
+                "dsp": self.dsp / self.widths.lanes * keys * coeff["dsp_op"],
+                "bram": (3 * beats * word + keys * exp_bits) * coeff["ebr_bit"]}
+
+    def path(self, synthesis: dict, widths: UnitWidths) -> "SoftmaxUnitCost":
+        """The same unit's activity on a core's softmax path as ``synthesis`` counts it (the unit, its store
+        and feeder), built for ``widths``."""
+        return dataclasses.replace(self, widths=widths, lut=synthesis["lut4"], ff=synthesis["ff"], dsp=synthesis["dsp"], ebr=synthesis["ebr"],
+                                   fmax_mhz=synthesis.get("fmax_mhz") or self.fmax_mhz)

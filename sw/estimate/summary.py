@@ -3,7 +3,7 @@ energy, the ratios against each baseline, the moonshot check and its limiting fa
 
 from __future__ import annotations
 
-from .energy import PJ
+from .energy import ENERGY_PARTS, PJ
 from .projection import UNIT_MODES, against, host_step_projection, softmax_unit_projection
 from .projection import ratio as _ratio  # summarize's loops use ``ratio`` for a baseline's ratios
 from .resources import STORE_LANES, rel
@@ -34,8 +34,7 @@ def _design_summary(run, host: dict | None, cpu_watts: float) -> dict:
                      "cycles": t["cycles"], "macs": t["macs"], "bytes": t["bytes"],
                      "utilization": t["macs"] / (run.design.config.pes * t["cycles"]) if t["cycles"] else 0.0,
                      "energy_j": t["energy_pj"] * PJ,
-                     "energy_parts_j": {k: t[k] * PJ for k in ("array", "lanes", "control", "clock", "dsp", "bram",
-                                                                "sdram", "io", "static")}}
+                     "energy_parts_j": {k: t[k] * PJ for k in ENERGY_PARTS}}
     if host:
         h = host["encoder_s"] + host["decoder_s"]
         out["end_to_end"] = {"seconds": both["seconds"] + h, "host_s": h,
@@ -58,7 +57,7 @@ def _limits(subject, base, projected: dict) -> dict:
     board = b["seconds"] / s["seconds"]
     bytes_ratio = _ratio(b["bytes"], s["bytes"])
     mem_share = s["memory_bound_s"] / s["seconds"] if s["seconds"] else 0.0
-    parts_s = {k: s[k] for k in ("array", "lanes", "control", "clock", "dsp", "bram", "sdram", "io", "static")}
+    parts_s = {k: s[k] for k in ENERGY_PARTS}
     parts_b = {k: b[k] for k in parts_s}
     top_s = max(parts_s, key=parts_s.get)
     top_b = max(parts_b, key=parts_b.get)
@@ -257,7 +256,8 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                                "fp32_lanes": d.lanes if d.fp32 else None,
                                "fp32_bound": d.mapping.lanes_bound if d.mapping else None}
     softmax_units = None
-    if inp.get("softmax_units"):
+    # a core with the softmax path computes its softmaxes itself: no second unit is projected beside it
+    if inp.get("softmax_units") and not designs["subject"].config.softmax_lanes:
         softmax_units = {"units": inp["softmax_units"], "coeff": {k: v.value for k, v in coeff_records.items()},
                          "device": board.device, "stores": stores_by_lanes(resources)}
     for model, runs in models.items():

@@ -169,6 +169,13 @@ class LogSoftmax:
         return np.clip(code, 0, self.zero_code)
 
 
+def softmax_codes(scores: np.ndarray, multiplier: int, shift: int, tau: int, zero_code: int, offset: int) -> np.ndarray:
+    """``LogSoftmax.codes`` of rows of integer scores without a bias, from a layer's constants alone (what
+    the core's SOFTMAX instruction carries), at the default F, E, G."""
+    unit = LogSoftmax("softmax", multiplier, shift, None, tau, zero_code, offset, exp_table(), log_table())
+    return unit.codes(scores)
+
+
 class LogSoftmaxLayers(IntegerLayers):
     """This reference with every attention's softmax computed by ``LogSoftmax`` instead of the host's
     float step (``Steps`` takes it as ``layers``)."""

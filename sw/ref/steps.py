@@ -62,6 +62,11 @@ class IntegerLayers:
         reads): the host's float step here; ``sw.ref.log_softmax`` is its integer form."""
         return probabilities_from_scores(layer, scores, q)
 
+    def attention_probabilities(self, layer: AttentionLayer, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Post-softmax codes from query and key codes: ``scores``, then ``probabilities`` (an accelerator
+        with the softmax on chip computes both in one call)."""
+        return self.probabilities(layer, self.scores(layer, q, k), q)
+
     def values(self, layer: AttentionLayer, probs: np.ndarray, v: np.ndarray) -> np.ndarray:
         """A.V requantized into the output projection's input codes."""
         return run_attention_values(layer, probs, v)
@@ -153,5 +158,5 @@ class Steps:
         """Codes [..., heads, Nq, d] of the output projection's input from q/k/v codes [..., heads, N, d];
         the softmax between the two integer stages is ``IntegerLayers.probabilities``."""
         layer = self.bundle.attention(name)
-        probs = self.layers.probabilities(layer, self.layers.scores(layer, q, k), q)
+        probs = self.layers.attention_probabilities(layer, q, k)
         return self.layers.values(layer, probs, v)

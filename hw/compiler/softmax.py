@@ -1,0 +1,154 @@
+"""QK^T and the softmax on chip (cores with ``softmax_lanes``): an attention's query and key codes in,
+its post-softmax AGQ codes out, the scores never leaving the core (invocation op ``probs``).
+
+Per batch item (head, window) and block of R queries, the keys' column blocks are computed by one or more
+raw GEMMs whose rows go to the softmax path's store (``DescLoops.to_store``: OUT row address = key block
+x R + tile row), then a SOFTMAX turns the tile into codes in OUT and one STORE moves them out. The codes
+are ``sw.ref.log_softmax``'s for this layer (``LogSoftmax.of``); a layer with a bias on its logits
+(TinyViT's attention biases, SAM ViT's relative positions) stays on the host path (``probs_refusal``).
+
+External memory: queries as the ``rows`` region of QK^T (``rows.py``), keys as its ``columns`` region,
+codes as [items][Nq] rows of ``softmax_row_words`` words (an ``out_rows`` region of one-word blocks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hw.core.config import SOFTMAX_SCORE_BITS, CoreConfig
+from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, softmax_row_words
+from hw.fsim.layout import pack_entries
+from sw.bundle import AgqCodes, AttentionLayer
+from sw.ref.log_softmax import LogSoftmax
+
+from .emit import Copy, Fill, Job, contiguous
+from .errors import CompileError
+from .lower import _items, _swap_last, _uniform_max
+from .plan import Arith, Capacity, Plan, chunks, largest, lcm, round_up, slot_blocks, too_big
+from .regions import out_region, rows_region, vectors_region
+
+
+def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple) -> str | None:
+    """Why this attention's QK^T and softmax cannot run on ``config``'s softmax path (None: they can)."""
+    sm = layer.softmax
+    if not config.softmax_lanes:
+        return "the core has no softmax path (softmax_lanes 0)"
+    if not isinstance(sm, AgqCodes):
+        return f"its post-softmax codes are {sm.TAG}, the softmax path writes AGQ codes"
+    if layer.attention_bias is not None or layer.rel_pos_h is not None:
+        return "its logits take a bias (attention bias or relative positions), which the path does not add"
+    if sm.act_bits > config.act_bits:
+        return f"its {sm.act_bits}-bit codes exceed the core's {config.act_bits}-bit codes (act_bits)"
+    if layer.q.act_bits > config.act_bits or layer.k.act_bits > config.weight_bits:
+        return "its query or key codes are wider than the core stores"
+    nk = k_shape[-2]
+    if nk > config.softmax_max_keys:
+        return f"its rows of {nk} keys exceed the path's {config.softmax_max_keys} (softmax_max_keys)"
+    bound = layer.key_dim * _uniform_max(layer.q.act_bits, layer.q.zero_point) * _uniform_max(layer.k.act_bits,
+                                                                                             layer.k.zero_point)
+    if bound >= 1 << (SOFTMAX_SCORE_BITS - 1):
+        return f"its scores can reach {bound}, beyond the path's {SOFTMAX_SCORE_BITS}-bit scores"
+    if bound >= 1 << (config.pe_acc_bits - 1):
+        return f"its scores can reach {bound}, beyond the PE accumulators ({config.pe_acc_bits} bits)"
+    unit = LogSoftmax.of(layer)
+    if unit.shift > 127 or unit.multiplier >= 1 << 31:
+        return "its logit scale does not fit the SOFTMAX instruction's multiplier and shift"
+    return None
+
+
+def softmax_on_chip(calls: list, config: CoreConfig) -> list:
+    """A model's invocations (spec, layer) as ``config`` runs them: each QK^T the softmax path can take, with
+    rows of at least ``cols`` keys, becomes the ``probs`` invocation of the same query and key shapes.
+
+    Shorter rows stay on the host: the unit's three row slots each pass a load, a sum and an emit stage of
+    some tens of cycles whatever the row's length, so a tile of short rows takes the unit far longer than
+    its beats (LiteMedSAM's image-to-token attention, 16 rows of 7 keys a tile: 346 cycles a tile on the
+    RTL where its QK^T alone takes about 20)."""
+    out = []
+    for spec, layer in calls:
+        if (spec.op == "scores" and spec.shape("k")[-2] >= config.cols
+                and probs_refusal(config, layer, spec.shape("q"), spec.shape("k")) is None):
+            spec = dataclasses.replace(spec, op="probs")     # the same q and k shapes
+        out.append((spec, layer))
+    return out
+
+
+def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple, where: str,
+               slots: int) -> Plan:
+    """Jobs of the ``probs`` invocation (module docstring): per item and block of R queries, one job per
+    chunk of key blocks the WGT half holds, the last with the SOFTMAX and the store of the block's codes."""
+    reason = probs_refusal(config, layer, q_shape, k_shape)
+    if reason:
+        raise CompileError(f"{where}: QK^T with the softmax on chip: {reason}")
+    q, k, sm = layer.q, layer.k, layer.softmax
+    R, K, P = config.rows, config.cols, config.codes_per_act_word
+    vw, spw = config.vectors_per_wgt_word, config.slots_per_param_word
+    items = _items(where, q_shape, k_shape, ("q", "k"), ((None, layer.key_dim), (None, layer.key_dim)))
+    nq, nk, d = q_shape[-2], k_shape[-2], layer.key_dim
+    n_ob, j_pad, ks = -(-nk // K), round_up(d, vw), round_up(K, spw)
+    row_words = softmax_row_words(nk, config.act_bits, config.bus_bits)
+    arith = Arith.of(Mode.MAC, 1, SOFTMAX_SCORE_BITS, (Segment(0, d, q.zero_point, 0, 1, 0),))
+    arith = dataclasses.replace(arith, loops=dataclasses.replace(arith.loops, to_store=1))
+    cap = Capacity.of(config, slots, arith)
+    unit = LogSoftmax.of(layer)
+
+    # queries: whole items in ACT when one fits, else chunks of whole words of rows
+    m_pad = round_up(nq, R)
+    whole = -(-d * m_pad // P) * P <= cap.act_codes
+    if not whole:
+        m_pad = round_up(nq, lcm(R, P))
+    item_words = -(-d * m_pad // P)
+    quantum = m_pad if whole else lcm(R, P)
+    nr = m_pad if whole else quantum * largest(m_pad // quantum, lambda v: d * v * quantum <= cap.act_codes)
+    nob = largest(n_ob, lambda v: v * j_pad <= cap.wgt_vectors)
+    if nr < 1 or nob < 1 or ks > cap.slots or R * row_words > cap.out_words:
+        raise too_big(where, f"one block of {R} queries x {nk} keys over {d} key dims", slots,
+                      {"ACT": (-(-d * quantum // P), cap.act_codes // P), "WGT": (j_pad // vw, cap.wgt_vectors // vw),
+                       "PARAM": (-(-ks // spw), cap.slots // spw), "OUT": (R * row_words, cap.out_words)})
+
+    descs = {}
+
+    def descriptor(nob_job: int):
+        if nob_job not in descs:
+            act = DescActStrides(b=0, rb=R, ob=0, c=nr, i=0, d=0)
+            other = DescOtherStrides(wgt_b=0, wgt_ob=j_pad, out_b=0, out_ob=R, out_rb=0, out_row=1, col_b=0, col_ob=0)
+            descs[nob_job] = arith.descriptor(nob_job, d, 1, 1, act, other)
+        return descs[nob_job]
+
+    col_words = j_pad // vw
+    softmax = dict(multiplier=unit.multiplier, shift=unit.shift, tau_log2=sm.tau.bit_length() - 1,
+                   zero_code=sm.zero_code, offset=unit.offset)
+    jobs = []
+    for b in range(items):
+        for r0, nrj in chunks(m_pad, nr):
+            if whole:
+                act_fill = Fill("act", ("act", b), tuple(contiguous("rows", b * item_words, item_words)))
+            else:
+                act_fill = Fill("act", ("act", b, r0), (Copy("rows", b * item_words + r0 // P, d, nrj // P, m_pad // P,
+                                                             nr // P),))
+            for rb in range(-(-min(nrj, nq - r0) // R)):
+                queries = min(R, nq - r0 - rb * R)
+                for o0, nobj in chunks(n_ob, nob):
+                    last = o0 + nobj == n_ob
+                    fills = (act_fill, Fill("wgt", ("wgt", b, o0), tuple(contiguous(
+                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))),
+                             Fill("slots", ("slots",), tuple(contiguous("slots", 0, ks // spw))))
+                    step = dict(softmax, n_rows=queries, keys=nk) if last else None
+                    stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
+                        if last else ()
+                    jobs.append(Job(fills, descriptor(nobj), rb * R, 0, 0, 1, 1, stores, softmax=step,
+                                    out_base=o0 * R))
+
+    slot = ColumnSlot(k.zero_point, 0, 0, 0, 0)
+    static = {"slots": pack_entries(slot_blocks([slot] * K, ks, K, True), config.bus_bits)}
+    inputs = {"rows": rows_region("q", tuple(q_shape), tuple(range(len(q_shape))), (items, nq, d), m_pad, item_words,
+                                  config.act_bits, q.act_bits, np.full(d, q.zero_point)),
+              "columns": vectors_region("k", tuple(k_shape), _swap_last(len(k_shape)), (items, d, nk), K, j_pad,
+                                        config.weight_bits, k.act_bits, np.full(n_ob * K, k.zero_point),
+                                        items * n_ob * col_words)}
+    per_word = config.bus_bits // config.act_bits
+    outputs = {"out": out_region("probs", tuple(q_shape[:-1]) + (nk,), tuple(range(len(q_shape))), (items, nq, nk),
+                                 nq, row_words, per_word, config.act_bits, False, 1)}
+    return Plan(jobs, slots, static, inputs, outputs, macs=items * nq * d * nk)

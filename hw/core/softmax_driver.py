@@ -1,0 +1,95 @@
+"""The COMPUTE unit's side of the softmax path (cores with ``softmax_lanes``): a QK^T's raw rows into the
+path's tile store, and a SOFTMAX instruction's codes out of the unit into OUT.
+
+Store writes: a ``to_store`` GEMM's output pass hands its rows here instead of to OUT; the row with OUT
+row address a (the descriptor makes a = key block x R + tile row) goes to row a mod R, key block a div R.
+
+SOFTMAX, taken in cycle t (``start``, the instruction on ``inst``): its fields are held from t + 1, when
+the path starts reading rows 0 .. n_rows - 1 of ``keys`` keys; the unit's codes are packed ``act_bits``
+each into OUT words, P codes a beat (P divides a word's codes), every row from a new word, words written
+in order from ``out_base``. A word is written the cycle after its last beat; ``done`` is high in the
+cycle of the last write (in t + 1 for an empty tile, which writes nothing).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..softmax.path import SoftmaxPath
+from ..softmax.unit import CODE_BITS, UnitWidths
+from .config import SOFTMAX_SCORE_BITS, CoreConfig
+from .isa import Softmax
+from .layouts import layout_of
+from .params import CoreParams
+
+
+def softmax_widths(config: CoreConfig) -> UnitWidths:
+    """The unit a core's softmax path is built with: 16-bit scores, no bias (no relative-position term)."""
+    return UnitWidths(lanes=config.softmax_lanes, max_keys=config.softmax_max_keys, score_bits=SOFTMAX_SCORE_BITS)
+
+
+class SoftmaxDriver(wiring.Component):
+    def __init__(self, config: CoreConfig):
+        self.config, self.params = config, CoreParams(config)
+        p = self.params
+        super().__init__({
+            "w_en": In(1), "w_addr": In(p.out_addr_bits), "w_row": In(config.bus_bits),
+            "start": In(1), "inst": In(layout_of(Softmax)),
+            "out_en": Out(1), "out_addr": Out(p.word_addr_bits["out"]), "out_data": Out(config.bus_bits),
+            "busy": Out(1), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        rows, cols, bits, bus = cfg.rows, cfg.cols, cfg.act_bits, cfg.bus_bits
+        widths = softmax_widths(cfg)
+        lanes = widths.lanes
+        m.submodules.path = path = SoftmaxPath(cols, rows, widths)
+
+        row_bits = (rows - 1).bit_length()
+        m.d.comb += [path.w_en.eq(self.w_en), path.w_row.eq(self.w_addr[:row_bits]),
+                     path.w_block.eq(self.w_addr[row_bits:]), path.w_scores.eq(self.w_row[:cols * SOFTMAX_SCORE_BITS])]
+
+        inst = Signal(layout_of(Softmax))
+        busy, go = Signal(), Signal()
+        m.d.sync += go.eq(self.start)
+        with m.If(self.start):
+            m.d.sync += [inst.eq(self.inst), busy.eq(1)]
+        m.d.comb += [path.multiplier.eq(inst.multiplier), path.shift.eq(inst.shift), path.tau_shift.eq(inst.tau_log2),
+                     path.zero_code.eq(inst.zero_code), path.offset.eq(inst.offset),
+                     path.start.eq(go), path.n_rows.eq(inst.n_rows), path.keys.eq(inst.keys)]
+
+        # the packer: beat after beat into a word's groups of P codes; a word leaves when full or at a row's end
+        groups = bus // bits // lanes
+        group = Signal(range(max(groups, 2)))
+        acc = [Signal(lanes * bits, name=f"group{g}") for g in range(groups)]
+        codes = Cat(*(Mux(path.out_keep[i], path.out_codes[i * CODE_BITS:][:bits], 0) for i in range(lanes)))
+        beat = path.out_valid
+        filled = [Mux(group == g, codes, acc[g]) for g in range(groups)]
+        complete = beat & (path.out_last | (group == groups - 1))
+        word, write, addr = Signal(bus), Signal(), Signal.like(self.out_addr)
+        rows_out = Signal(range(rows + 1))
+        with m.If(self.start):
+            m.d.sync += [addr.eq(self.inst.out_base), rows_out.eq(0), group.eq(0)]
+        m.d.sync += write.eq(complete)
+        with m.If(complete):
+            m.d.sync += [word.eq(Cat(*filled)), group.eq(0), addr.eq(addr + 1)] + [a.eq(0) for a in acc]
+        with m.Elif(beat):
+            m.d.sync += [group.eq(group + 1)] + [a.eq(f) for a, f in zip(acc, filled)]
+        with m.If(beat & path.out_last):
+            m.d.sync += rows_out.eq(rows_out + 1)
+        write_addr = Signal.like(addr)
+        m.d.sync += write_addr.eq(addr)
+        m.d.comb += [self.out_en.eq(write), self.out_addr.eq(write_addr), self.out_data.eq(word)]
+
+        # done: the tile's last word written (or, for an empty tile, the cycle after start)
+        empty = (inst.n_rows == 0) | (inst.keys == 0)
+        last_write = write & (rows_out == inst.n_rows) & ~path.busy
+        finish = busy & ~self.start & Mux(empty, go, last_write)
+        with m.If(finish):
+            m.d.sync += busy.eq(0)
+        m.d.comb += [self.done.eq(finish), self.busy.eq(busy)]
+        return m

@@ -1,0 +1,121 @@
+"""The softmax path inside the core: a QK^T whose rows go to the path's store and a SOFTMAX that turns them
+into AGQ codes in OUT (``op`` probs). Compiled for small cores and run on the RTL in Amaranth's simulator,
+every output code must equal sw/ref's integer softmax, external memory must equal the functional
+model's byte for byte, and the run must take exactly the cycles of the cycle model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hw.compiler.errors import CompileError
+from hw.compiler.model import reference_outputs
+from hw.compiler.program import compile_layer
+from hw.core.config import CoreConfig, CoreConfigError
+from hw.compiler.plan import Arith
+from hw.core.isa import (Buffer, DescActStrides, DescOtherStrides, Gemm, Instruction, Mode, Opcode, Segment, Softmax,
+                         Transfer)
+from hw.core.pysim import run_rtl
+from hw.core.streams import Streams
+from hw.core.timing import run_timing
+from hw.fsim import FsimError
+from hw.fsim import run as fsim_run
+from hw.fsim.layout import pack_descriptor
+from sim.random_layers import attention_layer
+from sw.ref.kernels import attention_scores
+from sw.ref.log_softmax import LogSoftmax
+from tests.synthetic_layers import with_field
+
+CORE = CoreConfig(rows=4, cols=4, act_bits=4, weight_bits=4, act_words=64, wgt_words=64, out_words=64,
+                  param_words=32, prog_words=128, max_shift=15, pe_acc_bits=24, softmax_lanes=2,
+                  softmax_max_keys=64, mem_read_latency=4, mem_write_latency=3)
+
+# (name, core, tau, items, queries, keys, key dim): rows and keys that are not whole tiles or beats, keys
+# whose vectors need two WGT fills per query block, queries that need ACT chunks, 4 keys a beat
+CASES = [
+    ("tau2", CORE, 2, 2, 10, 50, 8),
+    ("tau1-keys-in-two-fills", dataclasses.replace(CORE, wgt_words=16), 1, 1, 6, 61, 8),
+    ("tau4-query-chunks-4-lanes", dataclasses.replace(CORE, act_words=32, softmax_lanes=4), 4, 1, 150, 24, 16),
+]
+
+
+def run_probs(config: CoreConfig, layer, q: np.ndarray, k: np.ndarray):
+    program = compile_layer(config, layer, "probs", {"q": q.shape, "k": k.shape})
+    inv = program.invocations[0]
+    memory = program.memory()
+    inv.write_inputs(memory, config.bus_bits, q=q, k=k)
+    cycles = model = 0
+    expect = memory
+    for streams in inv.parts:
+        rtl = run_rtl(config, streams, memory, max_cycles=400_000)
+        model += run_timing(config, streams, memory).cycles
+        expect = fsim_run(config, streams, memory)
+        assert np.array_equal(rtl.memory, expect)
+        cycles += rtl.cycles
+        memory = expect
+    return inv.read_outputs(memory, config.bus_bits)["probs"], cycles, model, inv
+
+
+@pytest.mark.parametrize("name,config,tau,items,nq,nk,d", CASES, ids=[c[0] for c in CASES])
+def test_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_cycles(name, config, tau, items, nq, nk, d):
+    rng = np.random.default_rng([nq, nk, d])
+    layer = attention_layer(rng, tau, {1: 14, 2: 7, 4: 3}[tau], keys=nk, dim=d)
+    layer = with_field(layer, "q.scale", 0.6)     # scores spread over many codes
+    q = rng.integers(0, 16, (items, 1, nq, d))
+    k = rng.integers(0, 16, (items, 1, nk, d))
+    codes, cycles, model, inv = run_probs(config, layer, q, k)
+    want = LogSoftmax.of(layer).codes(attention_scores(q, layer.q.zero_point, k, layer.k.zero_point))
+    assert np.array_equal(codes, want)
+    assert np.array_equal(codes, reference_outputs(layer, "probs", {"q": q, "k": k})["probs"])
+    assert len(np.unique(want)) > 4          # the rows are not all one code
+    assert cycles == model
+    ops = [Opcode(w & 0xF) for p in inv.parts for w in p.compute]
+    assert ops.count(Opcode.SOFTMAX) == items * -(-nq // config.rows)
+
+
+def test_layers_the_path_cannot_take_are_refused_in_one_line():
+    rng = np.random.default_rng(3)
+    layer = attention_layer(rng, 2, 7, keys=50, dim=8)
+    shapes = {"q": (1, 1, 8, 8), "k": (1, 1, 50, 8)}
+    biased = with_field(layer, "attention_bias", np.zeros((1, 8, 50), np.float32))
+    with pytest.raises(CompileError, match="take a bias"):
+        compile_layer(CORE, biased, "probs", shapes)
+    with pytest.raises(CompileError, match="exceed the path's 64"):
+        compile_layer(CORE, layer, "probs", {"q": (1, 1, 8, 8), "k": (1, 1, 80, 8)})
+    with pytest.raises(CompileError, match="no softmax path"):
+        compile_layer(dataclasses.replace(CORE, softmax_lanes=0), layer, "probs", shapes)
+    with pytest.raises(CoreConfigError, match="softmax_lanes must be a power of two dividing cols 4"):
+        dataclasses.replace(CORE, softmax_lanes=3)
+
+
+def _softmax_program(config: CoreConfig, to_store: int, n_rows: int):
+    """One raw 16-bit GEMM of one tile (to_store or not), then (n_rows > 0) a SOFTMAX of its rows; nothing
+    stored. Returns the streams and the memory image."""
+    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
+    desc = arith.descriptor(1, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0), DescOtherStrides(0, 0, 0, 4, 0, 1, 0, 0))
+    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=to_store))
+    image = pack_descriptor(desc, config.bus_bits)
+    words = image.size // config.bus_bytes
+    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
+    gemm = Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1)
+    softmax = Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, n_rows, 4, 1 << 30, 40, 1, 15, 0)
+    compute = [gemm, softmax] if n_rows else [gemm]
+    memory = np.zeros(64 * config.bus_bytes, np.uint8)
+    memory[:image.size] = image
+    return Streams.assemble(load, compute + [Instruction(Opcode.END)], [Instruction(Opcode.END)]), memory
+
+
+def test_the_functional_model_refuses_what_the_path_cannot_do():
+    streams, memory = _softmax_program(CORE, to_store=0, n_rows=2)
+    with pytest.raises(FsimError, match="reads tile rows no to_store GEMM has written"):
+        fsim_run(CORE, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(CORE, to_store=1, n_rows=2)
+    fsim_run(CORE, streams, memory, check_hazards=False)
+    bare = dataclasses.replace(CORE, softmax_lanes=0)
+    with pytest.raises(FsimError, match="compute stream holds SOFTMAX"):
+        fsim_run(bare, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(bare, to_store=1, n_rows=0)
+    with pytest.raises(FsimError, match="to_store on a core without a softmax path"):
+        fsim_run(bare, streams, memory, check_hazards=False)
