@@ -123,7 +123,7 @@ def _softmax_path_text(subject: dict, rows: list[dict]) -> list[str]:
     return [f"The {subject['label']} has the softmax path ({subject['config']['softmax_lanes']} keys a beat, "
             "docs/core.md \"Softmax path\"): the numbers above are the core's own, with "
             f"{len(on_chip)} attention invocations ({kinds}) computing QK^T and the softmax on chip and storing "
-            f"codes, {share:.1%} of the core's time. The softmaxes it does not take (logits with a bias: TinyViT's "
+            f"codes, {share:.2%} of the core's time. The softmaxes it does not take (logits with a bias: TinyViT's "
             "attention biases, SAM ViT's relative positions; rows shorter than a key block) stay on the host: "
             "the table's softmax row is what moving them too would give at most. No second unit is projected "
             "beside this core.", ""]
