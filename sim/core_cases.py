@@ -18,6 +18,7 @@ import numpy as np
 from hw.compiler.invocation import InvocationSpec
 from hw.compiler.model import Recorder, invocation_kind, record_invocations, reference_outputs
 from hw.compiler.program import build_program
+from hw.compiler.softmax import recorded_op, with_softmax
 from hw.core.config import CoreConfig
 from hw.core.timing import run_timing
 from hw.fsim import run as fsim_run
@@ -117,14 +118,13 @@ def case_inputs(bundle: Bundle, image: np.ndarray, box: np.ndarray, cases=ACCEPT
     missing = [c.layer for c in cases if c.layer not in bundle.layers]
     if missing:
         raise ValueError(f"{bundle.where}: the acceptance set needs layer '{missing[0]}', which the bundle lacks")
-    recorded_op = {"probs": "scores"}         # the model run calls QK^T; probs takes the same q and k
-    keep = _Keep({(c.layer, recorded_op.get(c.op, c.op)) for c in cases})
+    keep = _Keep({(c.layer, recorded_op(c.op)) for c in cases})
     record_invocations(bundle, keep, image, box)
     out = {key: (keep.specs[key], inputs) for key, inputs in keep.kept.items()}
     for c in cases:
-        if c.op in recorded_op:
-            spec, inputs = out[c.layer, recorded_op[c.op]]
-            out[c.layer, c.op] = (InvocationSpec.of(bundle.layers[c.layer], c.op, dict(spec.shapes)), inputs)
+        if c.op == "probs":
+            spec, inputs = out[c.layer, recorded_op(c.op)]
+            out[c.layer, c.op] = (with_softmax(spec), inputs)
     return out
 
 

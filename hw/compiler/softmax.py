@@ -58,6 +58,16 @@ def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
     return None
 
 
+def recorded_op(op: str | None) -> str | None:
+    """The op a model run records for ``op``: ``probs`` takes the query and key codes of its QK^T."""
+    return "scores" if op == "probs" else op
+
+
+def with_softmax(spec):
+    """A QK^T's invocation spec as the ``probs`` invocation of the same query and key shapes."""
+    return dataclasses.replace(spec, op="probs")
+
+
 def softmax_on_chip(calls: list, config: CoreConfig) -> list:
     """A model's invocations (spec, layer) as ``config`` runs them: each QK^T the softmax path can take, with
     rows of at least ``cols`` keys, becomes the ``probs`` invocation of the same query and key shapes.
@@ -70,7 +80,7 @@ def softmax_on_chip(calls: list, config: CoreConfig) -> list:
     for spec, layer in calls:
         if (spec.op == "scores" and spec.shape("k")[-2] >= config.cols
                 and probs_refusal(config, layer, spec.shape("q"), spec.shape("k")) is None):
-            spec = dataclasses.replace(spec, op="probs")     # the same q and k shapes
+            spec = with_softmax(spec)
         out.append((spec, layer))
     return out
 

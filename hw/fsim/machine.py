@@ -55,7 +55,7 @@ class Machine:
                         Buffer.WGT: np.zeros(config.wgt_words * bb, np.uint8),
                         Buffer.PARAM: np.zeros(config.param_words * bb, np.uint8),
                         Buffer.OUT: np.zeros(config.out_words * bb, np.uint8)}
-        # the softmax path's tile store: row a holds the K scores of OUT row address a (None: never written)
+        # the softmax path's tile store: row a holds the K scores of OUT row address a, once written
         self.score_store = np.zeros((config.softmax_store_rows, config.cols), np.int64) if config.softmax_lanes else None
         self.store_written = np.zeros(config.softmax_store_rows if config.softmax_lanes else 0, bool)
         self.pc = {unit: 0 for unit in UNITS}

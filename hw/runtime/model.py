@@ -34,7 +34,7 @@ import numpy as np
 from hw.compiler.invocation import InvocationSpec, OutputLookup
 from hw.compiler.model import invocation_kind, reference_outputs
 from sw.errors import SamhwError
-from sw.ref.log_softmax import LogSoftmax
+from sw.ref.log_softmax import LogSoftmaxLayers
 from sw.ref.run import decode_masks, encode_image
 from sw.ref.steps import IntegerLayers, elementwise_codes
 
@@ -195,8 +195,8 @@ class Accelerator(IntegerLayers):
         backend and the softmax on the host."""
         if layer.name not in self.on_chip_softmax:
             return super().attention_probabilities(layer, q, k)
-        return self._call(layer, "probs", {"q": q, "k": k},
-                          lambda: integer_softmax(layer, super(Accelerator, self).scores(layer, q, k)))
+        tensors = {"q": q, "k": k}
+        return self._call(layer, "probs", tensors, lambda: reference_outputs(layer, "probs", tensors)["probs"])
 
     # ---- bookkeeping ------------------------------------------------------------------------
     def host_step(self, label: str) -> None:
@@ -321,22 +321,18 @@ def softmax_layers(program) -> set[str]:
     return {inv.spec.layer for inv in program.invocations if inv.spec.op == "probs"}
 
 
-def integer_softmax(layer, scores: np.ndarray) -> np.ndarray:
-    """The codes the core's softmax path computes from integer scores (``sw.ref.log_softmax``)."""
-    return LogSoftmax.of(layer).codes(scores)
-
-
-class ProgramReference(IntegerLayers):
+class ProgramReference(LogSoftmaxLayers):
     """sw/ref as a program computes it: the host's softmax, except where the program has the softmax on
     chip, whose integer definition (``sw.ref.log_softmax``) it then uses."""
 
     def __init__(self, program):
+        super().__init__()
         self.on_chip_softmax = softmax_layers(program)
 
-    def attention_probabilities(self, layer, q, k):
+    def probabilities(self, layer, scores, q):
         if layer.name in self.on_chip_softmax:
-            return integer_softmax(layer, self.scores(layer, q, k))
-        return super().attention_probabilities(layer, q, k)
+            return super().probabilities(layer, scores, q)
+        return IntegerLayers.probabilities(self, layer, scores, q)
 
 
 def reference_model(bundle, image: np.ndarray, boxes: np.ndarray, box_batch: int = DEFAULT_BOX_BATCH,

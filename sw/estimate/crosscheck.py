@@ -9,7 +9,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from hw.compiler.invocation import InvocationSpec
+from hw.compiler.softmax import recorded_op, with_softmax
 from hw.core.config import PRESETS, CoreConfigError, load_core_config
 
 from .resources import ROOT
@@ -64,11 +64,10 @@ def crosscheck(report: dict, workload) -> list[dict]:
     config = report["config"]
     out = []
     for row in report["rows"]:
-        # a QK^T with its softmax (``probs``) takes the recorded QK^T's query and key shapes
-        recorded = "scores" if row["op"] == "probs" else row["op"]
+        recorded = recorded_op(row["op"])
         call = next((c for c in workload.calls if c.spec.layer == row["layer"] and c.spec.op == recorded), None)
-        if call is not None and row["op"] != recorded:
-            call = dataclasses.replace(call, spec=InvocationSpec.of(call.layer, row["op"], dict(call.spec.shapes)))
+        if call is not None and row["op"] == "probs":
+            call = dataclasses.replace(call, spec=with_softmax(call.spec))
         cycles = call_cost(config, call).cycles if call is not None else None
         out.append({**row, "estimate_cycles": cycles, "equal": cycles == row["rtl_cycles"]})
     return out
