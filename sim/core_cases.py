@@ -58,20 +58,30 @@ ACCEPTANCE = (
 # patch merging's conv1 and conv2, the decoder's lin1) write the next layer's codes through it.
 
 # On a core with the softmax path, the decoder's QK^T runs with its softmax (the encoder's attention adds
-# TinyViT's bias to its logits, which the path does not), and so does the image-to-token attention: the
-# longest rows (4,096 keys) and the most tiles (4,096 rows of 7 keys).
+# TinyViT's bias to its logits, which needs the path's grid bias), and so does the image-to-token attention:
+# the longest rows (4,096 keys) and the most tiles (4,096 rows of 7 keys).
 SOFTMAX_CASES = (
     CoreCase("mask_decoder.transformer.layers.0.cross_attn_token_to_image", "probs"),
     CoreCase("mask_decoder.transformer.layers.0.cross_attn_image_to_token", "probs"),
 )
 
 
+# With the grid bias too, the encoder's QK^T runs with its softmax and TinyViT's bias: 14 x 14 windows
+# (the stage above) and 7 x 7 windows, whose odd side has key rows end within a beat.
+GRID_BIAS_CASES = (
+    CoreCase("image_encoder.layers.2.blocks.0.attn", "probs"),
+    CoreCase("image_encoder.layers.1.blocks.0.attn", "probs"),
+)
+
+
 def acceptance_cases(config: CoreConfig) -> tuple[CoreCase, ...]:
-    """The acceptance set for ``config``: with the softmax path, the decoder's QK^T as ``SOFTMAX_CASES``."""
+    """The acceptance set for ``config``: with the softmax path, the decoder's QK^T as ``SOFTMAX_CASES``, and
+    with its grid bias the encoder's as ``GRID_BIAS_CASES``."""
     if not config.softmax_lanes:
         return ACCEPTANCE
-    fused = {c.layer for c in SOFTMAX_CASES}
-    return tuple(c for c in ACCEPTANCE if not (c.op == "scores" and c.layer in fused)) + SOFTMAX_CASES
+    fused = SOFTMAX_CASES + (GRID_BIAS_CASES if config.softmax_bias_side else ())
+    layers = {c.layer for c in fused}
+    return tuple(c for c in ACCEPTANCE if not (c.op == "scores" and c.layer in layers)) + fused
 
 
 @dataclass

@@ -6,11 +6,13 @@ model's byte for byte, and the run must take exactly the cycles of the cycle mod
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from hw.compiler.errors import CompileError
+from hw.compiler.softmax import bias_table_words
 from hw.compiler.model import reference_outputs
 from hw.compiler.program import compile_layer
 from hw.core.config import CoreConfig, CoreConfigError
@@ -25,7 +27,7 @@ from hw.fsim import run as fsim_run
 from hw.fsim.layout import pack_descriptor
 from sim.random_layers import attention_layer
 from sw.ref.kernels import attention_scores
-from sw.ref.log_softmax import LogSoftmax
+from sw.ref.log_softmax import LogSoftmax, grid_table
 from tests.synthetic_layers import with_field
 
 CORE = CoreConfig(rows=4, cols=4, act_bits=4, weight_bits=4, act_words=64, wgt_words=64, out_words=64,
@@ -75,22 +77,110 @@ def test_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_cycles(name,
     assert ops.count(Opcode.SOFTMAX) == items * -(-nq // config.rows)
 
 
+def grid_biased(layer, rng, heads: int, side: int, top: int = 3000):
+    """``layer`` with ``heads`` heads and a random TinyViT-style grid bias on a side x side grid, whose
+    integer table (2^-F log2 units) is returned too."""
+    table = rng.integers(-top, top + 1, (heads, side, side))
+    y, x = np.divmod(np.arange(side * side), side)
+    bias = table[:, np.abs(y[:, None] - y[None, :]), np.abs(x[:, None] - x[None, :])] * (math.log(2) / 1024)
+    layer = with_field(with_field(layer, "heads", heads), "attention_bias", bias.astype(np.float32))
+    return layer, table
+
+
+BIAS_CORE = dataclasses.replace(CORE, param_words=64, softmax_bias_side=7)     # room for a 7 x 7 table
+
+# (name, core, windows, heads, grid side): beats that straddle key rows (odd sides), a head change between
+# items, query blocks that start mid grid row, 4 keys a beat
+BIAS_CASES = [
+    ("side5-two-heads", BIAS_CORE, 2, 2, 5),
+    ("side7-4-lanes", dataclasses.replace(BIAS_CORE, softmax_lanes=4), 1, 1, 7),
+]
+
+
+@pytest.mark.parametrize("name,config,windows,heads,side", BIAS_CASES, ids=[c[0] for c in BIAS_CASES])
+def test_grid_biased_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_cycles(name, config, windows, heads,
+                                                                                       side):
+    rng = np.random.default_rng([windows, heads, side])
+    n, d = side * side, 8
+    layer = with_field(attention_layer(rng, 2, 7, keys=n, dim=d), "q.scale", 0.6)
+    layer, table = grid_biased(layer, rng, heads, side)
+    q = rng.integers(0, 16, (windows, heads, n, d))
+    k = rng.integers(0, 16, (windows, heads, n, d))
+    codes, cycles, model, inv = run_probs(config, layer, q, k)
+    unit = LogSoftmax.of(layer)
+    assert np.array_equal(grid_table(unit.bias), table)
+    scores = attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
+    want = unit.codes(scores)
+    assert np.array_equal(codes, want)
+    assert not np.array_equal(codes, dataclasses.replace(unit, bias=None).codes(scores))   # the bias counts
+    assert cycles == model
+    softmaxes = [Softmax.decode(w) for p in inv.parts for w in p.compute if Opcode(w & 0xF) == Opcode.SOFTMAX]
+    assert len(softmaxes) == windows * heads * -(-n // config.rows)
+    assert {(s.query_row, s.query_col) for s in softmaxes} == {divmod(r, side) for r in range(0, n, config.rows)}
+    assert heads <= sum(s.bias_load for s in softmaxes) <= heads * len(inv.parts)     # a table per head and run
+
+
+def test_a_softmax_without_bias_adds_nothing_of_the_table_the_path_still_holds():
+    """One run: a SOFTMAX loads a grid bias table and uses it, the next takes no bias; zero scores, so the
+    first tile's codes follow the bias alone and the second's are uniform. RTL = functional model = cycle
+    model."""
+    config = BIAS_CORE
+    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
+    desc = arith.descriptor(1, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0), DescOtherStrides(0, 0, 0, 4, 0, 1, 0, 0))
+    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
+    image = np.concatenate([pack_descriptor(desc, config.bus_bits),
+                            bias_table_words(np.array([[[0, -3000], [-1500, 2500]]]), config.bus_bits).reshape(-1)])
+    desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
+    constants = (1 << 30, 40, 1, 15, -21000)
+    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
+    compute = [Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, 2, 4, *constants, 2, 1, 0, 0, desc_words),
+               Gemm(Opcode.GEMM, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 1, 2, 2, 4, *constants), Instruction(Opcode.END)]
+    store = [Transfer(Opcode.STORE, 1, 0, 0, 0, Buffer.OUT, 0, 32, 1, 4, 0, 0), Instruction(Opcode.END)]
+    streams = Streams.assemble(load, compute, store)
+    memory = np.zeros(64 * config.bus_bytes, np.uint8)
+    memory[:image.size] = image
+    rtl = run_rtl(config, streams, memory, max_cycles=20_000)
+    expect = fsim_run(config, streams, memory, check_hazards=False)
+    assert np.array_equal(rtl.memory, expect)
+    assert rtl.cycles == run_timing(config, streams, memory).cycles
+    rows = expect.reshape(-1, config.bus_bytes)[32:36, :2]          # 4 codes of 4 bits a row
+    assert len(np.unique(rows[0])) > 1 and np.array_equal(rows[2], rows[3]) and len(np.unique(rows[2])) == 1
+
+
 def test_layers_the_path_cannot_take_are_refused_in_one_line():
     rng = np.random.default_rng(3)
     layer = attention_layer(rng, 2, 7, keys=50, dim=8)
     shapes = {"q": (1, 1, 8, 8), "k": (1, 1, 50, 8)}
     biased = with_field(layer, "attention_bias", np.zeros((1, 8, 50), np.float32))
-    with pytest.raises(CompileError, match="take a bias"):
+    with pytest.raises(CompileError, match="the path adds none"):
         compile_layer(CORE, biased, "probs", shapes)
+    with pytest.raises(CompileError, match="not a function of the query-key offsets on a square grid"):
+        compile_layer(BIAS_CORE, biased, "probs", shapes)
+    grid, _ = grid_biased(layer, rng, 1, 8)
+    with pytest.raises(CompileError, match="grid of side 8 is outside the path's 2..7"):
+        compile_layer(BIAS_CORE, grid, "probs", {"q": (1, 1, 64, 8), "k": (1, 1, 64, 8)})
+    grid, _ = grid_biased(layer, rng, 1, 5, top=40000)
+    with pytest.raises(CompileError, match="beyond the path's 16-bit table"):
+        compile_layer(BIAS_CORE, grid, "probs", {"q": (1, 1, 25, 8), "k": (1, 1, 25, 8)})
+    positioned = dataclasses.replace(layer, rel_pos_h=np.zeros((15, 8), np.float32),
+                                     rel_pos_w=np.zeros((15, 8), np.float32))
+    with pytest.raises(CompileError, match="relative-position terms"):
+        compile_layer(BIAS_CORE, positioned, "probs", shapes)
     with pytest.raises(CompileError, match="exceed the path's 64"):
         compile_layer(CORE, layer, "probs", {"q": (1, 1, 8, 8), "k": (1, 1, 80, 8)})
     with pytest.raises(CompileError, match="no softmax path"):
         compile_layer(dataclasses.replace(CORE, softmax_lanes=0), layer, "probs", shapes)
     with pytest.raises(CoreConfigError, match="softmax_lanes must be a power of two dividing cols 4"):
         dataclasses.replace(CORE, softmax_lanes=3)
+    with pytest.raises(CoreConfigError, match="softmax_bias_side needs the softmax path"):
+        dataclasses.replace(CORE, softmax_lanes=0, softmax_bias_side=7)
+    with pytest.raises(CoreConfigError, match="softmax_bias_side must be 2..15"):
+        dataclasses.replace(CORE, softmax_bias_side=16)
 
 
-def _softmax_program(config: CoreConfig, to_store: int, n_rows: int):
+def _softmax_program(config: CoreConfig, to_store: int, n_rows: int, bias_side: int = 0, bias_load: int = 0):
     """One raw 16-bit GEMM of one tile (to_store or not), then (n_rows > 0) a SOFTMAX of its rows; nothing
     stored. Returns the streams and the memory image."""
     arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
@@ -100,7 +190,7 @@ def _softmax_program(config: CoreConfig, to_store: int, n_rows: int):
     words = image.size // config.bus_bytes
     load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
     gemm = Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1)
-    softmax = Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, n_rows, 4, 1 << 30, 40, 1, 15, 0)
+    softmax = Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, n_rows, 4, 1 << 30, 40, 1, 15, 0, bias_side, bias_load)
     compute = [gemm, softmax] if n_rows else [gemm]
     memory = np.zeros(64 * config.bus_bytes, np.uint8)
     memory[:image.size] = image
@@ -119,3 +209,13 @@ def test_the_functional_model_refuses_what_the_path_cannot_do():
     streams, memory = _softmax_program(bare, to_store=1, n_rows=0)
     with pytest.raises(FsimError, match="to_store on a core without a softmax path"):
         fsim_run(bare, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(CORE, to_store=1, n_rows=2, bias_side=2)
+    with pytest.raises(FsimError, match="grid bias of side 2, the path takes sides up to 0"):
+        fsim_run(CORE, streams, memory, check_hazards=False)
+    with pytest.raises(FsimError, match="no SOFTMAX of this run has loaded a table of that side"):
+        fsim_run(BIAS_CORE, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(BIAS_CORE, to_store=1, n_rows=2, bias_side=2, bias_load=1)
+    fsim_run(BIAS_CORE, streams, memory, check_hazards=False)        # 4 keys: a 2 x 2 grid
+    streams, memory = _softmax_program(BIAS_CORE, to_store=1, n_rows=2, bias_side=3, bias_load=1)
+    with pytest.raises(FsimError, match="2 rows x 4 keys from query .0, 0. is not a part of a 3 x 3 grid"):
+        fsim_run(BIAS_CORE, streams, memory, check_hazards=False)

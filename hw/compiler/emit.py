@@ -83,7 +83,10 @@ class Job:
     n_rb: int
     stores: tuple[Copy, ...]   # buf_offset from the OUT half's start
     softmax: dict | None = None   # a SOFTMAX after the GEMM (``isa.Softmax`` fields but out_base and flags),
-                                  # writing the OUT half the stores read; it, not the GEMM, signals "computed"
+                                  # writing the OUT half the stores read; it, not the GEMM, signals "computed";
+                                  # with ``bias_offset`` (PARAM words from the slot half's start: bias_addr) and
+                                  # ``bias_key`` (its table) it takes a grid bias, loading the table when the
+                                  # path holds another, and signals "freed" too
     out_base: int | None = None   # the GEMM's own out_base (a to_store GEMM's first store row), not the half's
 
 
@@ -202,14 +205,21 @@ def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[st
         col = areas.base_word("slots", halves.get("slots", 0)) * spw + job.col_offset
         out_unit = out_slots_per_word(config, job.desc.loops)
         out_base = areas.base_word("out", out_half) * out_unit if job.out_base is None else job.out_base
-        gemm = {"op": Opcode.GEMM, "wait_prev": 1, "wait_next": int(i >= slots), "signal_prev": 1,
+        # a SOFTMAX that copies its bias table from the slot area frees the area itself, after the copy
+        bias = job.softmax is not None and "bias_offset" in job.softmax
+        gemm = {"op": Opcode.GEMM, "wait_prev": 1, "wait_next": int(i >= slots), "signal_prev": int(not bias),
                 "signal_next": int(job.softmax is None),
                 "gemm": dict(desc_addr=desc_addr[job.desc], act_base=act, wgt_base=wgt, out_base=out_base, col_base=col,
                              n_batch=job.n_batch, n_rb=job.n_rb)}
         compute = [gemm]
         if job.softmax is not None:
-            compute.append({"op": Opcode.SOFTMAX, "signal_next": 1,
-                            "softmax": dict(job.softmax, out_base=areas.base_word("out", out_half))})
+            step = dict(job.softmax, out_base=areas.base_word("out", out_half))
+            if bias:      # the path keeps a table until a SOFTMAX of this run loads another
+                step["bias_addr"] = areas.base_word("slots", halves["slots"]) + step.pop("bias_offset")
+                table = step.pop("bias_key")
+                step["bias_load"] = int(keys.get("bias") != table)
+                keys["bias"] = table
+            compute.append({"op": Opcode.SOFTMAX, "signal_prev": int(bias), "signal_next": 1, "softmax": step})
         stores = [{"op": Opcode.STORE, "buffer": Buffer.OUT,
                    "buf_addr": areas.base_word("out", out_half) + c.buf_offset, "ext_addr": bases[c.region] + c.offset,
                    "copy": c} for c in job.stores]

@@ -4,8 +4,10 @@ its post-softmax AGQ codes out, the scores never leaving the core (invocation op
 Per batch item (head, window) and block of R queries, the keys' column blocks are computed by one or more
 raw GEMMs whose rows go to the softmax path's store (``DescLoops.to_store``: OUT row address = key block
 x R + tile row), then a SOFTMAX turns the tile into codes in OUT and one STORE moves them out. The codes
-are ``sw.ref.log_softmax``'s for this layer (``LogSoftmax.of``); a layer with a bias on its logits
-(TinyViT's attention biases, SAM ViT's relative positions) stays on the host path (``probs_refusal``).
+are ``sw.ref.log_softmax``'s for this layer (``LogSoftmax.of``). TinyViT's attention biases go with it on
+cores with ``softmax_bias_side``: each is a grid bias (``grid_table``), whose head's table follows the column
+slots in the slot area, for the first SOFTMAX of the head to copy into the path; items then go head by head. SAM ViT's relative positions keep an
+attention on the host path (``probs_refusal``).
 
 External memory: queries as the ``rows`` region of QK^T (``rows.py``), keys as its ``columns`` region,
 codes as [items][Nq] rows of ``softmax_row_words`` words (an ``out_rows`` region of one-word blocks).
@@ -17,11 +19,11 @@ import dataclasses
 
 import numpy as np
 
-from hw.core.config import SOFTMAX_SCORE_BITS, CoreConfig
+from hw.core.config import BIAS_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, softmax_row_words
 from hw.fsim.layout import pack_entries
 from sw.bundle import AgqCodes, AttentionLayer
-from sw.ref.log_softmax import LogSoftmax
+from sw.ref.log_softmax import LogSoftmax, grid_table
 
 from .emit import Copy, Fill, Job, contiguous
 from .errors import CompileError
@@ -37,8 +39,12 @@ def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
         return "the core has no softmax path (softmax_lanes 0)"
     if not isinstance(sm, AgqCodes):
         return f"its post-softmax codes are {sm.TAG}, the softmax path writes AGQ codes"
-    if layer.attention_bias is not None or layer.rel_pos_h is not None:
-        return "its logits take a bias (attention bias or relative positions), which the path does not add"
+    if layer.rel_pos_h is not None:
+        return "its logits take relative-position terms, which the path does not add"
+    if layer.attention_bias is not None:
+        reason = _grid_refusal(config, layer, q_shape, k_shape)
+        if reason:
+            return reason
     if sm.act_bits > config.act_bits:
         return f"its {sm.act_bits}-bit codes exceed the core's {config.act_bits}-bit codes (act_bits)"
     if layer.q.act_bits > config.act_bits or layer.k.act_bits > config.weight_bits:
@@ -53,9 +59,40 @@ def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
     if bound >= 1 << (config.pe_acc_bits - 1):
         return f"its scores can reach {bound}, beyond the PE accumulators ({config.pe_acc_bits} bits)"
     unit = LogSoftmax.of(layer)
-    if unit.shift > 127 or unit.multiplier >= 1 << 31:
+    if unit.shift > 63 or unit.multiplier >= 1 << 31:
         return "its logit scale does not fit the SOFTMAX instruction's multiplier and shift"
+    if not -(1 << 15) <= unit.offset < 1 << 15:
+        return f"its codes' offset {unit.offset} does not fit the SOFTMAX instruction's 16 bits"
     return None
+
+
+def _grid_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple) -> str | None:
+    """Why the path cannot add this layer's attention bias (None: it can, as a grid bias)."""
+    if not config.softmax_bias_side:
+        return "its logits take an attention bias, and the path adds none (softmax_bias_side 0)"
+    table = grid_table(LogSoftmax.of(layer).bias)
+    if table is None:
+        return "its attention bias is not a function of the query-key offsets on a square grid"
+    heads, side = table.shape[:2]
+    if not config.softmax_lanes <= side <= config.softmax_bias_side:
+        return (f"its grid of side {side} is outside the path's {config.softmax_lanes}.."
+                f"{config.softmax_bias_side} (softmax_lanes..softmax_bias_side)")
+    if q_shape[-2] != side * side or k_shape[-2] != side * side or len(q_shape) < 3 or q_shape[-3] != heads:
+        return f"its queries {list(q_shape)} and keys {list(k_shape)} are not [..., {heads} heads, {side * side}, d]"
+    if np.abs(table).max() >= 1 << (BIAS_BITS - 1):
+        return f"its attention bias reaches {int(np.abs(table).max())}, beyond the path's {BIAS_BITS}-bit table"
+    return None
+
+
+def bias_table_words(table: np.ndarray, bus_bits: int) -> np.ndarray:
+    """Grid tables T [heads, s, s] as PARAM words (uint8 [heads ceil(s^2 / slots a word), bus bytes]): head h's
+    entry e = dy s + dx in the low ``BIAS_BITS`` (signed) of constant slot e of its words (``isa.Softmax``)."""
+    heads, side = table.shape[:2]
+    spw = bus_bits // SLOT_BITS
+    words = -(-side * side // spw)
+    slots = np.zeros((heads, words * spw, SLOT_BITS // BIAS_BITS), "<i2")
+    slots[:, :side * side, 0] = table.reshape(heads, side * side)
+    return slots.view(np.uint8).reshape(heads * words, bus_bits // 8)
 
 
 def recorded_op(op: str | None) -> str | None:
@@ -103,6 +140,10 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     arith = dataclasses.replace(arith, loops=dataclasses.replace(arith.loops, to_store=1))
     cap = Capacity.of(config, slots, arith)
     unit = LogSoftmax.of(layer)
+    table = grid_table(unit.bias) if unit.bias is not None else None
+    side = 0 if table is None else table.shape[1]
+    slot_words = -(-ks // spw)
+    table_words = -(-side * side // spw)
 
     # queries: whole items in ACT when one fits, else chunks of whole words of rows
     m_pad = round_up(nq, R)
@@ -113,10 +154,10 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     quantum = m_pad if whole else lcm(R, P)
     nr = m_pad if whole else quantum * largest(m_pad // quantum, lambda v: d * v * quantum <= cap.act_codes)
     nob = largest(n_ob, lambda v: v * j_pad <= cap.wgt_vectors)
-    if nr < 1 or nob < 1 or ks > cap.slots or R * row_words > cap.out_words:
+    if nr < 1 or nob < 1 or (slot_words + table_words) * spw > cap.slots or R * row_words > cap.out_words:
         raise too_big(where, f"one block of {R} queries x {nk} keys over {d} key dims", slots,
                       {"ACT": (-(-d * quantum // P), cap.act_codes // P), "WGT": (j_pad // vw, cap.wgt_vectors // vw),
-                       "PARAM": (-(-ks // spw), cap.slots // spw), "OUT": (R * row_words, cap.out_words)})
+                       "PARAM": (slot_words + table_words, cap.slots // spw), "OUT": (R * row_words, cap.out_words)})
 
     descs = {}
 
@@ -130,8 +171,18 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     col_words = j_pad // vw
     softmax = dict(multiplier=unit.multiplier, shift=unit.shift, tau_log2=sm.tau.bit_length() - 1,
                    zero_code=sm.zero_code, offset=unit.offset)
+    def slot_fill(b: int) -> Fill:
+        if not side:
+            return Fill("slots", ("slots",), tuple(contiguous("slots", 0, slot_words)))
+        head = b % table.shape[0]        # items are [..., heads]
+        return Fill("slots", ("slots", head), tuple(contiguous("slots", 0, slot_words))
+                    + tuple(contiguous("bias", head * table_words, table_words, slot_words)))
+
+    # with a grid bias, head by head: the head's table is loaded into the slot area and the path once
+    heads = table.shape[0] if side else 1
+    order = [w * heads + h for h in range(heads) for w in range(items // heads)]
     jobs = []
-    for b in range(items):
+    for b in order:
         for r0, nrj in chunks(m_pad, nr):
             if whole:
                 act_fill = Fill("act", ("act", b), tuple(contiguous("rows", b * item_words, item_words)))
@@ -143,9 +194,12 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                 for o0, nobj in chunks(n_ob, nob):
                     last = o0 + nobj == n_ob
                     fills = (act_fill, Fill("wgt", ("wgt", b, o0), tuple(contiguous(
-                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))),
-                             Fill("slots", ("slots",), tuple(contiguous("slots", 0, ks // spw))))
+                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))), slot_fill(b))
                     step = dict(softmax, n_rows=queries, keys=nk) if last else None
+                    if step and side:       # the head's table after the column slots; the block's first query
+                        first = r0 + rb * R
+                        step.update(bias_side=side, query_row=first // side, query_col=first % side,
+                                    bias_offset=slot_words, bias_key=(b % heads,))
                     stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
                         if last else ()
                     jobs.append(Job(fills, descriptor(nobj), rb * R, 0, 0, 1, 1, stores, softmax=step,
@@ -153,6 +207,8 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
 
     slot = ColumnSlot(k.zero_point, 0, 0, 0, 0)
     static = {"slots": pack_entries(slot_blocks([slot] * K, ks, K, True), config.bus_bits)}
+    if side:
+        static["bias"] = bias_table_words(table, config.bus_bits).reshape(-1)
     inputs = {"rows": rows_region("q", tuple(q_shape), tuple(range(len(q_shape))), (items, nq, d), m_pad, item_words,
                                   config.act_bits, q.act_bits, np.full(d, q.zero_point)),
               "columns": vectors_region("k", tuple(k_shape), _swap_last(len(k_shape)), (items, d, nk), K, j_pad,

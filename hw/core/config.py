@@ -20,8 +20,12 @@ OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
 # fields added later, with the default that keeps old digests
 LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0, "softmax_lanes": 0,
-                "softmax_max_keys": 4096}
+                "softmax_max_keys": 4096, "softmax_bias_side": 0}
 SOFTMAX_SCORE_BITS = 16   # a QK^T for the softmax path writes 16-bit raw rows, a row in one OUT word
+BIAS_BITS = 16            # a grid bias table's entries: signed, in the softmax's 2^-F log2 units
+MAX_BIAS_SIDE = 15        # a grid side in the SOFTMAX instruction's 4-bit fields
+BIAS_ADDR_BITS = 10       # the SOFTMAX instruction's PARAM word address of its bias table
+OUT_BASE_BITS = 14        # the SOFTMAX instruction's first OUT word
 
 
 class CoreConfigError(ValueError):
@@ -64,6 +68,11 @@ class CoreConfig:
     # (docs/core.md "Softmax path"); rows of up to ``softmax_max_keys`` keys.
     softmax_lanes: int = 0
     softmax_max_keys: int = 4096
+    # Largest side s of a query and key grid whose softmax the path takes with a grid bias (TinyViT's
+    # attention biases: the logit of query (y, x) and key (y', x') gains T[|y - y'|][|x - x'|]), 0: none.
+    # Each path lane then holds a copy of one head's table T, which a SOFTMAX copies from PARAM, an entry
+    # per constant slot (docs/core.md "Grid bias").
+    softmax_bias_side: int = 0
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -90,12 +99,29 @@ class CoreConfig:
             lanes, keys = self.softmax_lanes, self.softmax_max_keys
             if lanes & (lanes - 1) or self.cols % lanes:
                 problems.append(f"softmax_lanes must be a power of two dividing cols {self.cols}, got {lanes}")
-            elif keys < self.cols or keys % self.cols:
-                problems.append(f"softmax_max_keys must be a positive multiple of cols {self.cols}, got {keys}")
+            elif keys < self.cols or keys % self.cols or keys >= 1 << 13:
+                problems.append(f"softmax_max_keys must be a positive multiple of cols {self.cols} below 8192 (a "
+                                f"SOFTMAX counts keys in 13 bits), got {keys}")
+            if self.rows >= 1 << 7:
+                problems.append(f"a SOFTMAX counts a tile's rows in 7 bits, the array has {self.rows}")
             if self.cols * SOFTMAX_SCORE_BITS > self.bus_bits:
                 problems.append(f"the softmax path takes a tile row of {self.cols} {SOFTMAX_SCORE_BITS}-bit scores "
                                 f"in one cycle, one {self.bus_bits}-bit word: cols must be at most "
                                 f"{self.bus_bits // SOFTMAX_SCORE_BITS}")
+            if self.out_words > 1 << OUT_BASE_BITS:
+                problems.append(f"a SOFTMAX addresses {1 << OUT_BASE_BITS} OUT words, out_words is {self.out_words}")
+        if self.softmax_bias_side:
+            side = self.softmax_bias_side
+            if not self.softmax_lanes:
+                problems.append("softmax_bias_side needs the softmax path (softmax_lanes > 0)")
+            elif not self.softmax_lanes <= side <= MAX_BIAS_SIDE:
+                problems.append(f"softmax_bias_side must be {self.softmax_lanes}..{MAX_BIAS_SIDE} (at least the "
+                                f"path's lanes, a table side in 4 bits), got {side}")
+            elif side * side > self.softmax_max_keys:
+                problems.append(f"softmax_bias_side {side}: its {side * side} keys exceed softmax_max_keys")
+            if self.param_words > 1 << BIAS_ADDR_BITS:
+                problems.append(f"a SOFTMAX addresses its bias table in {1 << BIAS_ADDR_BITS} PARAM words, "
+                                f"param_words is {self.param_words}")
         if problems:
             raise CoreConfigError("; ".join(problems))
 

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .config import PROG_WORD_BITS, SLOT_BITS
+from .config import BIAS_ADDR_BITS, OUT_BASE_BITS, PROG_WORD_BITS, SLOT_BITS
 
 
 class Opcode(IntEnum):
@@ -179,10 +179,18 @@ class Softmax(Packed):
     0 .. ``n_rows`` - 1 of ``keys`` keys each, ``sw.ref.log_softmax`` with this layer's constants, each row's
     codes written to OUT at ``act_bits`` per code from a new word (``softmax_row_words``), from word
     ``out_base`` on. Taken once the lanes have written the tile; signals like a GEMM (``signal_prev`` and
-    ``signal_next`` once its last OUT word is written)."""
+    ``signal_next`` once its last OUT word is written).
 
-    LAYOUT: ClassVar = _layout(*_HEADER, ("out_base", 16), ("n_rows", 8), ("keys", 14), ("multiplier", 31),
-                               ("shift", 7), ("tau_log2", 2), ("zero_code", 8), ("offset", 32, True))
+    ``bias_side`` s > 0 (cores with ``softmax_bias_side``): the logits take a grid bias. Queries and keys lie
+    on an s x s grid (keys = s^2, key j at (j div s, j mod s)); tile row 0 is the query at (``query_row``,
+    ``query_col``), each further row the next query in row-major order; the logit of query (y, x) and key
+    (y', x') gains T[|y - y'|][|x - x'|] from the path's copy of the table. ``bias_load``: first copy T into
+    the path from PARAM, entry e = dy s + dx in the low ``BIAS_BITS`` (signed) of constant slot e counted
+    from word ``bias_addr``; without it the table the last loading SOFTMAX copied is used."""
+
+    LAYOUT: ClassVar = _layout(*_HEADER, ("out_base", OUT_BASE_BITS), ("n_rows", 7), ("keys", 13), ("multiplier", 31),
+                               ("shift", 6), ("tau_log2", 2), ("zero_code", 8), ("offset", 16, True), ("bias_side", 4),
+                               ("bias_load", 1), ("query_row", 4), ("query_col", 4), ("bias_addr", BIAS_ADDR_BITS))
     BITS: ClassVar = PROG_WORD_BITS
     opcode: int
     wait_prev: int
@@ -197,6 +205,11 @@ class Softmax(Packed):
     tau_log2: int
     zero_code: int
     offset: int
+    bias_side: int = 0
+    bias_load: int = 0
+    query_row: int = 0
+    query_col: int = 0
+    bias_addr: int = 0
 
 
 def softmax_row_words(keys: int, code_bits: int, bus_bits: int) -> int:

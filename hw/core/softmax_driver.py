@@ -9,25 +9,33 @@ the path starts reading rows 0 .. n_rows - 1 of ``keys`` keys; the unit's codes 
 each into OUT words, P codes a beat (P divides a word's codes), every row from a new word, words written
 in order from ``out_base``. A word is written the cycle after its last beat; ``done`` is high in the
 cycle of the last write (in t + 1 for an empty tile, which writes nothing).
+
+With a grid bias to load (``bias_load``, ``bias_side`` s > 0; cores with ``softmax_bias_side``) the path
+starts only once the table's s^2 entries are copied in, one a cycle, from the PARAM slots from word
+``bias_addr`` on, which the driver reads through the COMPUTE unit's PARAM port (``param_read``: idle while a
+SOFTMAX holds the unit). Later SOFTMAXes of the same table use the path's copy.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..softmax.grid_bias import SIDE_BITS
 from ..softmax.path import SoftmaxPath
 from ..softmax.unit import CODE_BITS, UnitWidths
-from .config import SOFTMAX_SCORE_BITS, CoreConfig
+from .config import BIAS_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from .isa import Softmax
 from .layouts import layout_of
 from .params import CoreParams
 
 
 def softmax_widths(config: CoreConfig) -> UnitWidths:
-    """The unit a core's softmax path is built with: 16-bit scores, no bias (no relative-position term)."""
-    return UnitWidths(lanes=config.softmax_lanes, max_keys=config.softmax_max_keys, score_bits=SOFTMAX_SCORE_BITS)
+    """The unit a core's softmax path is built with: 16-bit scores; biases of ``BIAS_BITS`` where the path
+    adds a grid bias (no relative-position term)."""
+    return UnitWidths(lanes=config.softmax_lanes, max_keys=config.softmax_max_keys, score_bits=SOFTMAX_SCORE_BITS,
+                      bias_bits=BIAS_BITS if config.softmax_bias_side else UnitWidths.bias_bits)
 
 
 class SoftmaxDriver(wiring.Component):
@@ -39,6 +47,7 @@ class SoftmaxDriver(wiring.Component):
             "start": In(1), "inst": In(layout_of(Softmax)),
             "out_en": Out(1), "out_addr": Out(p.word_addr_bits["out"]), "out_data": Out(config.bus_bits),
             "busy": Out(1), "done": Out(1),
+            "param_read": Out(1), "param_addr": Out(p.word_addr_bits["param"]), "param_data": In(config.bus_bits),
         })
 
     def elaborate(self, platform):
@@ -47,7 +56,7 @@ class SoftmaxDriver(wiring.Component):
         rows, cols, bits, bus = cfg.rows, cfg.cols, cfg.act_bits, cfg.bus_bits
         widths = softmax_widths(cfg)
         lanes = widths.lanes
-        m.submodules.path = path = SoftmaxPath(cols, rows, widths)
+        m.submodules.path = path = SoftmaxPath(cols, rows, widths, grid_bias=bool(cfg.softmax_bias_side))
 
         row_bits = (rows - 1).bit_length()
         m.d.comb += [path.w_en.eq(self.w_en), path.w_row.eq(self.w_addr[:row_bits]),
@@ -60,7 +69,12 @@ class SoftmaxDriver(wiring.Component):
             m.d.sync += [inst.eq(self.inst), busy.eq(1)]
         m.d.comb += [path.multiplier.eq(inst.multiplier), path.shift.eq(inst.shift), path.tau_shift.eq(inst.tau_log2),
                      path.zero_code.eq(inst.zero_code), path.offset.eq(inst.offset),
-                     path.start.eq(go), path.n_rows.eq(inst.n_rows), path.keys.eq(inst.keys)]
+                     path.n_rows.eq(inst.n_rows), path.keys.eq(inst.keys)]
+        empty = (inst.n_rows == 0) | (inst.keys == 0)
+        if cfg.softmax_bias_side:
+            m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~(inst.bias_load & (inst.bias_side != 0))))
+        else:
+            m.d.comb += path.start.eq(go)
 
         # the packer: beat after beat into a word's groups of P codes; a word leaves when full or at a row's end
         groups = bus // bits // lanes
@@ -86,10 +100,35 @@ class SoftmaxDriver(wiring.Component):
         m.d.comb += [self.out_en.eq(write), self.out_addr.eq(write_addr), self.out_data.eq(word)]
 
         # done: the tile's last word written (or, for an empty tile, the cycle after start)
-        empty = (inst.n_rows == 0) | (inst.keys == 0)
         last_write = write & (rows_out == inst.n_rows) & ~path.busy
         finish = busy & ~self.start & Mux(empty, go, last_write)
         with m.If(finish):
             m.d.sync += busy.eq(0)
         m.d.comb += [self.done.eq(finish), self.busy.eq(busy)]
         return m
+
+    def _copy_table(self, m: Module, path: SoftmaxPath, inst) -> Signal:
+        """With ``bias_load``, the grid bias table into the path: entry e = dy s + dx, the low bits of PARAM
+        slot e from word ``bias_addr``, read in cycle t + 1 + e and written a cycle later; high in the cycle
+        of the last entry's write."""
+        side = inst.bias_side
+        lg_spw = (self.config.slots_per_param_word - 1).bit_length()
+        copying, entry, dy, dx = Signal(), Signal(2 * SIDE_BITS), Signal(SIDE_BITS), Signal(SIDE_BITS)
+        with m.If(self.start):
+            m.d.sync += [copying.eq(self.inst.bias_load & (self.inst.bias_side != 0) & (self.inst.n_rows != 0)
+                                    & (self.inst.keys != 0)),
+                         entry.eq(0), dy.eq(0), dx.eq(0)]
+        with m.Elif(copying):
+            row_end = dx == side - 1
+            m.d.sync += [entry.eq(entry + 1), dx.eq(Mux(row_end, 0, dx + 1)), dy.eq(dy + row_end)]
+            with m.If(row_end & (dy == side - 1)):
+                m.d.sync += copying.eq(0)
+        m.d.comb += [self.param_read.eq(copying), self.param_addr.eq(inst.bias_addr + (entry >> lg_spw))]
+        written, at_dy, at_dx, bank, last = Signal(), Signal(SIDE_BITS), Signal(SIDE_BITS), Signal(max(lg_spw, 1)), Signal()
+        m.d.sync += [written.eq(copying), at_dy.eq(dy), at_dx.eq(dx), bank.eq(entry[:lg_spw] if lg_spw else 0),
+                     last.eq(copying & (dx == side - 1) & (dy == side - 1))]
+        slots = [self.param_data[i * SLOT_BITS:][:BIAS_BITS] for i in range(self.config.slots_per_param_word)]
+        m.d.comb += [path.t_en.eq(written), path.t_dy.eq(at_dy), path.t_dx.eq(at_dx),
+                     path.t_entry.eq(Array(slots)[bank] if lg_spw else slots[0]),
+                     path.side.eq(side), path.query_row.eq(inst.query_row), path.query_col.eq(inst.query_col)]
+        return last

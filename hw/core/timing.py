@@ -63,6 +63,9 @@ SOFTMAX (``softmax_driver.py``, ``hw/softmax/path.py``), taken at t, n_rows rows
       schedule, the feeder never keeping it waiting); their word is written one cycle later, when the
       SOFTMAX finishes: t + 2 + row_cycles + FEED_LATENCY. It signals when it finishes and frees the
       unit the cycle after.
+  X2  With ``bias_load`` and a grid bias of side s, the table's s^2 entries are first copied from PARAM into
+      the path, one a cycle from t + 2 (each read a cycle before); the path starts at t + 1 + s^2, so the
+      SOFTMAX finishes s^2 cycles later than X1 says.
 """
 
 from __future__ import annotations
@@ -294,7 +297,8 @@ def run_timing(config: CoreConfig, streams: Streams, memory: np.ndarray) -> Timi
         elif op == Opcode.SOFTMAX:                                        # X1
             done = t + 1
             if inst.n_rows and inst.keys:
-                done = t + 2 + row_cycles(inst.keys, inst.n_rows, softmax_widths(config)) + FEED_LATENCY
+                done = t + 2 + inst.bias_load * inst.bias_side ** 2 + row_cycles(inst.keys, inst.n_rows, softmax_widths(config)) \
+                    + FEED_LATENCY                                        # X2
             result.softmax_busy += done - t + 1
             free[unit] = done + 1
             signal(unit, inst, {"signal_prev": done, "signal_next": done})

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.core.config import CoreConfig
+from hw.core.config import BIAS_BITS, SLOT_BITS, CoreConfig
 from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, softmax_row_words
 from hw.core.streams import UNITS, Streams
-from sw.ref.log_softmax import softmax_codes
+from sw.ref.log_softmax import grid_bias, softmax_codes
 from .gemm import GemmError, execute_gemm
 from .hazards import AccessLog, Clocks, HazardError
 from .layout import pack_codes, unpack_codes
@@ -58,6 +58,7 @@ class Machine:
         # the softmax path's tile store: row a holds the K scores of OUT row address a, once written
         self.score_store = np.zeros((config.softmax_store_rows, config.cols), np.int64) if config.softmax_lanes else None
         self.store_written = np.zeros(config.softmax_store_rows if config.softmax_lanes else 0, bool)
+        self.bias_table = None      # the grid bias table [s, s] the path holds, once a SOFTMAX has loaded one
         self.pc = {unit: 0 for unit in UNITS}
         self.counters = {name: 0 for name in COUNTERS}
         self.gemms = 0
@@ -217,7 +218,9 @@ class Machine:
         if not self.store_written[at].all():
             raise FsimError(f"{where}: SOFTMAX reads tile rows no to_store GEMM has written")
         scores = self.score_store[at, key % cfg.cols]
-        codes = softmax_codes(scores, inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code, inst.offset)
+        bias = self._grid_bias(inst, clock, where) if inst.bias_side else None
+        codes = softmax_codes(scores, inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code, inst.offset,
+                              bias)
         if int(codes.max()) >= 1 << cfg.act_bits:
             raise FsimError(f"{where}: zero code {inst.zero_code} does not fit {cfg.act_bits}-bit codes")
         row_words = softmax_row_words(inst.keys, cfg.act_bits, cfg.bus_bits)
@@ -229,6 +232,32 @@ class Machine:
         if self.logs:
             self.logs[Buffer.OUT].write(words, 1, clock)
         self.buffers[Buffer.OUT].reshape(-1, bb)[words] = data.reshape(-1, bb)
+
+
+    def _grid_bias(self, inst: Softmax, clock, where: str) -> np.ndarray:
+        """The tile's grid bias [n_rows, keys] (isa.Softmax), after loading the table from PARAM if asked."""
+        cfg, side = self.config, inst.bias_side
+        first = inst.query_row * side + inst.query_col
+        if not 0 < side <= cfg.softmax_bias_side:
+            raise FsimError(f"{where}: SOFTMAX with a grid bias of side {side}, the path takes sides up to "
+                            f"{cfg.softmax_bias_side} (softmax_bias_side)")
+        if side < cfg.softmax_lanes or inst.keys != side * side or inst.query_col >= side \
+                or first + inst.n_rows > side * side:
+            raise FsimError(f"{where}: SOFTMAX of {inst.n_rows} rows x {inst.keys} keys from query "
+                            f"({inst.query_row}, {inst.query_col}) is not a part of a {side} x {side} grid")
+        if inst.bias_load:
+            spw = cfg.slots_per_param_word
+            words = inst.bias_addr + np.arange(-(-side * side // spw))
+            if int(words[-1]) >= cfg.param_words:
+                raise FsimError(f"{where}: bias table word {int(words[-1])} is outside PARAM 0..{cfg.param_words - 1}")
+            if self.logs:
+                self.logs[Buffer.PARAM].read(words, 1, clock)
+            slots = self.buffers[Buffer.PARAM].reshape(-1, SLOT_BITS // 8)[inst.bias_addr * spw:][:side * side]
+            self.bias_table = slots[:, :BIAS_BITS // 8].copy().view("<i2").astype(np.int64).reshape(side, side)
+        elif self.bias_table is None or self.bias_table.shape[0] != side:
+            raise FsimError(f"{where}: SOFTMAX with the grid bias of side {side}, and no SOFTMAX of this run has "
+                            f"loaded a table of that side (bias_load)")
+        return grid_bias(self.bias_table, first, inst.n_rows)
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

@@ -8,7 +8,9 @@ the reads still in the store's pipeline, so nothing is dropped and, the FIFO bei
 pipeline, the unit is never kept waiting once the first beat is through: the rows take the unit's own
 cycles (``unit.row_cycles``) plus ``FEED_LATENCY`` once.
 
-The store's write ports and the unit's layer constants and outputs are this component's own.
+The store's write ports and the unit's layer constants and outputs are this component's own; so, with
+``grid_bias``, are the grid bias's table writes and grid (``grid_bias.py``), whose biases go with the
+store's scores.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ..core.config import BIAS_BITS
 from ..units.pipeline import delay
+from .grid_bias import GridBias
 from .score_store import READ_LATENCY, ScoreStore
 from .unit import LogSoftmaxUnit, UnitWidths
 
@@ -29,13 +33,21 @@ FEED_LATENCY = 1 + READ_LATENCY + 1     # issue, the store's read, the FIFO's ou
 
 
 class SoftmaxPath(wiring.Component):
-    def __init__(self, cols: int, rows: int, widths: UnitWidths, relative_side: int = 0):
+    def __init__(self, cols: int, rows: int, widths: UnitWidths, relative_side: int = 0, grid_bias: bool = False):
+        if relative_side and grid_bias:
+            raise ValueError("a path adds either relative-position terms or a grid bias")
         self.store = ScoreStore(cols, rows, widths.max_keys, widths.score_bits, widths.lanes, relative_side,
                                 widths.bias_bits)
         self.unit = LogSoftmaxUnit(widths)
+        self.grid = GridBias(widths.lanes) if grid_bias else None
+        if grid_bias and widths.bias_bits != BIAS_BITS:
+            raise ValueError(f"a grid bias feeds {BIAS_BITS}-bit biases, the unit takes {widths.bias_bits}")
         self.widths, self.relative_side = widths, relative_side
         members = {name: member for name, member in self.store.signature.members.items()
                    if name.startswith(("w_", "rel_"))}
+        if grid_bias:
+            members.update({name: member for name, member in self.grid.signature.members.items()
+                            if name.startswith("t_") or name in ("side", "query_row", "query_col")})
         members.update({name: member for name, member in self.unit.signature.members.items()
                         if not name.startswith("in_")})
         members.update({"start": In(1), "n_rows": In(range(rows + 1)), "keys": In(range(widths.max_keys + 1)),
@@ -48,9 +60,14 @@ class SoftmaxPath(wiring.Component):
         p = w.lanes
         m.submodules.store = store = self.store
         m.submodules.unit = unit = self.unit
+        grid = self.grid
+        if grid is not None:
+            m.submodules.grid = grid
         for name in self.signature.members:
             if name.startswith(("w_", "rel_")):
                 m.d.comb += getattr(store, name).eq(getattr(self, name))
+            elif grid is not None and name in grid.signature.members:
+                m.d.comb += getattr(grid, name).eq(getattr(self, name))
             elif hasattr(unit, name) and self.unit.signature.members[name].flow == In:
                 m.d.comb += getattr(unit, name).eq(getattr(self, name))
             elif hasattr(unit, name):
@@ -78,7 +95,11 @@ class SoftmaxPath(wiring.Component):
         first_key = beat * p
         keep = Cat(*[first_key + i < keys for i in range(p)])
         tag = delay(m, Cat(keep, last), READ_LATENCY, "tag")
-        bias = store.out_bias if self.relative_side else Const(0, p * w.bias_bits)
+        if grid is not None:
+            m.d.comb += [grid.start.eq(self.start), grid.r_en.eq(issue), grid.r_first.eq(beat == 0)]
+            bias = grid.out_bias
+        else:
+            bias = store.out_bias if self.relative_side else Const(0, p * w.bias_bits)
         m.d.comb += [fifo.w_data.eq(Cat(store.out_scores, bias, tag)), fifo.w_en.eq(store.out_valid)]
 
         data = fifo.r_data

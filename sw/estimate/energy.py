@@ -16,10 +16,13 @@ word; one OUT word per output-pass cycle; one word per LOAD / STORE beat.
 
 A core with the softmax path (``softmax``): its SOFTMAX instructions' work, priced as the unit's own
 (``softmax_unit.SoftmaxUnitCost.work`` with the path's synthesized resources and the unit's measured rates)
-plus the tile store's accesses; the path is its own block, outside "the rest of the core".
+plus the tile store's accesses (and, with a grid bias, the lanes' table reads); the path is its own block,
+outside "the rest of the core".
 """
 
 from __future__ import annotations
+
+from hw.core.config import BIAS_BITS
 
 PJ = 1e-12
 ENERGY_PARTS = ("array", "lanes", "control", "softmax", "clock", "dsp", "bram", "sdram", "io", "static")
@@ -51,8 +54,9 @@ def dynamic_pj(design, cost, kind: str, c: dict, clock_cycles: float | None = No
         # the path's logic at the unit's measured rates while its SOFTMAXes run, its DSP and ROM / buffer
         # reads, and the tile store: every score written once and read once
         work = design.softmax.work(cost.softmax_cycles, cost.softmax_beats, cost.softmax_keys, c)
-        out["softmax"] = (work["logic"] + work["dsp"] + work["bram"]
-                          + 2 * cost.softmax_keys * design.softmax.widths.score_bits * c["ebr_bit"])
+        # (with a grid bias, every key also reads its lane's bias table)
+        store_bits = 2 * design.softmax.widths.score_bits + (BIAS_BITS if design.config.softmax_bias_side else 0)
+        out["softmax"] = work["logic"] + work["dsp"] + work["bram"] + cost.softmax_keys * store_bits * c["ebr_bit"]
     out["clock"] = sum(b["ff"] for b in r.values()) * (cost.cycles if clock_cycles is None else clock_cycles) \
         * c["ff_clock"]
     words = 3 * cost.terms + cost.out_words + sum(cost.load_beats.values()) + cost.store_beats

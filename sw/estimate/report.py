@@ -120,11 +120,16 @@ def _softmax_path_text(subject: dict, rows: list[dict]) -> list[str]:
     total = sum(r["seconds"] * r["count"] for r in rows)
     share = sum(r["seconds"] * r["count"] for r in on_chip) / total if total else 0.0
     kinds = ", ".join(sorted({r["kind"] for r in on_chip})) or "none"
+    side = subject["config"].get("softmax_bias_side", 0)
+    grid = (f" and a grid bias for windows of up to {side} x {side} (TinyViT's attention biases, docs/core.md "
+            "\"Grid bias\")") if side else ""
+    left = ("SAM ViT's relative positions; rows shorter than a key block" if side else
+            "logits with a bias: TinyViT's attention biases, SAM ViT's relative positions; rows shorter than a key "
+            "block")
     return [f"The {subject['label']} has the softmax path ({subject['config']['softmax_lanes']} keys a beat, "
-            "docs/core.md \"Softmax path\"): the numbers above are the core's own, with "
+            f"docs/core.md \"Softmax path\"){grid}: the numbers above are the core's own, with "
             f"{len(on_chip)} attention invocations ({kinds}) computing QK^T and the softmax on chip and storing "
-            f"codes, {share:.2%} of the core's time. The softmaxes it does not take (logits with a bias: TinyViT's "
-            "attention biases, SAM ViT's relative positions; rows shorter than a key block) stay on the host: "
+            f"codes, {share:.2%} of the core's time. The softmaxes it does not take ({left}) stay on the host: "
             "the table's softmax row is what moving them too would give at most. No second unit is projected "
             "beside this core.", ""]
 

@@ -169,11 +169,37 @@ class LogSoftmax:
         return np.clip(code, 0, self.zero_code)
 
 
-def softmax_codes(scores: np.ndarray, multiplier: int, shift: int, tau: int, zero_code: int, offset: int) -> np.ndarray:
-    """``LogSoftmax.codes`` of rows of integer scores without a bias, from a layer's constants alone (what
-    the core's SOFTMAX instruction carries), at the default F, E, G."""
-    unit = LogSoftmax("softmax", multiplier, shift, None, tau, zero_code, offset, exp_table(), log_table())
+def softmax_codes(scores: np.ndarray, multiplier: int, shift: int, tau: int, zero_code: int, offset: int,
+                  bias: np.ndarray | None = None) -> np.ndarray:
+    """``LogSoftmax.codes`` of rows of integer scores (with ``bias`` in 2^-F log2 units added to their logits,
+    of the scores' shape), from a layer's constants alone (what the core's SOFTMAX instruction carries), at
+    the default F, E, G."""
+    unit = LogSoftmax("softmax", multiplier, shift, bias, tau, zero_code, offset, exp_table(), log_table())
     return unit.codes(scores)
+
+
+def grid_table(bias: np.ndarray) -> np.ndarray | None:
+    """TinyViT's attention bias [heads, N, N] (2^-F log2 units) as its per-head tables T [heads, s, s] with
+    bias[h, i, j] = T[h, |y_i - y_j|, |x_i - x_j|] on the s x s grid of N = s^2 positions (row-major), or
+    None when the bias has no such form."""
+    heads, n, n_keys = bias.shape
+    side = math.isqrt(n)
+    if n != n_keys or side * side != n:
+        return None
+    table = bias[:, 0, :].reshape(heads, side, side)
+    y, x = np.divmod(np.arange(n), side)
+    if not np.array_equal(bias, table[:, np.abs(y[:, None] - y[None, :]), np.abs(x[:, None] - x[None, :])]):
+        return None
+    return table
+
+
+def grid_bias(table: np.ndarray, first_query: int, n_rows: int) -> np.ndarray:
+    """The bias [n_rows, s^2] of the queries first_query .. first_query + n_rows - 1 of one head's grid
+    table T [s, s] (``grid_table``)."""
+    side = table.shape[0]
+    qy, qx = np.divmod(first_query + np.arange(n_rows), side)
+    ky, kx = np.divmod(np.arange(side * side), side)
+    return table[np.abs(qy[:, None] - ky[None, :]), np.abs(qx[:, None] - kx[None, :])]
 
 
 class LogSoftmaxLayers(IntegerLayers):
