@@ -601,3 +601,13 @@ def test_the_moonshot_text_names_the_best_costed_unit_its_fit_and_clock():
     assert "priced in block RAM only" in _store_text([{"store_source": None}])
     built = _store_text([{"store_source": "build/s.json"}])
     assert "synthesized beside this core for its largest rows (build/s.json)" in built
+
+
+def test_the_report_says_whether_the_core_fits_its_fpga():
+    from sw.estimate.report import _fit_text
+    device = {"part": "LFE5U-85F", "lut4": 83640, "ebr": 208}
+    core = {"label": "x core", "lut4": 80065, "lutram": 657, "ebr": 196}
+    assert "does not fit: 367 LUT4 sites over" in _fit_text(core, device)[0]
+    fits = _fit_text(dict(core, lut4=79654, lutram=658, ebr=194), device)[0]
+    assert "it fits, with 38 LUT4 sites and 14 DP16KD to spare" in fits
+    assert "1 DP16KD over" in _fit_text(dict(core, lut4=1000, ebr=209), device)[0]

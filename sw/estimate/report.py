@@ -212,6 +212,21 @@ def _designs_table(result) -> list[str]:
     return lines + [""]
 
 
+def _fit_text(subject: dict, device: dict) -> list[str]:
+    """Whether the subject core fits the board's FPGA by its synthesis counts (LUT RAM in the LUT4 sites it
+    takes), a fact its ratios do not show."""
+    sites = subject["lut4"] + LUTRAM_SITES * subject.get("lutram", 0)
+    ebr = subject["ebr"] or 0
+    over = {"LUT4 sites": sites - device["lut4"], "DP16KD": ebr - device["ebr"]}
+    verdict = ("it fits, with " + " and ".join(f"{-v:,} {k}" for k, v in over.items()) + " to spare"
+               if max(over.values()) <= 0 else
+               "it does not fit: " + " and ".join(f"{v:,} {k}" for k, v in over.items() if v > 0) + " over, so its "
+               "ratios are those of a design larger than the device")
+    return [f"By synthesis counts the {subject['label']} takes {sites:,} LUT4 sites ({subject['lut4']:,} LUT4 and "
+            f"{LUTRAM_SITES} per DPR16X4) and {ebr} DP16KD of the {device['part']}'s {device['lut4']:,} and "
+            f"{device['ebr']}: {verdict}; nothing of it is placed.", ""]
+
+
 def _timing_table(result, model) -> list[str]:
     m = result["models"][model]
     lines = ["| design | per image | per box | image + box | memory-bound share | cycles (image + box) | "
@@ -396,7 +411,7 @@ def write_report(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
               f"{p['baseline']} | {p['source']} |" for p in result["published"]]
     lines += ["", f"Ours: against {fp['label']} on the same LFE5U-85F, same architecture, compiler, tiling and cycle "
               "model (below); LiteMedSAM (bundled weights) and SAM ViT-B shapes, not SAM-L.", ""]
-    lines += ["## Designs", "", *_designs_table(result),
+    lines += ["## Designs", "", *_designs_table(result), *_fit_text(d["subject"], board["device"]),
               f"Board `{board['name']}`: external memory {board['memory_bytes_per_s'] / 1e6:g} MB/s "
               f"({board['memory_source']}), the roof every design shares; the cycle model's own memory moves "
               f"{d['subject']['config']['bus_bits']} bits per cycle." if board["memory_bytes_per_s"] else

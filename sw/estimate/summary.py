@@ -251,7 +251,8 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
     for key, d in designs.items():
         out["designs"][key] = {"label": d.label, "config": d.config.to_dict(), "config_digest": d.config.digest,
                                "clock_mhz": d.clock_mhz, "clock_source": d.clock_source, "resources": d.resources,
-                               "lut4": d.lut, "ff": d.ff, "dsp": d.dsp, "ebr": d.ebr, "notes": d.resource_notes,
+                               "lut4": d.lut, "lutram": d.lutram, "ff": d.ff, "dsp": d.dsp, "ebr": d.ebr,
+                               "notes": d.resource_notes,
                                "activity": rel(d.activity.path) if d.activity else None,
                                "fp32_lanes": d.lanes if d.fp32 else None,
                                "fp32_bound": d.mapping.lanes_bound if d.mapping else None}
