@@ -27,7 +27,7 @@ from hw.fsim import run as fsim_run
 from hw.fsim.layout import pack_descriptor
 from sim.random_layers import attention_layer
 from sw.ref.kernels import attention_scores
-from sw.ref.log_softmax import LogSoftmax, grid_table
+from sw.ref.log_softmax import LogSoftmax, grid_bias, grid_table
 from tests.synthetic_layers import with_field
 
 CORE = CoreConfig(rows=4, cols=4, act_bits=4, weight_bits=4, act_words=64, wgt_words=64, out_words=64,
@@ -81,8 +81,7 @@ def grid_biased(layer, rng, heads: int, side: int, top: int = 3000):
     """``layer`` with ``heads`` heads and a random TinyViT-style grid bias on a side x side grid, whose
     integer table (2^-F log2 units) is returned too."""
     table = rng.integers(-top, top + 1, (heads, side, side))
-    y, x = np.divmod(np.arange(side * side), side)
-    bias = table[:, np.abs(y[:, None] - y[None, :]), np.abs(x[:, None] - x[None, :])] * (math.log(2) / 1024)
+    bias = np.stack([grid_bias(t, 0, side * side) for t in table]) * (math.log(2) / 1024)
     layer = with_field(with_field(layer, "heads", heads), "attention_bias", bias.astype(np.float32))
     return layer, table
 

@@ -6,8 +6,8 @@ raw GEMMs whose rows go to the softmax path's store (``DescLoops.to_store``: OUT
 x R + tile row), then a SOFTMAX turns the tile into codes in OUT and one STORE moves them out. The codes
 are ``sw.ref.log_softmax``'s for this layer (``LogSoftmax.of``). TinyViT's attention biases go with it on
 cores with ``softmax_bias_side``: each is a grid bias (``grid_table``), whose head's table follows the column
-slots in the slot area, for the first SOFTMAX of the head to copy into the path; items then go head by head. SAM ViT's relative positions keep an
-attention on the host path (``probs_refusal``).
+slots in the slot area, for the first SOFTMAX of the head to copy into the path; items then go head by
+head. SAM ViT's relative positions keep an attention on the host path (``probs_refusal``).
 
 External memory: queries as the ``rows`` region of QK^T (``rows.py``), keys as its ``columns`` region,
 codes as [items][Nq] rows of ``softmax_row_words`` words (an ``out_rows`` region of one-word blocks).
@@ -171,18 +171,18 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     col_words = j_pad // vw
     softmax = dict(multiplier=unit.multiplier, shift=unit.shift, tau_log2=sm.tau.bit_length() - 1,
                    zero_code=sm.zero_code, offset=unit.offset)
-    def slot_fill(b: int) -> Fill:
+    def slot_fill(head: int) -> Fill:
         if not side:
             return Fill("slots", ("slots",), tuple(contiguous("slots", 0, slot_words)))
-        head = b % table.shape[0]        # items are [..., heads]
         return Fill("slots", ("slots", head), tuple(contiguous("slots", 0, slot_words))
                     + tuple(contiguous("bias", head * table_words, table_words, slot_words)))
 
-    # with a grid bias, head by head: the head's table is loaded into the slot area and the path once
+    # items are [..., heads]; with a grid bias, head by head: the head's table is loaded into the slot area
+    # and the path once
     heads = table.shape[0] if side else 1
-    order = [w * heads + h for h in range(heads) for w in range(items // heads)]
+    order = [(w * heads + h, h) for h in range(heads) for w in range(items // heads)]
     jobs = []
-    for b in order:
+    for b, head in order:
         for r0, nrj in chunks(m_pad, nr):
             if whole:
                 act_fill = Fill("act", ("act", b), tuple(contiguous("rows", b * item_words, item_words)))
@@ -194,12 +194,12 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                 for o0, nobj in chunks(n_ob, nob):
                     last = o0 + nobj == n_ob
                     fills = (act_fill, Fill("wgt", ("wgt", b, o0), tuple(contiguous(
-                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))), slot_fill(b))
+                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))), slot_fill(head))
                     step = dict(softmax, n_rows=queries, keys=nk) if last else None
                     if step and side:       # the head's table after the column slots; the block's first query
                         first = r0 + rb * R
                         step.update(bias_side=side, query_row=first // side, query_col=first % side,
-                                    bias_offset=slot_words, bias_key=(b % heads,))
+                                    bias_offset=slot_words, bias_key=(head,))
                     stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
                         if last else ()
                     jobs.append(Job(fills, descriptor(nobj), rb * R, 0, 0, 1, 1, stores, softmax=step,

@@ -233,7 +233,6 @@ class Machine:
             self.logs[Buffer.OUT].write(words, 1, clock)
         self.buffers[Buffer.OUT].reshape(-1, bb)[words] = data.reshape(-1, bb)
 
-
     def _grid_bias(self, inst: Softmax, clock, where: str) -> np.ndarray:
         """The tile's grid bias [n_rows, keys] (isa.Softmax), after loading the table from PARAM if asked."""
         cfg, side = self.config, inst.bias_side

@@ -187,8 +187,7 @@ def grid_table(bias: np.ndarray) -> np.ndarray | None:
     if n != n_keys or side * side != n:
         return None
     table = bias[:, 0, :].reshape(heads, side, side)
-    y, x = np.divmod(np.arange(n), side)
-    if not np.array_equal(bias, table[:, np.abs(y[:, None] - y[None, :]), np.abs(x[:, None] - x[None, :])]):
+    if not all(np.array_equal(b, grid_bias(t, 0, n)) for b, t in zip(bias, table)):
         return None
     return table
 
