@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from hw.compiler.errors import CompileError
-from hw.compiler.softmax import bias_table_words
 from hw.compiler.model import reference_outputs
 from hw.compiler.program import compile_layer
 from hw.core.config import CoreConfig, CoreConfigError
@@ -24,7 +23,7 @@ from hw.core.streams import Streams
 from hw.core.timing import run_timing
 from hw.fsim import FsimError
 from hw.fsim import run as fsim_run
-from hw.fsim.layout import pack_descriptor
+from hw.fsim.layout import pack_bias_tables, pack_descriptor
 from sim.random_layers import attention_layer
 from sw.ref.kernels import attention_scores
 from sw.ref.log_softmax import LogSoftmax, grid_bias, grid_table
@@ -128,7 +127,7 @@ def test_a_softmax_without_bias_adds_nothing_of_the_table_the_path_still_holds()
     desc = arith.descriptor(1, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0), DescOtherStrides(0, 0, 0, 4, 0, 1, 0, 0))
     desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
     image = np.concatenate([pack_descriptor(desc, config.bus_bits),
-                            bias_table_words(np.array([[[0, -3000], [-1500, 2500]]]), config.bus_bits).reshape(-1)])
+                            pack_bias_tables(np.array([[[0, -3000], [-1500, 2500]]]), config.bus_bits)])
     desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
     constants = (1 << 30, 40, 1, 15, -21000)
     load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]

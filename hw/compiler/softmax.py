@@ -19,9 +19,9 @@ import dataclasses
 
 import numpy as np
 
-from hw.core.config import BIAS_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
+from hw.core.config import BIAS_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, softmax_row_words
-from hw.fsim.layout import pack_entries
+from hw.fsim.layout import bias_table_words, pack_bias_tables, pack_entries
 from sw.bundle import AgqCodes, AttentionLayer
 from sw.ref.log_softmax import LogSoftmax, grid_table
 
@@ -84,17 +84,6 @@ def _grid_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
     return None
 
 
-def bias_table_words(table: np.ndarray, bus_bits: int) -> np.ndarray:
-    """Grid tables T [heads, s, s] as PARAM words (uint8 [heads ceil(s^2 / slots a word), bus bytes]): head h's
-    entry e = dy s + dx in the low ``BIAS_BITS`` (signed) of constant slot e of its words (``isa.Softmax``)."""
-    heads, side = table.shape[:2]
-    spw = bus_bits // SLOT_BITS
-    words = -(-side * side // spw)
-    slots = np.zeros((heads, words * spw, SLOT_BITS // BIAS_BITS), "<i2")
-    slots[:, :side * side, 0] = table.reshape(heads, side * side)
-    return slots.view(np.uint8).reshape(heads * words, bus_bits // 8)
-
-
 def recorded_op(op: str | None) -> str | None:
     """The op a model run records for ``op``: ``probs`` takes the query and key codes of its QK^T."""
     return "scores" if op == "probs" else op
@@ -143,7 +132,7 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     table = grid_table(unit.bias) if unit.bias is not None else None
     side = 0 if table is None else table.shape[1]
     slot_words = -(-ks // spw)
-    table_words = -(-side * side // spw)
+    table_words = bias_table_words(side, config.bus_bits)
 
     # queries: whole items in ACT when one fits, else chunks of whole words of rows
     m_pad = round_up(nq, R)
@@ -208,7 +197,7 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     slot = ColumnSlot(k.zero_point, 0, 0, 0, 0)
     static = {"slots": pack_entries(slot_blocks([slot] * K, ks, K, True), config.bus_bits)}
     if side:
-        static["bias"] = bias_table_words(table, config.bus_bits).reshape(-1)
+        static["bias"] = pack_bias_tables(table, config.bus_bits)
     inputs = {"rows": rows_region("q", tuple(q_shape), tuple(range(len(q_shape))), (items, nq, d), m_pad, item_words,
                                   config.act_bits, q.act_bits, np.full(d, q.zero_point)),
               "columns": vectors_region("k", tuple(k_shape), _swap_last(len(k_shape)), (items, d, nk), K, j_pad,

@@ -6,7 +6,8 @@
 all, without timing; see its docstring for the exact contract. ``layout`` holds the buffer and memory
 formats both this model and the compiler use: ``pack_codes``/``unpack_codes`` (ACT codes and WGT
 vectors), ``pack_out_rows``/``unpack_out_rows`` (OUT row vectors), ``pack_descriptor``/
-``decode_descriptor`` and ``pack_entries``/``decode_slot`` (PARAM descriptors, segments, constant slots).
+``decode_descriptor``, ``pack_entries``/``decode_slot`` (PARAM descriptors, segments, constant slots) and
+``pack_bias_tables``/``unpack_bias_table`` (a grid-bias core's tables in PARAM).
 
 Where docs/core.md leaves a choice open, this model takes the following, and the RTL is expected to
 match (every one is tested in tests/test_fsim.py):

@@ -14,7 +14,8 @@ Words are ``bus_bits`` wide and little-endian: bit ``i`` of a word is bit ``i % 
     PARAM   a descriptor: DescLoops, DescActStrides, DescOtherStrides in the low 256 bits of three
             words, then its segments, then its lookup steps; segments and constant slots are 128-bit
             entries, bus_bits / 128 per word, lookup steps 32-bit entries, 8 in the low 256 bits of a
-            word (``hw.core.isa.desc_words``)
+            word (``hw.core.isa.desc_words``); a grid-bias table's entry e = dy s + dx in the low
+            BIAS_BITS (signed) of constant slot e of its words (``isa.Softmax``)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core import isa
-from hw.core.config import SLOT_BITS, CoreConfig
+from hw.core.config import BIAS_BITS, SLOT_BITS, CoreConfig
 from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, ColumnSlot, DescActStrides,
                          DescLoops, DescOtherStrides, LookupStep, Segment, desc_words)
 
@@ -136,6 +137,27 @@ def pack_entries(entries, bus_bits: int) -> np.ndarray:
         out[i * SLOT_BITS // 8:(i + 1) * SLOT_BITS // 8] = np.frombuffer(
             entry.encode().to_bytes(SLOT_BITS // 8, "little"), np.uint8)
     return out
+
+
+def pack_bias_tables(table: np.ndarray, bus_bits: int) -> np.ndarray:
+    """Grid tables T [heads, s, s] -> bytes of whole PARAM words, ceil(s^2 / slots a word) per head."""
+    heads, side = table.shape[:2]
+    spw = bus_bits // SLOT_BITS
+    words = -(-side * side // spw)
+    slots = np.zeros((heads, words * spw, SLOT_BITS // BIAS_BITS), "<i2")
+    slots[:, :side * side, 0] = table.reshape(heads, side * side)
+    return slots.view(np.uint8).reshape(-1)
+
+
+def bias_table_words(side: int, bus_bits: int) -> int:
+    """PARAM words one grid table of side ``side`` takes."""
+    return -(-side * side // (bus_bits // SLOT_BITS))
+
+
+def unpack_bias_table(param: np.ndarray, addr: int, side: int, bus_bits: int) -> np.ndarray:
+    """The grid table T [s, s] (int64) whose words start at PARAM word ``addr`` (bytes of the buffer)."""
+    slots = np.asarray(param, np.uint8).reshape(-1, SLOT_BITS // 8)[addr * (bus_bits // SLOT_BITS):][:side * side]
+    return slots[:, :BIAS_BITS // 8].copy().view("<i2").astype(np.int64).reshape(side, side)
 
 
 def pack_descriptor(desc: Descriptor, bus_bits: int) -> np.ndarray:

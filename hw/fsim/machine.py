@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.core.config import BIAS_BITS, SLOT_BITS, CoreConfig
+from hw.core.config import CoreConfig
 from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, softmax_row_words
 from hw.core.streams import UNITS, Streams
 from sw.ref.log_softmax import grid_bias, softmax_codes
 from .gemm import GemmError, execute_gemm
 from .hazards import AccessLog, Clocks, HazardError
-from .layout import pack_codes, unpack_codes
+from .layout import bias_table_words, pack_codes, unpack_bias_table, unpack_codes
 
 # Token counters by the stage pair they link: loaded (LOAD -> COMPUTE), freed (COMPUTE -> LOAD),
 # computed (COMPUTE -> STORE), stored (STORE -> COMPUTE); see the flag table in hw/core/isa.py.
@@ -245,14 +245,12 @@ class Machine:
             raise FsimError(f"{where}: SOFTMAX of {inst.n_rows} rows x {inst.keys} keys from query "
                             f"({inst.query_row}, {inst.query_col}) is not a part of a {side} x {side} grid")
         if inst.bias_load:
-            spw = cfg.slots_per_param_word
-            words = inst.bias_addr + np.arange(-(-side * side // spw))
+            words = inst.bias_addr + np.arange(bias_table_words(side, cfg.bus_bits))
             if int(words[-1]) >= cfg.param_words:
                 raise FsimError(f"{where}: bias table word {int(words[-1])} is outside PARAM 0..{cfg.param_words - 1}")
             if self.logs:
                 self.logs[Buffer.PARAM].read(words, 1, clock)
-            slots = self.buffers[Buffer.PARAM].reshape(-1, SLOT_BITS // 8)[inst.bias_addr * spw:][:side * side]
-            self.bias_table = slots[:, :BIAS_BITS // 8].copy().view("<i2").astype(np.int64).reshape(side, side)
+            self.bias_table = unpack_bias_table(self.buffers[Buffer.PARAM], inst.bias_addr, side, cfg.bus_bits)
         elif self.bias_table is None or self.bias_table.shape[0] != side:
             raise FsimError(f"{where}: SOFTMAX with the grid bias of side {side}, and no SOFTMAX of this run has "
                             f"loaded a table of that side (bias_load)")
