@@ -16,6 +16,7 @@ from hw.core.isa import (OUT_WIDTHS, Buffer, ColumnSlot, DescActStrides, DescLoo
 from hw.core.streams import Streams
 from hw.fsim import (Descriptor, FsimError, decode_descriptor, pack_codes, pack_descriptor, pack_entries,
                      pack_out_rows, requantize, run, unpack_codes, unpack_out_rows)
+from hw.fsim.layout import bias_table_words, pack_bias_tables, unpack_bias_table
 from sw.ref.arith import requantize as ref_requantize
 
 SMALL = CoreConfig(rows=4, cols=4, act_bits=8, weight_bits=8, act_words=64, wgt_words=64, out_words=256,
@@ -56,6 +57,18 @@ def test_descriptor_round_trips_through_param_words():
     assert words.size == 5 * 32                                          # 3 fixed words + 3 segments, 2 per word
     param = np.concatenate([np.zeros(64, np.uint8), words])
     assert decode_descriptor(param, 2, 256) == desc
+
+
+def test_grid_bias_tables_round_trip_through_param_words():
+    tables = np.random.default_rng(3).integers(-2**15, 2**15, (2, 5, 5))
+    words = bias_table_words(5, 256)
+    assert words == 13                                                   # 25 entries, 2 slots a word
+    param = np.concatenate([np.zeros(3 * 32, np.uint8), pack_bias_tables(tables, 256)])
+    assert param.size == (3 + 2 * words) * 32
+    for head in range(2):
+        assert np.array_equal(unpack_bias_table(param, 3 + head * words, 5, 256), tables[head])
+    # entry e sits in the low 16 bits of slot e: entry 1 of head 0 at byte 16 of the table's first word
+    assert int(param[3 * 32 + 16:3 * 32 + 18].view("<i2")[0]) == tables[0, 0, 1]
 
 
 def test_requantize_matches_reference_and_python_integers():

@@ -142,9 +142,7 @@ def pack_entries(entries, bus_bits: int) -> np.ndarray:
 def pack_bias_tables(table: np.ndarray, bus_bits: int) -> np.ndarray:
     """Grid tables T [heads, s, s] -> bytes of whole PARAM words, ceil(s^2 / slots a word) per head."""
     heads, side = table.shape[:2]
-    spw = bus_bits // SLOT_BITS
-    words = -(-side * side // spw)
-    slots = np.zeros((heads, words * spw, SLOT_BITS // BIAS_BITS), "<i2")
+    slots = np.zeros((heads, bias_table_words(side, bus_bits) * (bus_bits // SLOT_BITS), SLOT_BITS // BIAS_BITS), "<i2")
     slots[:, :side * side, 0] = table.reshape(heads, side * side)
     return slots.view(np.uint8).reshape(-1)
 
