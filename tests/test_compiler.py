@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from hw.compiler import CompileError, build_program, compile_layer
-from hw.compiler.invocation import InvocationSpec
-from hw.compiler.lower import softmax_row_bound
+from hw.compiler.invocation import InvocationSpec, plan_invocation
+from hw.compiler.conv import plan_conv
+from hw.compiler.lower import lower_conv, lower_linear, softmax_row_bound
+from hw.compiler.plan import moved_words, words_moved
+from hw.compiler.rows import plan_rows
 from hw.compiler.store import ProgramError, load_program, write_program
 from hw.core.config import PRESETS, CoreConfig
 from hw.core.isa import Buffer, Opcode
@@ -34,6 +37,8 @@ TINY = CoreConfig(rows=4, cols=4, act_words=160, wgt_words=64, out_words=64, par
 # PEs without Y: HLUQ and AGQ (tau >= 2) layers as two or four X-only segments
 W4_X_ONLY = dataclasses.replace(PRESETS["w4-16x16"], y_accumulators=False)
 CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY, "w4-x-only": W4_X_ONLY}
+# 4-bit codes in buffers that force conv bands: 64 codes to a word, so a band mostly starts inside one
+TINY_W4 = dataclasses.replace(TINY, act_bits=4, weight_bits=4, act_words=48)
 
 
 def run_one(config, layer, op, inputs: dict) -> dict:
@@ -61,7 +66,7 @@ CONVS = {"dense3x3": (8, 12, 3, 1, 1, 1), "depthwise": (12, 12, 3, 1, 1, 12), "p
          "pointwise": (8, 10, 1, 1, 0, 1), "grouped_stride2": (8, 12, 3, 2, 0, 4), "dense2x2_stride2": (6, 6, 2, 2, 0, 1)}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("config", CONFIGS | {"tiny-w4": TINY_W4}, ids=str)
 @pytest.mark.parametrize("geometry", CONVS)
 def test_convs_equal_the_reference(config, geometry):
     c, o, k, stride, padding, groups = CONVS[geometry]
@@ -72,7 +77,7 @@ def test_convs_equal_the_reference(config, geometry):
         layer = with_fitted_shift(layer, conv_accumulator(layer, x).transpose(0, 2, 3, 1))
         for extreme in EXTREMES:
             x = codes(rng, (2, c, 11, 9), extreme=extreme)
-            got = run_one(CONFIGS[config], layer, None, {"input": x})["output"]
+            got = run_one((CONFIGS | {"tiny-w4": TINY_W4})[config], layer, None, {"input": x})["output"]
             assert np.array_equal(got, run_conv(layer, x)), (output, extreme)
 
 
@@ -139,13 +144,34 @@ def test_av_sums_bounded_by_the_softmax_fit_narrow_accumulators():
 
 
 def test_small_buffers_split_jobs_and_runs():
-    """On TINY a linear layer needs row and column chunks and more than one run of the core."""
+    """On TINY with 24 instructions a unit, a linear layer needs row and column chunks and more than one run
+    of the core."""
     rng = np.random.default_rng(5)
     layer = linear_layer(rng, "cag", 72, 40)
-    program = compile_layer(TINY, layer, None, {"input": (3, 37, 72)})
+    config = dataclasses.replace(TINY, prog_words=24)
+    program = compile_layer(config, layer, None, {"input": (3, 37, 72)})
     inv = program.invocations[0]
     assert len(inv.parts) > 1 and inv.gemms > 10
-    assert all(len(getattr(p, u)) <= TINY.prog_words for p in inv.parts for u in ("load", "compute", "store"))
+    assert all(len(getattr(p, u)) <= config.prog_words for p in inv.parts for u in ("load", "compute", "store"))
+
+
+def test_whole_buffers_where_half_buffers_would_move_more_words():
+    """On TINY, half buffers take the linear layer in 40 jobs that move 4,100 words, whole buffers in 20 that
+    move 2,660: the compiler takes the whole buffers (no overlap, fewer words), and the results still equal
+    sw/ref. Where halves move no more words, they stay (the w4-16x16 core's depthwise conv)."""
+    rng = np.random.default_rng(5)
+    layer = linear_layer(rng, "cag", 72, 40)
+    x = codes(rng, (3, 37, 72))
+    layer = with_fitted_shift(layer, linear_accumulator(layer, x))
+    spec = InvocationSpec.of(layer, None, {"input": x.shape})
+    lowered = lower_linear(TINY, layer, x.shape, "fc")
+    assert [words_moved(plan_rows(TINY, lowered, slots)) for slots in (2, 1)] == [4100, 2660]
+    assert plan_invocation(TINY, layer, spec).slots == 1
+    program = compile_layer(TINY, layer, None, {"input": x.shape})
+    assert np.array_equal(program.run(program.invocations[0].key, {"input": x})["output"], run_linear(layer, x))
+    conv = conv_layer(rng, 32, 32, 3, stride=1, padding=1, groups=32)
+    conv_spec = InvocationSpec.of(conv, None, {"input": (1, 32, 16, 16)})
+    assert plan_invocation(CONFIGS["w4"], conv, conv_spec).slots == 2
 
 
 def test_rows_load_once_when_every_columns_weights_stay_loaded():
@@ -157,15 +183,14 @@ def test_rows_load_once_when_every_columns_weights_stay_loaded():
     layer = linear_layer(rng, "cag", 72, 40)
     x = codes(rng, (3, 37, 72))
     layer = with_fitted_shift(layer, linear_accumulator(layer, x))
-    program = compile_layer(config, layer, None, {"input": x.shape})
-    inv = program.invocations[0]
-    loads = {b: sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("load")
-                    if i.opcode == Opcode.LOAD and i.buffer == b) for b in (Buffer.ACT, Buffer.WGT)}
+    plan = plan_rows(config, lower_linear(config, layer, x.shape, "fc"), 2)     # half buffers
+    loads = moved_words(plan)
     rows_padded = 128                                          # 3 x 37 rows, in chunks of 32
-    assert loads[Buffer.ACT] == 72 * rows_padded // config.codes_per_act_word
-    assert loads[Buffer.WGT] == 10 * 72 // config.vectors_per_wgt_word   # every column block once
-    assert inv.gemms == 4 * 5
-    assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_linear(layer, x))
+    assert loads["act"] == 72 * rows_padded // config.codes_per_act_word
+    assert loads["wgt"] == 10 * 72 // config.vectors_per_wgt_word   # every column block once
+    assert len(plan.jobs) == 4 * 5
+    program = compile_layer(config, layer, None, {"input": x.shape})
+    assert np.array_equal(program.run(program.invocations[0].key, {"input": x})["output"], run_linear(layer, x))
 
 
 def test_four_bit_codes_leave_four_rows_to_a_word():
@@ -211,19 +236,20 @@ def test_attention_items_store_their_real_rows_only():
 def test_a_depthwise_conv_trades_channels_per_job_for_taller_bands():
     """A 3x3 depthwise conv whose OUT half holds 2 output rows of one channel block or 1 row of two: a
     band of 2 output rows reads 4 input rows (2 per output row), a band of 1 reads 3, and depthwise
-    channels share nothing, so the planner takes one channel block and bands of 2: 512 ACT words, not
-    the 768 of the widest job. The results still equal sw/ref."""
+    channels share nothing, so the planner takes one channel block and bands of 2. A band is the words
+    its 4 padded rows of 18 codes span from where it starts in a word (rows are not padded to words):
+    400 ACT words, where rows of a word each took 512. The results still equal sw/ref."""
     config = CoreConfig(rows=4, cols=4, act_words=64, wgt_words=64, out_words=64, param_words=64, prog_words=256)
     rng = np.random.default_rng(12)
     layer = conv_layer(rng, 16, 16, 3, stride=1, padding=1, groups=16)
     x = codes(rng, (1, 16, 16, 16))
     layer = with_fitted_shift(layer, conv_accumulator(layer, x).transpose(0, 2, 3, 1))
+    plan = plan_conv(config, lower_conv(config, layer, x.shape, "conv"), 2)     # half buffers
+    row, per_word = 16 + 2, 32
+    band_words = [-(-(y0 * row % per_word + 4 * row) // per_word) for y0 in range(0, 16, 2)]
+    assert moved_words(plan)["act"] == 16 * sum(band_words) == 400
     program = compile_layer(config, layer, None, {"input": x.shape})
-    inv = program.invocations[0]
-    act_words = sum(i.rows * i.row_words for part in inv.parts for i in part.decoded("load")
-                    if i.opcode == Opcode.LOAD and i.buffer == Buffer.ACT)
-    assert act_words == 16 * (16 // 2) * 4            # channels x bands x input rows per band, a word each
-    assert np.array_equal(program.run(inv.key, {"input": x})["output"], run_conv(layer, x))
+    assert np.array_equal(program.run(program.invocations[0].key, {"input": x})["output"], run_conv(layer, x))
 
 
 # ---- refusals -------------------------------------------------------------------------------------

@@ -13,13 +13,15 @@ get zero weights. Depthwise convs run as dense ones over the ``cols`` channels o
 block (block-diagonal weights, ``act.ob`` steps the channel block); other grouped convs as dense ones
 with zero weights outside each output channel's group.
 
-A job is a band of output rows of one image for a chunk of column blocks. When the whole image fits,
-planes are stored back to back (rounded to whole words) and loaded in one copy; otherwise rows are
-padded to whole words so a band of rows of every channel is one strided copy.
+A job is a band of output rows of one image for a chunk of column blocks. Planes are stored back to back,
+each rounded to whole words. When the whole image fits, it is loaded in one copy; otherwise a band of rows
+of every channel is one strided copy of the words the band spans (the same in every plane), and the GEMM
+starts as many codes into the first word as the band starts into its word.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -116,34 +118,22 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
                 and ny * wo_pad * nob * wpr <= cap.out_words)
 
     phase_len = phase_min
-    plane = round_up(hp * s * phase_len, P)
+    row_len = s * phase_len
+    plane = round_up(hp * row_len, P)
     nob = largest(n_ob, lambda v: common_ok(v, ho) and channels(v) * plane <= cap.act_codes)
     whole = nob >= 1
-    ny = ho
+    ny, padded, act_c = ho, False, plane
     if not whole:
-        phase_len = round_up(phase_min, P // math.gcd(P, s))
-        plane = hp * s * phase_len
-        row_len = s * phase_len
-        def rows_for(v):
-            return largest(ho, lambda y: common_ok(v, y) and channels(v) * rows_in(y) * row_len <= cap.act_codes)
-
-        def act_codes_loaded(v):
-            # every column chunk streams its input channels once per band, a band overlapping the next by
-            # kh - s rows: fewer channels per job buy taller bands (depthwise: no reuse across channels)
-            y = rows_for(v)
-            return -(-n_ob // v) * channels(v) * -(-ho // y) * rows_in(y)
-
-        widest = largest(n_ob, lambda v: common_ok(v, 1) and channels(v) * rows_in(1) * row_len <= cap.act_codes)
-        nob = min(range(1, widest + 1), key=lambda v: (act_codes_loaded(v), -v)) if widest else 0
-        ny = rows_for(nob) if nob else 0
-        if nob < 1 or ny < 1:
+        best = min((_bands(padded_rows, phase_min, s, hp, ho, kh, P, n_ob, channels, common_ok, cap.act_codes)
+                    for padded_rows in (True, False)), key=lambda band: (band.loaded_words, not band.padded))
+        if best.nob < 1 or best.ny < 1:
             raise too_big(spec.where, f"one output row of {wo} pixels x {K} channels", slots,
-                          {"ACT": (channels(1) * rows_in(1) * row_len // P, cap.act_codes // P),
+                          {"ACT": (channels(1) * best.room(1) // P, cap.act_codes // P),
                            "WGT": (j_pad // vw, cap.wgt_vectors // vw),
                            "PARAM": (ks // spw, cap.slots // spw),
                            "OUT": (wo_pad * wpr, cap.out_words)})
-    row_len = s * phase_len
-    act_c = plane if whole else rows_in(ny) * row_len
+        nob, ny, padded, act_c = best.nob, best.ny, best.padded, best.room(best.ny)
+        phase_len, row_len, plane = best.phase_len, best.row_len, best.plane
     image_words = -(-c_pad * plane // P)
     col_words = j_pad // vw
     desc_for = {}
@@ -163,17 +153,19 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
         chans = channels(nobj)
         for b in range(b_img):
             for y0, nyj in chunks(ho, ny):
+                start = 0      # codes into the band's first word
                 if whole:
                     act_copies = contiguous("conv", b * image_words + ch0 * plane // P, -(-chans * plane // P))
                 else:
-                    act_copies = [Copy("conv", b * image_words + (ch0 * hp + y0 * s) * row_len // P, chans,
-                                       rows_in(nyj) * row_len // P, plane // P, act_c // P)]
+                    word, start = divmod(y0 * s * row_len, P)
+                    act_copies = [Copy("conv", b * image_words + ch0 * plane // P + word, chans,
+                                       _band_words(padded, row_len, P, start, rows_in(nyj)), plane // P, act_c // P)]
                 fills = (Fill("act", ("act", b, y0, ch0), tuple(act_copies)),
                          Fill("wgt", ("wgt", o0), tuple(contiguous("weights", o0 * col_words, nobj * col_words))),
                          Fill("slots", ("slots", o0), tuple(contiguous("slots", o0 * ks // spw, nobj * ks // spw))))
                 store = Copy("out", ((b * ho + y0) * wo_pad * n_ob + o0) * wpr, nyj * wo_pad, nobj * wpr,
                              n_ob * wpr, nobj * wpr)
-                jobs.append(Job(fills, descriptor(nobj), 0, 0, 0, nyj, n_rb, (store,)))
+                jobs.append(Job(fills, descriptor(nobj), start, 0, 0, nyj, n_rb, (store,)))
 
     pad_codes = np.zeros(n_ob * K, np.int64)
     pad_codes[:o] = spec.weight_zero
@@ -186,3 +178,59 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
                                  spec.arith.element_bits, spec.out_signed, wpr)}
     macs = b_img * ho * wo * o * (c // spec.groups) * kh * kw
     return Plan(jobs, slots, static, inputs, outputs, macs)
+
+
+def _band_words(padded: bool, row_len: int, per_word: int, start: int, rows: int) -> int:
+    """Words a channel's band of ``rows`` input rows loads: its rows' when rows are padded to whole words,
+    else the words it spans from ``start`` codes into its first word."""
+    return rows * row_len // per_word if padded else -(-(start + rows * row_len) // per_word)
+
+
+@dataclass(frozen=True)
+class Bands:
+    """One way to cut a conv's input into bands of output rows: rows padded to whole words or not (4-bit rows
+    of 66 codes take 128 padded; unpadded, a band takes the words it spans, but each channel's room must
+    allow for a start anywhere in a word), its column blocks per job, output rows per band, and the ACT
+    words it loads in all."""
+
+    padded: bool
+    phase_len: int
+    row_len: int
+    plane: int
+    per_word: int
+    kh: int
+    stride: int
+    nob: int = 0
+    ny: int = 0
+    loaded_words: float = float("inf")
+
+    def room(self, ny: int) -> int:
+        """ACT codes a channel's band of ``ny`` output rows may need."""
+        codes = ((ny - 1) * self.stride + self.kh) * self.row_len
+        return codes if self.padded else round_up(self.per_word - 1 + codes, self.per_word)
+
+
+def _bands(padded: bool, phase_min: int, s: int, hp: int, ho: int, kh: int, P: int, n_ob: int, channels, common_ok,
+           act_codes: int) -> Bands:
+    """The ``padded`` or unpadded cut of a conv's input into bands that loads the fewest ACT words: fewer
+    channels per job buy taller bands, so less overlap between bands (depthwise: no reuse across channels)."""
+    phase_len = round_up(phase_min, P // math.gcd(P, s)) if padded else phase_min
+    row_len = s * phase_len
+    cut = Bands(padded, phase_len, row_len, hp * row_len if padded else round_up(hp * row_len, P), P, kh, s)
+
+    def rows_for(v):
+        return largest(ho, lambda y: common_ok(v, y) and channels(v) * cut.room(y) <= act_codes)
+
+    def loaded(v, y):
+        per_channel = sum(_band_words(padded, row_len, P, y0 * s * row_len % P, (ny - 1) * s + kh)
+                          for y0, ny in chunks(ho, y))
+        return sum(channels(nobj) for _, nobj in chunks(n_ob, v)) * per_channel
+
+    widest = largest(n_ob, lambda v: common_ok(v, 1) and channels(v) * cut.room(1) <= act_codes)
+    if not widest:
+        return cut
+    options = [(loaded(v, rows_for(v)), -v, v) for v in range(1, widest + 1) if rows_for(v)]
+    if not options:
+        return cut
+    words, _, nob = min(options)
+    return dataclasses.replace(cut, nob=nob, ny=rows_for(nob), loaded_words=words)

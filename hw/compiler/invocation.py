@@ -3,8 +3,9 @@
     spec = InvocationSpec.of(layer, "scores", {"q": q.shape, "k": k.shape})
     plan = plan_invocation(config, layer, spec)
 
-``plan_invocation`` lowers the layer (``lower``), tiles it double-buffered and, when one job does not fit
-half a buffer, single-buffered (``rows``/``conv``). ``Invocation`` is the placed result a runtime uses:
+``plan_invocation`` lowers the layer (``lower``), tiles it double-buffered and single-buffered
+(``rows``/``conv``), and takes the single-buffered plan when one job does not fit half a buffer or when it
+moves fewer words to and from external memory. ``Invocation`` is the placed result a runtime uses:
 its runs of the core (``parts``), and its tensor regions with pack/unpack (``write_inputs``/
 ``read_outputs``).
 """
@@ -25,7 +26,7 @@ from sw.ref.code_map import elementwise_code_map
 from .conv import ConvSpec, plan_conv
 from .errors import CompileError
 from .lower import lower_conv, lower_linear, lower_scores, lower_values
-from .plan import Plan
+from .plan import Plan, words_moved
 from .regions import Region
 from .rows import plan_rows
 from .softmax import plan_probs
@@ -143,10 +144,14 @@ def plan_invocation(config: CoreConfig, layer: Layer, spec: InvocationSpec) -> P
     lowered = lower(config, layer, for_core(spec, config))
     planner = plan_conv if isinstance(lowered, ConvSpec) else plan_rows
     try:
-        return planner(config, lowered, 2)
+        double = planner(config, lowered, 2)
     except CompileError:
         # A job too large for half a buffer may still fit the whole one, without overlap.
         return planner(config, lowered, 1)
+    # Half buffers buy overlap with smaller jobs, which may reload more: where the whole buffers move fewer
+    # words, they do (external memory is what a board is short of; overlap saves only the loads' cycles).
+    single = planner(config, lowered, 1)
+    return single if words_moved(single) < words_moved(double) else double
 
 
 @dataclass

@@ -97,6 +97,23 @@ class Plan:
     macs: int
 
 
+def moved_words(plan: Plan) -> dict[str, int]:
+    """External words the plan's loads move per area (act, wgt, slots) and its stores (out), a fill counted
+    only where its area's content changes (as ``emit_streams`` skips it), runs of the core not split."""
+    current, words = {}, {}
+    for job in plan.jobs:
+        for fill in job.fills:
+            if current.get(fill.area) != fill.key:
+                current[fill.area] = fill.key
+                words[fill.area] = words.get(fill.area, 0) + sum(c.rows * c.row_words for c in fill.copies)
+        words["out"] = words.get("out", 0) + sum(c.rows * c.row_words for c in job.stores)
+    return words
+
+
+def words_moved(plan: Plan) -> int:
+    return sum(moved_words(plan).values())
+
+
 def round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 

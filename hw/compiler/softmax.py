@@ -34,17 +34,32 @@ from .regions import out_region, rows_region, vectors_region
 
 def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple) -> str | None:
     """Why this attention's QK^T and softmax cannot run on ``config``'s softmax path (None: they can)."""
+    return _path_fit(config, layer, q_shape, k_shape)[2]
+
+
+def _path_fit(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple
+              ) -> tuple[LogSoftmax | None, np.ndarray | None, str | None]:
+    """The layer's integer softmax, its grid-bias table (None: no bias) and why the path cannot take it
+    (None: it can), each computed once for the refusal and the plan."""
     sm = layer.softmax
     if not config.softmax_lanes:
-        return "the core has no softmax path (softmax_lanes 0)"
+        return None, None, "the core has no softmax path (softmax_lanes 0)"
     if not isinstance(sm, AgqCodes):
-        return f"its post-softmax codes are {sm.TAG}, the softmax path writes AGQ codes"
+        return None, None, f"its post-softmax codes are {sm.TAG}, the softmax path writes AGQ codes"
     if layer.rel_pos_h is not None:
-        return "its logits take relative-position terms, which the path does not add"
+        return None, None, "its logits take relative-position terms, which the path does not add"
+    unit = LogSoftmax.of(layer)
+    table = None
     if layer.attention_bias is not None:
-        reason = _grid_refusal(config, layer, q_shape, k_shape)
+        table, reason = _grid_fit(config, unit, q_shape, k_shape)
         if reason:
-            return reason
+            return unit, table, reason
+    return unit, table, _limit_refusal(config, layer, unit, k_shape)
+
+
+def _limit_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, k_shape: tuple) -> str | None:
+    """Why the path's widths cannot hold this layer's codes, scores or constants (None: they can)."""
+    sm = layer.softmax
     if sm.act_bits > config.act_bits:
         return f"its {sm.act_bits}-bit codes exceed the core's {config.act_bits}-bit codes (act_bits)"
     if layer.q.act_bits > config.act_bits or layer.k.act_bits > config.weight_bits:
@@ -58,7 +73,6 @@ def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
         return f"its scores can reach {bound}, beyond the path's {SOFTMAX_SCORE_BITS}-bit scores"
     if bound >= 1 << (config.pe_acc_bits - 1):
         return f"its scores can reach {bound}, beyond the PE accumulators ({config.pe_acc_bits} bits)"
-    unit = LogSoftmax.of(layer)
     if unit.shift > 63 or unit.multiplier >= 1 << 31:
         return "its logit scale does not fit the SOFTMAX instruction's multiplier and shift"
     if not -(1 << 15) <= unit.offset < 1 << 15:
@@ -66,22 +80,25 @@ def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_s
     return None
 
 
-def _grid_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple) -> str | None:
-    """Why the path cannot add this layer's attention bias (None: it can, as a grid bias)."""
+def _grid_fit(config: CoreConfig, unit: LogSoftmax, q_shape: tuple, k_shape: tuple
+              ) -> tuple[np.ndarray | None, str | None]:
+    """The layer's attention bias as a grid-bias table [heads, s, s], and why the path cannot add it (None:
+    it can)."""
     if not config.softmax_bias_side:
-        return "its logits take an attention bias, and the path adds none (softmax_bias_side 0)"
-    table = grid_table(LogSoftmax.of(layer).bias)
+        return None, "its logits take an attention bias, and the path adds none (softmax_bias_side 0)"
+    table = grid_table(unit.bias)
     if table is None:
-        return "its attention bias is not a function of the query-key offsets on a square grid"
+        return None, "its attention bias is not a function of the query-key offsets on a square grid"
     heads, side = table.shape[:2]
     if not config.softmax_lanes <= side <= config.softmax_bias_side:
-        return (f"its grid of side {side} is outside the path's {config.softmax_lanes}.."
-                f"{config.softmax_bias_side} (softmax_lanes..softmax_bias_side)")
+        return table, (f"its grid of side {side} is outside the path's {config.softmax_lanes}.."
+                       f"{config.softmax_bias_side} (softmax_lanes..softmax_bias_side)")
     if q_shape[-2] != side * side or k_shape[-2] != side * side or len(q_shape) < 3 or q_shape[-3] != heads:
-        return f"its queries {list(q_shape)} and keys {list(k_shape)} are not [..., {heads} heads, {side * side}, d]"
+        return table, (f"its queries {list(q_shape)} and keys {list(k_shape)} are not [..., {heads} heads, "
+                       f"{side * side}, d]")
     if np.abs(table).max() >= 1 << (BIAS_BITS - 1):
-        return f"its attention bias reaches {int(np.abs(table).max())}, beyond the path's {BIAS_BITS}-bit table"
-    return None
+        return table, f"its attention bias reaches {int(np.abs(table).max())}, beyond the path's {BIAS_BITS}-bit table"
+    return table, None
 
 
 def recorded_op(op: str | None) -> str | None:
@@ -115,7 +132,7 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                slots: int) -> Plan:
     """Jobs of the ``probs`` invocation (module docstring): per item and block of R queries, one job per
     chunk of key blocks the WGT half holds, the last with the SOFTMAX and the store of the block's codes."""
-    reason = probs_refusal(config, layer, q_shape, k_shape)
+    unit, table, reason = _path_fit(config, layer, q_shape, k_shape)
     if reason:
         raise CompileError(f"{where}: QK^T with the softmax on chip: {reason}")
     q, k, sm = layer.q, layer.k, layer.softmax
@@ -128,8 +145,6 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     arith = Arith.of(Mode.MAC, 1, SOFTMAX_SCORE_BITS, (Segment(0, d, q.zero_point, 0, 1, 0),))
     arith = dataclasses.replace(arith, loops=dataclasses.replace(arith.loops, to_store=1))
     cap = Capacity.of(config, slots, arith)
-    unit = LogSoftmax.of(layer)
-    table = grid_table(unit.bias) if unit.bias is not None else None
     side = 0 if table is None else table.shape[1]
     slot_words = -(-ks // spw)
     table_words = bias_table_words(side, config.bus_bits)

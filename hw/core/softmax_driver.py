@@ -72,7 +72,7 @@ class SoftmaxDriver(wiring.Component):
                      path.n_rows.eq(inst.n_rows), path.keys.eq(inst.keys)]
         empty = (inst.n_rows == 0) | (inst.keys == 0)
         if cfg.softmax_bias_side:
-            m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~(inst.bias_load & (inst.bias_side != 0))))
+            m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~_loads_table(inst)))
         else:
             m.d.comb += path.start.eq(go)
 
@@ -115,8 +115,7 @@ class SoftmaxDriver(wiring.Component):
         lg_spw = (self.config.slots_per_param_word - 1).bit_length()
         copying, entry, dy, dx = Signal(), Signal(2 * SIDE_BITS), Signal(SIDE_BITS), Signal(SIDE_BITS)
         with m.If(self.start):
-            m.d.sync += [copying.eq(self.inst.bias_load & (self.inst.bias_side != 0) & (self.inst.n_rows != 0)
-                                    & (self.inst.keys != 0)),
+            m.d.sync += [copying.eq(_loads_table(self.inst) & (self.inst.n_rows != 0) & (self.inst.keys != 0)),
                          entry.eq(0), dy.eq(0), dx.eq(0)]
         with m.Elif(copying):
             row_end = dx == side - 1
@@ -132,3 +131,8 @@ class SoftmaxDriver(wiring.Component):
                      path.t_entry.eq(Array(slots)[bank] if lg_spw else slots[0]),
                      path.side.eq(side), path.query_row.eq(inst.query_row), path.query_col.eq(inst.query_col)]
         return last
+
+
+def _loads_table(inst):
+    """A SOFTMAX that copies its grid-bias table into the path before its rows (an empty tile copies none)."""
+    return inst.bias_load & (inst.bias_side != 0)
