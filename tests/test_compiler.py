@@ -39,6 +39,7 @@ W4_X_ONLY = dataclasses.replace(PRESETS["w4-16x16"], y_accumulators=False)
 CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY, "w4-x-only": W4_X_ONLY}
 # 4-bit codes in buffers that force conv bands: 64 codes to a word, so a band mostly starts inside one
 TINY_W4 = dataclasses.replace(TINY, act_bits=4, weight_bits=4, act_words=48)
+CONV_CONFIGS = CONFIGS | {"tiny-w4": TINY_W4}
 
 
 def run_one(config, layer, op, inputs: dict) -> dict:
@@ -66,7 +67,7 @@ CONVS = {"dense3x3": (8, 12, 3, 1, 1, 1), "depthwise": (12, 12, 3, 1, 1, 12), "p
          "pointwise": (8, 10, 1, 1, 0, 1), "grouped_stride2": (8, 12, 3, 2, 0, 4), "dense2x2_stride2": (6, 6, 2, 2, 0, 1)}
 
 
-@pytest.mark.parametrize("config", CONFIGS | {"tiny-w4": TINY_W4}, ids=str)
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=str)
 @pytest.mark.parametrize("geometry", CONVS)
 def test_convs_equal_the_reference(config, geometry):
     c, o, k, stride, padding, groups = CONVS[geometry]
@@ -77,7 +78,7 @@ def test_convs_equal_the_reference(config, geometry):
         layer = with_fitted_shift(layer, conv_accumulator(layer, x).transpose(0, 2, 3, 1))
         for extreme in EXTREMES:
             x = codes(rng, (2, c, 11, 9), extreme=extreme)
-            got = run_one((CONFIGS | {"tiny-w4": TINY_W4})[config], layer, None, {"input": x})["output"]
+            got = run_one(CONV_CONFIGS[config], layer, None, {"input": x})["output"]
             assert np.array_equal(got, run_conv(layer, x)), (output, extreme)
 
 

@@ -107,9 +107,6 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
     cap = Capacity.of(config, slots, spec.arith)
     phase_min = max(-(-wp // s), wo_pad + n_d - 1)
 
-    def rows_in(ny):
-        return (ny - 1) * s + kh
-
     def channels(nob):
         return nob * K if spec.depthwise else c
 
@@ -122,7 +119,7 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
     plane = round_up(hp * row_len, P)
     nob = largest(n_ob, lambda v: common_ok(v, ho) and channels(v) * plane <= cap.act_codes)
     whole = nob >= 1
-    ny, padded, act_c = ho, False, plane
+    ny, act_c, bands = ho, plane, None
     if not whole:
         best = min((_bands(padded_rows, phase_min, s, hp, ho, kh, P, n_ob, channels, common_ok, cap.act_codes)
                     for padded_rows in (True, False)), key=lambda band: (band.loaded_words, not band.padded))
@@ -132,7 +129,7 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
                            "WGT": (j_pad // vw, cap.wgt_vectors // vw),
                            "PARAM": (ks // spw, cap.slots // spw),
                            "OUT": (wo_pad * wpr, cap.out_words)})
-        nob, ny, padded, act_c = best.nob, best.ny, best.padded, best.room(best.ny)
+        nob, ny, act_c, bands = best.nob, best.ny, best.room(best.ny), best
         phase_len, row_len, plane = best.phase_len, best.row_len, best.plane
     image_words = -(-c_pad * plane // P)
     col_words = j_pad // vw
@@ -159,7 +156,7 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
                 else:
                     word, start = divmod(y0 * s * row_len, P)
                     act_copies = [Copy("conv", b * image_words + ch0 * plane // P + word, chans,
-                                       _band_words(padded, row_len, P, start, rows_in(nyj)), plane // P, act_c // P)]
+                                       bands.words(start, bands.rows_in(nyj)), plane // P, act_c // P)]
                 fills = (Fill("act", ("act", b, y0, ch0), tuple(act_copies)),
                          Fill("wgt", ("wgt", o0), tuple(contiguous("weights", o0 * col_words, nobj * col_words))),
                          Fill("slots", ("slots", o0), tuple(contiguous("slots", o0 * ks // spw, nobj * ks // spw))))
@@ -180,12 +177,6 @@ def plan_conv(config: CoreConfig, spec: ConvSpec, slots: int) -> Plan:
     return Plan(jobs, slots, static, inputs, outputs, macs)
 
 
-def _band_words(padded: bool, row_len: int, per_word: int, start: int, rows: int) -> int:
-    """Words a channel's band of ``rows`` input rows loads: its rows' when rows are padded to whole words,
-    else the words it spans from ``start`` codes into its first word."""
-    return rows * row_len // per_word if padded else -(-(start + rows * row_len) // per_word)
-
-
 @dataclass(frozen=True)
 class Bands:
     """One way to cut a conv's input into bands of output rows: rows padded to whole words or not (4-bit rows
@@ -204,10 +195,20 @@ class Bands:
     ny: int = 0
     loaded_words: float = float("inf")
 
+    def rows_in(self, ny: int) -> int:
+        """Input rows a band of ``ny`` output rows reads."""
+        return (ny - 1) * self.stride + self.kh
+
     def room(self, ny: int) -> int:
         """ACT codes a channel's band of ``ny`` output rows may need."""
-        codes = ((ny - 1) * self.stride + self.kh) * self.row_len
+        codes = self.rows_in(ny) * self.row_len
         return codes if self.padded else round_up(self.per_word - 1 + codes, self.per_word)
+
+    def words(self, start: int, rows: int) -> int:
+        """Words a channel's band of ``rows`` input rows loads: its rows' when rows are padded to whole words,
+        else the words it spans from ``start`` codes into its first word."""
+        codes = rows * self.row_len
+        return codes // self.per_word if self.padded else -(-(start + codes) // self.per_word)
 
 
 def _bands(padded: bool, phase_min: int, s: int, hp: int, ho: int, kh: int, P: int, n_ob: int, channels, common_ok,
@@ -222,15 +223,14 @@ def _bands(padded: bool, phase_min: int, s: int, hp: int, ho: int, kh: int, P: i
         return largest(ho, lambda y: common_ok(v, y) and channels(v) * cut.room(y) <= act_codes)
 
     def loaded(v, y):
-        per_channel = sum(_band_words(padded, row_len, P, y0 * s * row_len % P, (ny - 1) * s + kh)
-                          for y0, ny in chunks(ho, y))
+        per_channel = sum(cut.words(y0 * s * row_len % P, cut.rows_in(ny)) for y0, ny in chunks(ho, y))
         return sum(channels(nobj) for _, nobj in chunks(n_ob, v)) * per_channel
 
     widest = largest(n_ob, lambda v: common_ok(v, 1) and channels(v) * cut.room(1) <= act_codes)
     if not widest:
         return cut
-    options = [(loaded(v, rows_for(v)), -v, v) for v in range(1, widest + 1) if rows_for(v)]
+    options = [(loaded(v, y), -v, v, y) for v in range(1, widest + 1) for y in (rows_for(v),) if y]
     if not options:
         return cut
-    words, _, nob = min(options)
-    return dataclasses.replace(cut, nob=nob, ny=rows_for(nob), loaded_words=words)
+    words, _, nob, ny = min(options)
+    return dataclasses.replace(cut, nob=nob, ny=ny, loaded_words=words)
