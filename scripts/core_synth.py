@@ -9,8 +9,8 @@
 column, read ``--lanes`` keys per beat, rows of up to ``--max-keys`` scores of a ``--head-dim`` QK^T,
 and SAM ViT's relative-position tables for a ``--relative-side`` grid); it is written as store<lanes>.
 ``path`` is that store feeding the softmax unit (``hw.softmax.path``), written as path<lanes>; for a core
-with ``softmax_lanes`` it is the core's own (``hw.core.softmax_driver``: the path at the core's widths, no
-relative tables, with the SOFTMAX driver and the code packer), the options ignored.
+with ``softmax_lanes`` it is the core's own (``hw.core.softmax_driver``: the path at the core's widths, its
+relative tables or grid bias, with the SOFTMAX driver and the code packer), the options ignored.
 
 Writes DIR/<block>.v, the yosys log and DIR/<block>_synthesis.json, and with ``--report`` a generated
 markdown report (resources against the LFE5U-85F, per-block totals with ``--hierarchy``). The core's
@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     if args.block == "path" and config.softmax_lanes:
-        args.lanes, args.max_keys, args.head_dim, args.relative_side = config.softmax_lanes, config.softmax_max_keys, None, 0
+        args.lanes, args.max_keys, args.head_dim, args.relative_side = (config.softmax_lanes, config.softmax_max_keys, None,
+                                                                   config.softmax_relative_side)
     name = f"{args.block}{args.lanes}" if args.block in ("store", "path") else args.block
     if args.block == "core":
         from hw.generate import CORE_TOP, core_verilog

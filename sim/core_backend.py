@@ -236,8 +236,7 @@ class VerilatorBackend(Backend):
         self.seconds["fsim"] += mark - start
         written = _ranges_of(inv.inputs.values())
         blocks = [(b, np.zeros((n, bb), np.uint8)) for b, n in word_runs(self.dirty, self.memory_words, written)]
-        blocks += [(inv.inputs[k].base, inv.inputs[k].pack(np.asarray(v), bus).reshape(-1, bb))
-                   for k, v in inputs.items()]
+        blocks += [(base, data.reshape(-1, bb)) for base, data in inv.input_blocks(bus, **inputs)]
         self.loaded_words += self.server.load(blocks)
         cycles = []
         loaded = time.perf_counter()

@@ -142,10 +142,11 @@ def _region_words(region) -> tuple[int, int]:
     return region.base, region.words
 
 
-def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: CoreCase, spec: InvocationSpec,
+def simulate_case(sim: CoreSimulator, config: CoreConfig, layers: dict, case: CoreCase, spec: InvocationSpec,
                   inputs: dict[str, np.ndarray]) -> CaseResult:
+    """One case on ``sim``: ``layers`` by name hold the case's layer (and the layer its output lookup feeds)."""
     start = time.perf_counter()
-    layer = bundle.layers[case.layer]
+    layer = layers[case.layer]
     program = build_program(config, [(spec, layer)], {})
     inv = program.invocations[0]
     lookup = inv.spec.lookup
@@ -168,7 +169,7 @@ def simulate_case(sim: CoreSimulator, config: CoreConfig, bundle: Bundle, case: 
     compared = sum(n for _, n in reads)
     word_mismatches = sum(int(np.count_nonzero((words[b:b + n] != fsim_words[b:b + n]).any(axis=1))) for b, n in reads)
     got = inv.read_outputs(got_memory, config.bus_bits)
-    want = reference_outputs(layer, case.op, inputs, (lookup.step, bundle.layers[lookup.into]) if lookup else None)
+    want = reference_outputs(layer, case.op, inputs, (lookup.step, layers[lookup.into]) if lookup else None)
     elements = sum(v.size for v in want.values())
     mismatches = sum(int(np.count_nonzero(got[k] != v)) for k, v in want.items())
     kind = invocation_kind(layer, case.op) + (f", {lookup.step.upper()} lookup into the next layer's codes"
@@ -187,7 +188,7 @@ def simulate_cases(bundle: Bundle, config: CoreConfig, image: np.ndarray, box: n
     sim = CoreSimulator(config, programs_words, work)
     results = []
     for case in cases:
-        result = simulate_case(sim, config, bundle, case, *inputs[case.layer, case.op])
+        result = simulate_case(sim, config, bundle.layers, case, *inputs[case.layer, case.op])
         print(result.line(config), file=out, flush=True)
         results.append(result)
     return results

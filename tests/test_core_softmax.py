@@ -14,6 +14,7 @@ import pytest
 from hw.compiler.errors import CompileError
 from hw.compiler.model import reference_outputs
 from hw.compiler.program import compile_layer
+from hw.compiler.softmax import plan_probs
 from hw.core.config import CoreConfig, CoreConfigError
 from hw.compiler.plan import Arith
 from hw.core.isa import (Buffer, DescActStrides, DescOtherStrides, Gemm, Instruction, Mode, Opcode, Segment, Softmax,
@@ -23,7 +24,8 @@ from hw.core.streams import Streams
 from hw.core.timing import run_timing
 from hw.fsim import FsimError
 from hw.fsim import run as fsim_run
-from hw.fsim.layout import pack_bias_tables, pack_descriptor
+from hw.fsim.layout import (pack_bias_tables, pack_descriptor, pack_relative_terms, relative_terms_words,
+                            unpack_relative_terms)
 from sim.random_layers import attention_layer
 from sw.ref.kernels import attention_scores
 from sw.ref.log_softmax import LogSoftmax, grid_bias, grid_table
@@ -76,6 +78,41 @@ def test_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_cycles(name,
     assert ops.count(Opcode.SOFTMAX) == items * -(-nq // config.rows)
 
 
+def test_each_query_block_starts_on_the_key_chunk_the_block_before_ended_on():
+    """Rows too long for WGT: every block of R queries needs all key chunks, and alternating their order
+    leaves the last chunk in place for the next block (whole buffers: one fill fewer a block)."""
+    config = dataclasses.replace(CORE, wgt_words=8)      # 16 key blocks of one word each: two chunks
+    layer = attention_layer(np.random.default_rng(2), 1, 14, keys=61, dim=8)
+    plan = plan_probs(config, layer, (1, 1, 12, 8), (1, 1, 61, 8), "attn", 1)
+    blocks, chunk = [], []
+    for job in plan.jobs:                  # a block's jobs end with the one that takes its SOFTMAX
+        chunk.append(next(f.key for f in job.fills if f.area == "wgt"))
+        if job.softmax is not None:
+            blocks, chunk = blocks + [chunk], []
+    assert len(blocks) == 3 and len(blocks[0]) >= 2 and not chunk
+    assert all(a[-1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert all(sorted(b) == sorted(blocks[0]) for b in blocks)
+
+
+@pytest.mark.parametrize("prog_words", [13, 14, 15, 16])
+def test_a_softmax_tile_never_straddles_two_runs_of_the_core(prog_words):
+    """Programs longer than the instruction RAM continue in a new run, which starts with an empty store: a
+    tile's to_store GEMMs and its SOFTMAX must share a run, wherever the RAM fills up."""
+    config = dataclasses.replace(CORE, wgt_words=8, prog_words=prog_words)      # two key chunks a tile
+    rng = np.random.default_rng(prog_words)
+    layer = with_field(attention_layer(rng, 1, 14, keys=61, dim=8), "q.scale", 0.6)
+    q, k = rng.integers(0, 16, (2, 1, 12, 8)), rng.integers(0, 16, (2, 1, 61, 8))
+    program = compile_layer(config, layer, "probs", {"q": q.shape, "k": k.shape})
+    inv = program.invocations[0]
+    assert len(inv.parts) > 1
+    memory = program.memory()
+    inv.write_inputs(memory, config.bus_bits, q=q, k=k)
+    for streams in inv.parts:
+        memory = fsim_run(config, streams, memory)
+    want = LogSoftmax.of(layer).codes(attention_scores(q, layer.q.zero_point, k, layer.k.zero_point))
+    assert np.array_equal(inv.read_outputs(memory, config.bus_bits)["probs"], want)
+
+
 def grid_biased(layer, rng, heads: int, side: int, top: int = 3000):
     """``layer`` with ``heads`` heads and a random TinyViT-style grid bias on a side x side grid, whose
     integer table (2^-F log2 units) is returned too."""
@@ -116,6 +153,73 @@ def test_grid_biased_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_
     assert len(softmaxes) == windows * heads * -(-n // config.rows)
     assert {(s.query_row, s.query_col) for s in softmaxes} == {divmod(r, side) for r in range(0, n, config.rows)}
     assert heads <= sum(s.bias_load for s in softmaxes) <= heads * len(inv.parts)     # a table per head and run
+
+
+def relative_positioned(layer, rng, side: int, top: float = 0.3):
+    """``layer`` with random SAM ViT relative-position tables for a side x side grid."""
+    tables = rng.uniform(-top, top, (2, 2 * side - 1, layer.key_dim)).astype(np.float32)
+    return dataclasses.replace(layer, rel_pos_h=tables[0], rel_pos_w=tables[1])
+
+
+REL_CORE = dataclasses.replace(CORE, param_words=64, softmax_relative_side=8)     # 8 x 8 grids: 64 keys
+
+# (name, core, items, grid side): query blocks whose last is short (side 6 on 4 rows: 36 queries), terms of
+# two query blocks a run, 4 keys a beat
+REL_CASES = [
+    ("side8-two-items", REL_CORE, 2, 8),
+    ("side8-4-lanes-wide-rows", dataclasses.replace(REL_CORE, rows=8, softmax_lanes=4), 1, 8),
+]
+
+
+@pytest.mark.parametrize("name,config,items,side", REL_CASES, ids=[c[0] for c in REL_CASES])
+def test_relative_position_codes_on_the_rtl_equal_the_integer_softmax_in_the_modelled_cycles(name, config, items,
+                                                                                            side):
+    rng = np.random.default_rng([items, side, config.rows])
+    n, d = side * side, 8
+    layer = with_field(attention_layer(rng, 2, 7, keys=n, dim=d), "q.scale", 0.6)
+    layer = relative_positioned(layer, rng, side)
+    q = rng.integers(0, 16, (items, 1, n, d))
+    k = rng.integers(0, 16, (items, 1, n, d))
+    codes, cycles, model, inv = run_probs(config, layer, q, k)
+    unit = LogSoftmax.of(layer)
+    scores = attention_scores(q, layer.q.zero_point, k, layer.k.zero_point)
+    want = unit.codes(scores, q)
+    assert np.array_equal(codes, want)
+    assert np.array_equal(codes, reference_outputs(layer, "probs", {"q": q, "k": k})["probs"])
+    assert not np.array_equal(codes, dataclasses.replace(unit, relative=None).codes(scores))   # the terms count
+    assert cycles == model
+    softmaxes = [Softmax.decode(w) for p in inv.parts for w in p.compute if Opcode(w & 0xF) == Opcode.SOFTMAX]
+    assert len(softmaxes) == items * -(-n // config.rows)
+    assert all(s.bias_load and not s.bias_side for s in softmaxes)       # every tile copies its own terms
+
+
+def test_relative_layers_the_path_cannot_take_are_refused_in_one_line():
+    rng = np.random.default_rng(4)
+    layer = relative_positioned(with_field(attention_layer(rng, 2, 7, keys=36, dim=8), "q.scale", 0.6), rng, 6)
+    with pytest.raises(CompileError, match="36 queries and 36 keys are not the path's 8 x 8 grid"):
+        compile_layer(REL_CORE, layer, "probs", {"q": (1, 1, 36, 8), "k": (1, 1, 36, 8)})
+    wide = relative_positioned(with_field(attention_layer(rng, 2, 7, keys=64, dim=8), "q.scale", 0.6), rng, 8, 30.0)
+    with pytest.raises(CompileError, match="relative-position terms can reach .* beyond the path's 16-bit terms"):
+        compile_layer(REL_CORE, wide, "probs", {"q": (1, 1, 64, 8), "k": (1, 1, 64, 8)})
+    with pytest.raises(CompileError, match="the path adds none \\(softmax_relative_side 0\\)"):
+        compile_layer(CORE, wide, "probs", {"q": (1, 1, 64, 8), "k": (1, 1, 64, 8)})
+    with pytest.raises(CoreConfigError, match="either a grid bias or relative-position terms"):
+        dataclasses.replace(REL_CORE, softmax_bias_side=4)
+    with pytest.raises(CoreConfigError, match="softmax_relative_side must be a multiple of softmax_lanes 2"):
+        dataclasses.replace(REL_CORE, softmax_relative_side=7)
+    with pytest.raises(CoreConfigError, match="softmax_relative_side needs the softmax path"):
+        dataclasses.replace(REL_CORE, softmax_lanes=0)
+
+
+def test_relative_terms_round_trip_through_param_words():
+    rng = np.random.default_rng(5)
+    height, width = rng.integers(-(1 << 15), 1 << 15, (2, 3, 8))
+    words = pack_relative_terms(height, width, 256)
+    assert words.size == relative_terms_words(24, 256) * 32 == 3 * 32
+    param = np.concatenate([np.zeros(64, np.uint8), words])
+    got = unpack_relative_terms(param, 2, 3, 8, 256)
+    assert np.array_equal(got[0], height) and np.array_equal(got[1], width)
+    assert not np.array_equal(unpack_relative_terms(param, 1, 3, 8, 256)[0], height)
 
 
 def test_a_softmax_without_bias_adds_nothing_of_the_table_the_path_still_holds():

@@ -14,7 +14,8 @@ back to external memory). Double buffering, VTA style, with ``slots`` = 2 halves
 Every area alternates between its halves at distinct jobs, so a half is refilled only after the GEMMs
 that read its previous content have freed their slot (hw/fsim checks exactly this per word).
 Descriptors sit at the start of PARAM, loaded once per run. When a stream would outgrow the
-instruction RAM, the jobs continue in a new run of the core (a "part"), which starts from scratch.
+instruction RAM, the jobs continue in a new run of the core (a "part"), which starts from scratch; a
+softmax tile's jobs (its to_store GEMMs and its SOFTMAX) stay in one run.
 """
 
 from __future__ import annotations
@@ -161,6 +162,19 @@ def _build(spec: dict) -> Instruction | Transfer | Gemm | Softmax:
     return _transfer(spec["op"], spec["buffer"], spec["buf_addr"], spec["ext_addr"], spec["copy"], flags)
 
 
+def _run_groups(jobs: list[Job]):
+    """Jobs that one run of the core must hold together: a softmax tile's to_store GEMMs with the job of its
+    SOFTMAX (the path's store does not outlive a run), every other job alone."""
+    group = []
+    for job in jobs:
+        group.append(job)
+        if job.softmax is not None or not job.desc.loops.to_store:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[str, int], desc_region: str,
                  where: str) -> list[Streams]:
     """The runs ("parts") of the core that execute ``jobs`` in order; ``bases``: each region's first word."""
@@ -230,20 +244,31 @@ def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[st
         return all(len(getattr(part, unit)) + len(extra) + 1 <= config.prog_words
                    for unit, extra in zip(("load", "compute", "store"), add))
 
-    new_part()
-    for n, job in enumerate(jobs):
-        add = job_instructions(job)
-        if not fits(parts[-1], add[:3]):
-            if state["index"] == 0:
-                raise CompileError(f"{where}: one job needs {len(add[0]) + 1} load instructions, the core holds "
-                                   f"{config.prog_words} (prog_words)")
-            new_part()
+    def group_instructions(group: list[Job]):
+        """The group's instructions per unit, with ``state`` advanced past it."""
+        out = ([], [], [])
+        for job in group:
             add = job_instructions(job)
+            for unit, extra in zip(out, add[:3]):
+                unit += extra
+            state.update(index=state["index"] + 1, half=add[3], key=add[4])
+        return out
+
+    new_part()
+    for group in _run_groups(jobs):
+        fresh = state["index"] == 0
+        add = group_instructions(group)
+        if not fits(parts[-1], add):      # the new run starts from scratch: its instructions are recomputed
+            if fresh:
+                what = "one job" if len(group) == 1 else f"one softmax tile ({len(group)} jobs)"
+                raise CompileError(f"{where}: {what} needs {len(add[0]) + 1} load and {len(add[1]) + 1} compute "
+                                   f"instructions, the core holds {config.prog_words} (prog_words)")
+            new_part()
+            add = group_instructions(group)
         part = parts[-1]
         part.load += add[0]
         part.compute += add[1]
         part.store += add[2]
-        state.update(index=state["index"] + 1, half=add[3], key=add[4])
     try:
         return [Streams.assemble([_build(s) for s in p.load], [_build(s) for s in p.compute],
                                  [_build(s) for s in p.store]) for p in parts]

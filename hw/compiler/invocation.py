@@ -171,14 +171,21 @@ class Invocation:
     def key(self) -> str:
         return self.spec.key
 
-    def write_inputs(self, memory: np.ndarray, bus_bits: int, **tensors: np.ndarray) -> None:
-        """Pack each input tensor (codes) into its region of ``memory``."""
-        missing = sorted(set(self.inputs) - set(tensors))
-        extra = sorted(set(tensors) - set(self.inputs))
+    def input_blocks(self, bus_bits: int, **tensors: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(first word, bytes) of each input region packed from the input tensors (codes), by tensor name;
+        a region derived from a tensor (SAM ViT's relative terms from the queries) is packed from it too."""
+        names = {region.source for region in self.inputs.values()}
+        missing, extra = sorted(names - set(tensors)), sorted(set(tensors) - names)
         if missing or extra:
-            raise CompileError(f"{self.key}: inputs are {', '.join(self.inputs)}; missing {missing}, unknown {extra}")
-        for name, tensor in tensors.items():
-            self.inputs[name].write(memory, np.asarray(tensor), bus_bits)
+            raise CompileError(f"{self.key}: inputs are {', '.join(sorted(names))}; missing {missing}, unknown {extra}")
+        return [(region.base, region.pack(np.asarray(tensors[region.source]), bus_bits))
+                for region in self.inputs.values()]
+
+    def write_inputs(self, memory: np.ndarray, bus_bits: int, **tensors: np.ndarray) -> None:
+        """Pack each input tensor (codes) into its regions of ``memory``."""
+        bb = bus_bits // 8
+        for base, data in self.input_blocks(bus_bits, **tensors):
+            memory[base * bb:base * bb + data.size] = data
 
     def read_outputs(self, memory: np.ndarray, bus_bits: int) -> dict[str, np.ndarray]:
         return {name: region.read(memory, bus_bits) for name, region in self.outputs.items()}

@@ -168,7 +168,7 @@ def reference_outputs(layer, op: str | None, inputs: dict[str, np.ndarray],
         return {"scores": attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)}
     if op == "probs":
         scores = attention_scores(inputs["q"], layer.q.zero_point, inputs["k"], layer.k.zero_point)
-        return {"probs": LogSoftmax.of(layer).codes(scores)}
+        return {"probs": LogSoftmax.of(layer).codes(scores, inputs["q"])}
     if op == "values":
         return {"output": run_attention_values(layer, inputs["probs"], inputs["v"])}
     return {"output": run_layer(layer, inputs["input"])}

@@ -11,6 +11,11 @@ Layouts (every one starts at ``base`` and occupies ``words`` words):
     conv      a conv input [B, C, H, W] -> per image, per channel a plane of H_pad rows of
               ``row_len`` codes: the padded image row (zero-point code outside the image) split into
               ``stride`` column phases of ``phase_len`` codes; channels past C hold the zero point
+    relative  SAM ViT's relative-position terms of the queries of a ``rows`` region's tensor (``source``):
+              the host computes each query's height and width terms from its codes
+              (``sw.ref.log_softmax.RelativePosition``); per item, per block of ``rows`` queries (rows past
+              M zero), the block's pairs as ``hw.fsim.layout.pack_relative_terms`` lays them out,
+              ``block_words`` words a block
     out_rows  results: per item [m_pad] row vectors of ``n_ob`` blocks of ``cols`` elements
               (``words_per_row`` words per block) -> [items, M, N] -> tensor, m_pad >= M the rows kept
               per item; with ``rows_per_word`` P > 1 (a packed GEMM's), per item and block [m_pad / P]
@@ -26,7 +31,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from hw.fsim.layout import pack_codes, unpack_out_rows
+from hw.core.config import RELATIVE_TERM_BITS
+from hw.fsim.layout import pack_codes, pack_relative_terms, unpack_out_rows
+from sw.ref.log_softmax import RelativePosition
 
 
 class RegionError(ValueError):
@@ -64,6 +71,11 @@ class Region:
                    int(data["bits"]), tuple(data["axes"]), tuple(data["logical"]), dict(data["params"]))
 
     @property
+    def source(self) -> str:
+        """The input tensor this region is packed from (its own name, or the tensor it derives from)."""
+        return self.params.get("source", self.name)
+
+    @property
     def rows_per_word(self) -> int:
         """Output rows one word holds (a packed GEMM's out_rows region), else 1."""
         return self.params.get("rows_per_word", 1)
@@ -75,7 +87,8 @@ class Region:
     # ---- tensor <-> words ------------------------------------------------------------------------
     def pack(self, tensor: np.ndarray, bus_bits: int) -> np.ndarray:
         """The region's bytes ([words * bus_bytes]) holding ``tensor`` (an input region)."""
-        packer = {"rows": self._pack_rows, "vectors": self._pack_vectors, "conv": self._pack_conv}.get(self.kind)
+        packer = {"rows": self._pack_rows, "vectors": self._pack_vectors, "conv": self._pack_conv,
+                  "relative": self._pack_relative}.get(self.kind)
         if packer is None:
             raise RegionError(f"region '{self.name}' is an output ({self.kind}); it is read, not written")
         codes = np.asarray(tensor)
@@ -137,6 +150,21 @@ class Region:
         flat[:, :planes[0].size] = planes.reshape(x.shape[0], -1)
         return pack_codes(flat, self.bits, bus_bits)
 
+    def _pack_relative(self, codes: np.ndarray, bus_bits: int) -> np.ndarray:
+        p = self.params
+        x = _to_logical(codes, self.shape, self.axes, self.logical, self.name)   # [items, M, J]
+        items, m, _ = x.shape
+        terms = RelativePosition(tuple(np.asarray(t, np.int64) for t in p["tables"]), tuple(p["multipliers"]),
+                                 tuple(p["shifts"]), p["q_zero"])
+        side, rows = p["side"], p["rows"]
+        padded = [np.zeros((items, p["m_pad"], side), np.int64) for _ in range(2)]
+        for term, out in zip(terms.terms(x), padded):
+            out[:, :m] = term
+        height, width = (t.reshape(-1, rows, side) for t in padded)
+        blocks = [pack_relative_terms(h, w, bus_bits) for h, w in zip(height, width)]
+        assert all(b.size == p["block_words"] * bus_bits // 8 for b in blocks)
+        return np.concatenate(blocks)
+
 
 def vector_blocks(x: np.ndarray, cols: int, j_pad: int, pad_codes: np.ndarray) -> np.ndarray:
     """[items, J, N] column operands -> [items, n_ob, J_pad, cols] with columns past N set to their pad
@@ -185,6 +213,18 @@ def conv_region(name: str, shape, channels: int, padding: int, stride: int, phas
               "plane_codes": plane_codes, "image_words": image_words, "code_bits": code_bits,
               "zero_point": int(zero_point)}
     return Region(name, "conv", 0, shape[0] * image_words, tuple(shape), bits, tuple(range(4)), tuple(shape), params)
+
+
+def relative_region(source: str, shape, axes, logical, relative: RelativePosition, side: int, rows: int, m_pad: int,
+                    block_words: int, code_bits: int) -> Region:
+    """The ``relative`` region of the queries ``source`` (module docstring)."""
+    params = {"source": source, "tables": [t.tolist() for t in relative.tables],
+              "multipliers": [int(v) for v in relative.multipliers], "shifts": [int(v) for v in relative.shifts],
+              "q_zero": int(relative.q_zero), "side": side, "rows": rows, "m_pad": m_pad, "block_words": block_words,
+              "code_bits": code_bits}
+    words = logical[0] * (m_pad // rows) * block_words
+    return Region(f"{source}.relative", "relative", 0, words, tuple(shape), RELATIVE_TERM_BITS, tuple(axes),
+                  tuple(logical), params)
 
 
 def out_region(name: str, shape, axes, logical, m_pad: int, n_ob: int, cols: int, element_bits: int, signed: bool,

@@ -7,7 +7,9 @@ x R + tile row), then a SOFTMAX turns the tile into codes in OUT and one STORE m
 are ``sw.ref.log_softmax``'s for this layer (``LogSoftmax.of``). TinyViT's attention biases go with it on
 cores with ``softmax_bias_side``: each is a grid bias (``grid_table``), whose head's table follows the column
 slots in the slot area, for the first SOFTMAX of the head to copy into the path; items then go head by
-head. SAM ViT's relative positions keep an attention on the host path (``probs_refusal``).
+head. SAM ViT's relative positions go with it on cores with ``softmax_relative_side`` of the attention's
+grid: the host computes each query's height and width terms from its codes (a ``relative`` region), and
+each block of R queries loads its terms after the column slots, for its SOFTMAX to copy into the path.
 
 External memory: queries as the ``rows`` region of QK^T (``rows.py``), keys as its ``columns`` region,
 codes as [items][Nq] rows of ``softmax_row_words`` words (an ``out_rows`` region of one-word blocks).
@@ -19,9 +21,9 @@ import dataclasses
 
 import numpy as np
 
-from hw.core.config import BIAS_BITS, SOFTMAX_SCORE_BITS, CoreConfig
+from hw.core.config import BIAS_BITS, RELATIVE_TERM_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, softmax_row_words
-from hw.fsim.layout import bias_table_words, pack_bias_tables, pack_entries
+from hw.fsim.layout import bias_table_words, pack_bias_tables, pack_entries, relative_terms_words
 from sw.bundle import AgqCodes, AttentionLayer
 from sw.ref.log_softmax import LogSoftmax, grid_table
 
@@ -29,7 +31,7 @@ from .emit import Copy, Fill, Job, contiguous
 from .errors import CompileError
 from .lower import _items, _swap_last, _uniform_max
 from .plan import Arith, Capacity, Plan, chunks, largest, lcm, round_up, slot_blocks, too_big
-from .regions import out_region, rows_region, vectors_region
+from .regions import out_region, relative_region, rows_region, vectors_region
 
 
 def probs_refusal(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape: tuple) -> str | None:
@@ -46,10 +48,14 @@ def _path_fit(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shape
         return None, None, "the core has no softmax path (softmax_lanes 0)"
     if not isinstance(sm, AgqCodes):
         return None, None, f"its post-softmax codes are {sm.TAG}, the softmax path writes AGQ codes"
-    if layer.rel_pos_h is not None:
-        return None, None, "its logits take relative-position terms, which the path does not add"
+    if layer.rel_pos_h is not None and not config.softmax_relative_side:
+        return None, None, "its logits take relative-position terms, and the path adds none (softmax_relative_side 0)"
     unit = LogSoftmax.of(layer)
     table = None
+    if unit.relative is not None:
+        reason = _relative_refusal(config, layer, unit, q_shape, k_shape)
+        if reason:
+            return unit, None, reason
     if layer.attention_bias is not None:
         table, reason = _grid_fit(config, unit, q_shape, k_shape)
         if reason:
@@ -77,6 +83,19 @@ def _limit_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, 
         return "its logit scale does not fit the SOFTMAX instruction's multiplier and shift"
     if not -(1 << 15) <= unit.offset < 1 << 15:
         return f"its codes' offset {unit.offset} does not fit the SOFTMAX instruction's 16 bits"
+    return None
+
+
+def _relative_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, q_shape: tuple, k_shape: tuple
+                      ) -> str | None:
+    """Why the path cannot add this layer's relative-position terms (None: it can)."""
+    side = config.softmax_relative_side
+    if q_shape[-2] != side * side or k_shape[-2] != side * side:
+        return (f"its {q_shape[-2]} queries and {k_shape[-2]} keys are not the path's {side} x {side} grid "
+                f"(softmax_relative_side)")
+    bound = unit.relative.term_bound(layer.q.act_bits)
+    if bound >= 1 << (RELATIVE_TERM_BITS - 1):
+        return f"its relative-position terms can reach {bound}, beyond the path's {RELATIVE_TERM_BITS}-bit terms"
     return None
 
 
@@ -146,8 +165,10 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     arith = dataclasses.replace(arith, loops=dataclasses.replace(arith.loops, to_store=1))
     cap = Capacity.of(config, slots, arith)
     side = 0 if table is None else table.shape[1]
+    relative = config.softmax_relative_side if unit.relative is not None else 0
     slot_words = -(-ks // spw)
-    table_words = bias_table_words(side, config.bus_bits)
+    # what follows the column slots: a head's grid table, or a query block's relative terms
+    table_words = bias_table_words(side, config.bus_bits) + relative_terms_words(R * relative, config.bus_bits)
 
     # queries: whole items in ACT when one fits, else chunks of whole words of rows
     m_pad = round_up(nq, R)
@@ -175,16 +196,25 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     col_words = j_pad // vw
     softmax = dict(multiplier=unit.multiplier, shift=unit.shift, tau_log2=sm.tau.bit_length() - 1,
                    zero_code=sm.zero_code, offset=unit.offset)
-    def slot_fill(head: int) -> Fill:
-        if not side:
-            return Fill("slots", ("slots",), tuple(contiguous("slots", 0, slot_words)))
-        return Fill("slots", ("slots", head), tuple(contiguous("slots", 0, slot_words))
-                    + tuple(contiguous("bias", head * table_words, table_words, slot_words)))
+    blocks = m_pad // R
+
+    def slot_fill(head: int, b: int, block: int) -> Fill:
+        slots = tuple(contiguous("slots", 0, slot_words))
+        if side:
+            return Fill("slots", ("slots", head), slots + tuple(contiguous("bias", head * table_words, table_words,
+                                                                           slot_words)))
+        if relative:
+            return Fill("slots", ("slots", b, block), slots + tuple(contiguous(
+                "relative", (b * blocks + block) * table_words, table_words, slot_words)))
+        return Fill("slots", ("slots",), slots)
 
     # items are [..., heads]; with a grid bias, head by head: the head's table is loaded into the slot area
     # and the path once
     heads = table.shape[0] if side else 1
     order = [(w * heads + h, h) for h in range(heads) for w in range(items // heads)]
+    # a block's key chunks in the order opposite to the block before it: the chunk the last block ended on
+    # is still in WGT (a row of 4,096 keys does not fit, and every block of R queries needs all of them)
+    key_chunks = chunks(n_ob, nob)
     jobs = []
     for b, head in order:
         for r0, nrj in chunks(m_pad, nr):
@@ -195,15 +225,20 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                                                              nr // P),))
             for rb in range(-(-min(nrj, nq - r0) // R)):
                 queries = min(R, nq - r0 - rb * R)
-                for o0, nobj in chunks(n_ob, nob):
-                    last = o0 + nobj == n_ob
+                block = (r0 + rb * R) // R
+                ordered = key_chunks[::-1] if block % 2 else key_chunks
+                for o0, nobj in ordered:
+                    last = (o0, nobj) == ordered[-1]
                     fills = (act_fill, Fill("wgt", ("wgt", b, o0), tuple(contiguous(
-                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))), slot_fill(head))
+                                 "columns", (b * n_ob + o0) * col_words, nobj * col_words))),
+                             slot_fill(head, b, block))
                     step = dict(softmax, n_rows=queries, keys=nk) if last else None
                     if step and side:       # the head's table after the column slots; the block's first query
                         first = r0 + rb * R
                         step.update(bias_side=side, query_row=first // side, query_col=first % side,
                                     bias_offset=slot_words, bias_key=(head,))
+                    elif step and relative:     # the block's terms after the column slots, copied by each
+                        step.update(bias_offset=slot_words, bias_key=(b, block))
                     stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
                         if last else ()
                     jobs.append(Job(fills, descriptor(nobj), rb * R, 0, 0, 1, 1, stores, softmax=step,
@@ -218,6 +253,9 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
               "columns": vectors_region("k", tuple(k_shape), _swap_last(len(k_shape)), (items, d, nk), K, j_pad,
                                         config.weight_bits, k.act_bits, np.full(n_ob * K, k.zero_point),
                                         items * n_ob * col_words)}
+    if relative:
+        inputs["relative"] = relative_region("q", tuple(q_shape), tuple(range(len(q_shape))), (items, nq, d),
+                                             unit.relative, relative, R, m_pad, table_words, q.act_bits)
     per_word = config.bus_bits // config.act_bits
     outputs = {"out": out_region("probs", tuple(q_shape[:-1]) + (nk,), tuple(range(len(q_shape))), (items, nq, nk),
                                  nq, row_words, per_word, config.act_bits, False, 1)}

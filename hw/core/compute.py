@@ -147,11 +147,12 @@ class ComputeUnit(wiring.Component):
         with m.Elif(reading):
             m.d.sync += rd.eq(rd + 1)
         desc_word = Cat(*self.param_data)[:DESC_WORD_BITS]
-        if cfg.softmax_bias_side:
+        copies = bool(cfg.softmax_bias_side or cfg.softmax_relative_side)
+        if copies:
             m.d.comb += softmax.param_data.eq(Cat(*self.param_data))
         for bank in range(spw):
             addr = Mux(reading, inst.desc_addr + rd, consts.param_addr[bank])
-            if cfg.softmax_bias_side:       # a SOFTMAX copies its bias table while it holds the unit
+            if copies:       # a SOFTMAX copies its bias table or relative terms while it holds the unit
                 addr = Mux(softmax.param_read, softmax.param_addr, addr)
             m.d.comb += [self.param_addr[bank].eq(addr),
                          consts.param_data[bank].eq(self.param_data[bank])]

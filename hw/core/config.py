@@ -20,9 +20,11 @@ OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
 # fields added later, with the default that keeps old digests
 LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0, "softmax_lanes": 0,
-                "softmax_max_keys": 4096, "softmax_bias_side": 0}
+                "softmax_max_keys": 4096, "softmax_bias_side": 0, "softmax_relative_side": 0}
 SOFTMAX_SCORE_BITS = 16   # a QK^T for the softmax path writes 16-bit raw rows, a row in one OUT word
 BIAS_BITS = 16            # a grid bias table's entries: signed, in the softmax's 2^-F log2 units
+RELATIVE_TERM_BITS = 16   # SAM ViT's relative-position terms in PARAM: signed, in the softmax's 2^-F log2 units
+RELATIVE_PAIR_BITS = 2 * RELATIVE_TERM_BITS   # a query's height and width term for one key row / column
 MAX_BIAS_SIDE = 15        # a grid side in the SOFTMAX instruction's 4-bit fields
 BIAS_ADDR_BITS = 10       # the SOFTMAX instruction's PARAM word address of its bias table
 OUT_BASE_BITS = 14        # the SOFTMAX instruction's first OUT word
@@ -73,6 +75,11 @@ class CoreConfig:
     # Each path lane then holds a copy of one head's table T, which a SOFTMAX copies from PARAM, an entry
     # per constant slot (docs/core.md "Grid bias").
     softmax_bias_side: int = 0
+    # Side s of the query and key grid whose softmax the path takes with SAM ViT's decomposed relative-position
+    # terms (the logit of query i and key (y, x) gains H_i[y] + W_i[x]), 0: none; excludes a grid bias. The
+    # host computes each query's 2s terms from its codes; a SOFTMAX copies its tile's terms from PARAM into
+    # the path's store, a (H, W) pair a cycle (docs/core.md "Relative positions").
+    softmax_relative_side: int = 0
     mem_read_latency: int = 16   # simulation memory: cycles from an accepted read burst to its first beat
     mem_write_latency: int = 8   # simulation memory: cycles from a burst's last write beat to its response
 
@@ -122,6 +129,20 @@ class CoreConfig:
             if self.param_words > 1 << BIAS_ADDR_BITS:
                 problems.append(f"a SOFTMAX addresses its bias table in {1 << BIAS_ADDR_BITS} PARAM words, "
                                 f"param_words is {self.param_words}")
+        if self.softmax_relative_side:
+            side = self.softmax_relative_side
+            if not self.softmax_lanes:
+                problems.append("softmax_relative_side needs the softmax path (softmax_lanes > 0)")
+            elif side % self.softmax_lanes or side * side > self.softmax_max_keys:
+                problems.append(f"softmax_relative_side must be a multiple of softmax_lanes {self.softmax_lanes} "
+                                f"whose {side * side} keys fit softmax_max_keys {self.softmax_max_keys}, got {side}")
+            if self.softmax_bias_side:
+                problems.append("a softmax path adds either a grid bias or relative-position terms, not both")
+            if self.param_words > 1 << BIAS_ADDR_BITS:
+                problems.append(f"a SOFTMAX addresses its relative terms in {1 << BIAS_ADDR_BITS} PARAM words, "
+                                f"param_words is {self.param_words}")
+            if self.bus_bits % RELATIVE_PAIR_BITS:
+                problems.append(f"bus_bits {self.bus_bits} is not a multiple of a {RELATIVE_PAIR_BITS}-bit term pair")
         if problems:
             raise CoreConfigError("; ".join(problems))
 

@@ -186,7 +186,14 @@ class Softmax(Packed):
     ``query_col``), each further row the next query in row-major order; the logit of query (y, x) and key
     (y', x') gains T[|y - y'|][|x - x'|] from the path's copy of the table. ``bias_load``: first copy T into
     the path from PARAM, entry e = dy s + dx in the low ``BIAS_BITS`` (signed) of constant slot e counted
-    from word ``bias_addr``; without it the table the last loading SOFTMAX copied is used."""
+    from word ``bias_addr``; without it the table the last loading SOFTMAX copied is used.
+
+    ``bias_load`` on a core with ``softmax_relative_side`` s (bias_side, query_row and query_col 0): the logits
+    take SAM ViT's relative-position terms on the s x s grid (keys = s^2, key j at (j div s, j mod s)): first
+    the tile's n_rows x s term pairs are copied into the path from PARAM, pair e = r s + i (row r, key row
+    and column i) in bits [32 (e mod q), 32 (e mod q) + 32) of word ``bias_addr`` + e div q (q pairs a word:
+    ``hw.fsim.layout.pack_relative_terms``), its height term H_r[i] in the low 16 bits (signed) and its
+    width term W_r[i] in the high 16; the logit of row r and key (y, x) gains H_r[y] + W_r[x]."""
 
     LAYOUT: ClassVar = _layout(*_HEADER, ("out_base", OUT_BASE_BITS), ("n_rows", 7), ("keys", 13), ("multiplier", 31),
                                ("shift", 6), ("tau_log2", 2), ("zero_code", 8), ("offset", 16, True), ("bias_side", 4),

@@ -13,7 +13,9 @@ cycle of the last write (in t + 1 for an empty tile, which writes nothing).
 With a grid bias to load (``bias_load``, ``bias_side`` s > 0; cores with ``softmax_bias_side``) the path
 starts only once the table's s^2 entries are copied in, one a cycle, from the PARAM slots from word
 ``bias_addr`` on, which the driver reads through the COMPUTE unit's PARAM port (``param_read``: idle while a
-SOFTMAX holds the unit). Later SOFTMAXes of the same table use the path's copy.
+SOFTMAX holds the unit). Later SOFTMAXes of the same table use the path's copy. On a core with
+``softmax_relative_side`` s a SOFTMAX with ``bias_load`` first copies its tile's n_rows x s relative-term
+pairs the same way, a pair a cycle, from the PARAM words from ``bias_addr`` on (``isa.Softmax``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ..softmax.grid_bias import SIDE_BITS
 from ..softmax.path import SoftmaxPath
 from ..softmax.unit import CODE_BITS, UnitWidths
-from .config import BIAS_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
+from .config import BIAS_BITS, RELATIVE_PAIR_BITS, RELATIVE_TERM_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
 from .isa import Softmax
 from .layouts import layout_of
 from .params import CoreParams
@@ -33,7 +35,7 @@ from .params import CoreParams
 
 def softmax_widths(config: CoreConfig) -> UnitWidths:
     """The unit a core's softmax path is built with: 16-bit scores; biases of ``BIAS_BITS`` where the path
-    adds a grid bias (no relative-position term)."""
+    adds a grid bias, of the unit's default width (a height plus a width term) otherwise."""
     return UnitWidths(lanes=config.softmax_lanes, max_keys=config.softmax_max_keys, score_bits=SOFTMAX_SCORE_BITS,
                       bias_bits=BIAS_BITS if config.softmax_bias_side else UnitWidths.bias_bits)
 
@@ -56,7 +58,8 @@ class SoftmaxDriver(wiring.Component):
         rows, cols, bits, bus = cfg.rows, cfg.cols, cfg.act_bits, cfg.bus_bits
         widths = softmax_widths(cfg)
         lanes = widths.lanes
-        m.submodules.path = path = SoftmaxPath(cols, rows, widths, grid_bias=bool(cfg.softmax_bias_side))
+        m.submodules.path = path = SoftmaxPath(cols, rows, widths, cfg.softmax_relative_side,
+                                               grid_bias=bool(cfg.softmax_bias_side))
 
         row_bits = (rows - 1).bit_length()
         m.d.comb += [path.w_en.eq(self.w_en), path.w_row.eq(self.w_addr[:row_bits]),
@@ -73,6 +76,8 @@ class SoftmaxDriver(wiring.Component):
         empty = (inst.n_rows == 0) | (inst.keys == 0)
         if cfg.softmax_bias_side:
             m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~_loads_table(inst)))
+        elif cfg.softmax_relative_side:
+            m.d.comb += path.start.eq(self._copy_terms(m, path, inst) | (go & ~inst.bias_load))
         else:
             m.d.comb += path.start.eq(go)
 
@@ -131,6 +136,43 @@ class SoftmaxDriver(wiring.Component):
                      path.t_entry.eq(Array(slots)[bank] if lg_spw else slots[0]),
                      path.side.eq(side), path.query_row.eq(inst.query_row), path.query_col.eq(inst.query_col)]
         return last
+
+    def _copy_terms(self, m: Module, path: SoftmaxPath, inst) -> Signal:
+        """With ``bias_load``, the tile's relative terms into the path's store: pair e = r s + i from PARAM
+        word ``bias_addr`` + e div q (q pairs a word), read in cycle t + 1 + e and written a cycle later; high
+        in the cycle of the last pair's write."""
+        side = self.config.softmax_relative_side
+        per_word = self.config.bus_bits // RELATIVE_PAIR_BITS
+        lg_ppw = (per_word - 1).bit_length()
+        index_bits = max((side - 1).bit_length(), 1)
+        copying, pair = Signal(), Signal(range(self.config.rows * side + 1))
+        row, index = Signal(range(max(self.config.rows, 2))), Signal(index_bits)
+        with m.If(self.start):
+            m.d.sync += [copying.eq(self.inst.bias_load & (self.inst.n_rows != 0) & (self.inst.keys != 0)),
+                         pair.eq(0), row.eq(0), index.eq(0)]
+        with m.Elif(copying):
+            row_end = index == side - 1
+            m.d.sync += [pair.eq(pair + 1), index.eq(Mux(row_end, 0, index + 1)), row.eq(row + row_end)]
+            with m.If(row_end & (row == inst.n_rows - 1)):
+                m.d.sync += copying.eq(0)
+        m.d.comb += [self.param_read.eq(copying), self.param_addr.eq(inst.bias_addr + (pair >> lg_ppw))]
+        written, at_row, at_index, lane, last = (Signal(), Signal.like(row), Signal.like(index),
+                                                 Signal(max(lg_ppw, 1)), Signal())
+        m.d.sync += [written.eq(copying), at_row.eq(row), at_index.eq(index), lane.eq(pair[:lg_ppw] if lg_ppw else 0),
+                     last.eq(copying & (index == side - 1) & (row == inst.n_rows - 1))]
+        pairs = [self.param_data[i * RELATIVE_PAIR_BITS:][:RELATIVE_PAIR_BITS] for i in range(per_word)]
+        chosen = Array(pairs)[lane] if lg_ppw else pairs[0]
+        m.d.comb += [path.rel_en.eq(written), path.rel_row.eq(at_row), path.rel_index.eq(at_index),
+                     path.rel_height.eq(chosen[:RELATIVE_TERM_BITS].as_signed()),
+                     path.rel_width.eq(chosen[RELATIVE_TERM_BITS:].as_signed())]
+        return last
+
+
+def copy_cycles(config: CoreConfig, inst) -> int:
+    """Cycles a SOFTMAX (``isa.Softmax``) of a non-empty tile spends copying into the path before its rows."""
+    if config.softmax_relative_side:
+        return inst.bias_load * inst.n_rows * config.softmax_relative_side
+    return inst.bias_load * inst.bias_side ** 2
 
 
 def _loads_table(inst):

@@ -82,7 +82,7 @@ from ..softmax.unit import row_cycles
 from .isa import DESC_FIXED_WORDS, DESC_WORD_BITS, Buffer, DescLoops, Gemm, Opcode, Segment, Transfer, desc_words
 from .params import CoreParams, output_row_cycles, read_window
 from .segstart import CYCLES as SEGSTART_CYCLES
-from .softmax_driver import softmax_widths
+from .softmax_driver import copy_cycles, softmax_widths
 from .streams import UNITS, Streams, word_view
 from .tokens import counter_for
 
@@ -297,7 +297,7 @@ def run_timing(config: CoreConfig, streams: Streams, memory: np.ndarray) -> Timi
         elif op == Opcode.SOFTMAX:                                        # X1
             done = t + 1
             if inst.n_rows and inst.keys:
-                done = t + 2 + inst.bias_load * inst.bias_side ** 2 + row_cycles(inst.keys, inst.n_rows, softmax_widths(config)) \
+                done = t + 2 + copy_cycles(config, inst) + row_cycles(inst.keys, inst.n_rows, softmax_widths(config)) \
                     + FEED_LATENCY                                        # X2
             result.softmax_busy += done - t + 1
             free[unit] = done + 1

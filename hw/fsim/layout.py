@@ -15,7 +15,9 @@ Words are ``bus_bits`` wide and little-endian: bit ``i`` of a word is bit ``i % 
             words, then its segments, then its lookup steps; segments and constant slots are 128-bit
             entries, bus_bits / 128 per word, lookup steps 32-bit entries, 8 in the low 256 bits of a
             word (``hw.core.isa.desc_words``); a grid-bias table's entry e = dy s + dx in the low
-            BIAS_BITS (signed) of constant slot e of its words (``isa.Softmax``)
+            BIAS_BITS (signed) of constant slot e of its words (``isa.Softmax``); a tile's relative-
+            position term pair e = r s + i in bits [32 e, 32 e + 32) from its first word, height term
+            low, width term high (``pack_relative_terms``)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.core import isa
-from hw.core.config import BIAS_BITS, SLOT_BITS, CoreConfig
+from hw.core.config import BIAS_BITS, RELATIVE_PAIR_BITS, SLOT_BITS, CoreConfig
 from hw.core.isa import (DESC_FIXED_WORDS, DESC_WORD_BITS, LOOKUP_STEPS_PER_WORD, ColumnSlot, DescActStrides,
                          DescLoops, DescOtherStrides, LookupStep, Segment, desc_words)
 
@@ -156,6 +158,30 @@ def unpack_bias_table(param: np.ndarray, addr: int, side: int, bus_bits: int) ->
     """The grid table T [s, s] (int64) whose words start at PARAM word ``addr`` (bytes of the buffer)."""
     slots = np.asarray(param, np.uint8).reshape(-1, SLOT_BITS // 8)[addr * (bus_bits // SLOT_BITS):][:side * side]
     return slots[:, :BIAS_BITS // 8].copy().view("<i2").astype(np.int64).reshape(side, side)
+
+
+def pack_relative_terms(height: np.ndarray, width: np.ndarray, bus_bits: int) -> np.ndarray:
+    """A tile's relative-position terms H, W [rows, s] -> bytes of whole PARAM words: pair e = r s + i at
+    bits [32 e, 32 e + 32) counted from the first word, H_r[i] in the low 16 bits, W_r[i] in the high 16
+    (``isa.Softmax``)."""
+    pairs = np.stack([np.asarray(height).reshape(-1), np.asarray(width).reshape(-1)], axis=1).astype("<i2")
+    out = np.zeros(relative_terms_words(pairs.shape[0], bus_bits) * bus_bits // 8, np.uint8)
+    out[:pairs.nbytes] = pairs.view(np.uint8).reshape(-1)
+    return out
+
+
+def relative_terms_words(pairs: int, bus_bits: int) -> int:
+    """PARAM words ``pairs`` relative-term pairs take."""
+    return -(-pairs * RELATIVE_PAIR_BITS // bus_bits)
+
+
+def unpack_relative_terms(param: np.ndarray, addr: int, n_rows: int, side: int, bus_bits: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The terms H, W [n_rows, s] (int64) whose pairs start at PARAM word ``addr`` (bytes of the buffer)."""
+    start = addr * bus_bits // 8
+    raw = np.asarray(param, np.uint8)[start:start + n_rows * side * RELATIVE_PAIR_BITS // 8]
+    pairs = raw.copy().view("<i2").astype(np.int64).reshape(n_rows, side, 2)
+    return pairs[..., 0], pairs[..., 1]
 
 
 def pack_descriptor(desc: Descriptor, bus_bits: int) -> np.ndarray:

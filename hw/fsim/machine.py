@@ -19,7 +19,8 @@ from hw.core.streams import UNITS, Streams
 from sw.ref.log_softmax import grid_bias, softmax_codes
 from .gemm import GemmError, execute_gemm
 from .hazards import AccessLog, Clocks, HazardError
-from .layout import bias_table_words, pack_codes, unpack_bias_table, unpack_codes
+from .layout import (bias_table_words, pack_codes, relative_terms_words, unpack_bias_table, unpack_codes,
+                     unpack_relative_terms)
 
 # Token counters by the stage pair they link: loaded (LOAD -> COMPUTE), freed (COMPUTE -> LOAD),
 # computed (COMPUTE -> STORE), stored (STORE -> COMPUTE); see the flag table in hw/core/isa.py.
@@ -218,7 +219,10 @@ class Machine:
         if not self.store_written[at].all():
             raise FsimError(f"{where}: SOFTMAX reads tile rows no to_store GEMM has written")
         scores = self.score_store[at, key % cfg.cols]
-        bias = self._grid_bias(inst, clock, where) if inst.bias_side else None
+        if cfg.softmax_relative_side:
+            bias = self._relative_terms(inst, clock, where) if inst.bias_load else None
+        else:
+            bias = self._grid_bias(inst, clock, where) if inst.bias_side else None
         codes = softmax_codes(scores, inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code, inst.offset,
                               bias)
         if int(codes.max()) >= 1 << cfg.act_bits:
@@ -255,6 +259,24 @@ class Machine:
             raise FsimError(f"{where}: SOFTMAX with the grid bias of side {side}, and no SOFTMAX of this run has "
                             f"loaded a table of that side (bias_load)")
         return grid_bias(self.bias_table, first, inst.n_rows)
+
+    def _relative_terms(self, inst: Softmax, clock, where: str) -> np.ndarray:
+        """The tile's bias [n_rows, keys] from the relative-position terms the SOFTMAX copies (isa.Softmax)."""
+        cfg, side = self.config, self.config.softmax_relative_side
+        if inst.bias_side or inst.query_row or inst.query_col:
+            raise FsimError(f"{where}: SOFTMAX with relative-position terms and a grid bias's fields set (the core "
+                            f"adds relative terms, softmax_relative_side {side})")
+        if inst.keys != side * side:
+            raise FsimError(f"{where}: SOFTMAX with relative-position terms of {inst.keys} keys, the path's grid has "
+                            f"{side} x {side} (softmax_relative_side)")
+        words = inst.bias_addr + np.arange(relative_terms_words(inst.n_rows * side, cfg.bus_bits))
+        if int(words[-1]) >= cfg.param_words:
+            raise FsimError(f"{where}: relative term word {int(words[-1])} is outside PARAM 0..{cfg.param_words - 1}")
+        if self.logs:
+            self.logs[Buffer.PARAM].read(words, 1, clock)
+        height, width = unpack_relative_terms(self.buffers[Buffer.PARAM], inst.bias_addr, inst.n_rows, side,
+                                              cfg.bus_bits)
+        return (height[:, :, None] + width[:, None, :]).reshape(inst.n_rows, side * side)
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

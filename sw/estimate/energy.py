@@ -22,7 +22,7 @@ outside "the rest of the core".
 
 from __future__ import annotations
 
-from hw.core.config import BIAS_BITS
+from hw.core.config import BIAS_BITS, RELATIVE_PAIR_BITS
 
 PJ = 1e-12
 ENERGY_PARTS = ("array", "lanes", "control", "softmax", "clock", "dsp", "bram", "sdram", "io", "static")
@@ -54,8 +54,10 @@ def dynamic_pj(design, cost, kind: str, c: dict, clock_cycles: float | None = No
         # the path's logic at the unit's measured rates while its SOFTMAXes run, its DSP and ROM / buffer
         # reads, and the tile store: every score written once and read once
         work = design.softmax.work(cost.softmax_cycles, cost.softmax_beats, cost.softmax_keys, c)
-        # (with a grid bias, every key also reads its lane's bias table)
-        store_bits = 2 * design.softmax.widths.score_bits + (BIAS_BITS if design.config.softmax_bias_side else 0)
+        # (with a grid bias, every key also reads its lane's bias table; with relative positions, its width
+        # term and at most a height term)
+        store_bits = 2 * design.softmax.widths.score_bits + (BIAS_BITS if design.config.softmax_bias_side else 0) \
+            + (RELATIVE_PAIR_BITS if design.config.softmax_relative_side else 0)
         out["softmax"] = work["logic"] + work["dsp"] + work["bram"] + cost.softmax_keys * store_bits * c["ebr_bit"]
     out["clock"] = sum(b["ff"] for b in r.values()) * (cost.cycles if clock_cycles is None else clock_cycles) \
         * c["ff_clock"]

@@ -121,9 +121,15 @@ def _softmax_path_text(subject: dict, rows: list[dict]) -> list[str]:
     share = sum(r["seconds"] * r["count"] for r in on_chip) / total if total else 0.0
     kinds = ", ".join(sorted({r["kind"] for r in on_chip})) or "none"
     side = subject["config"].get("softmax_bias_side", 0)
+    relative = subject["config"].get("softmax_relative_side", 0)
     grid = (f" and a grid bias for windows of up to {side} x {side} (TinyViT's attention biases, docs/core.md "
             "\"Grid bias\")") if side else ""
+    if relative:
+        grid = (f" and SAM ViT's relative-position terms on a {relative} x {relative} grid (each query's terms "
+                "computed by the host from its codes and loaded with its tile, docs/core.md \"Relative positions\")")
     left = ("SAM ViT's relative positions; rows shorter than a key block" if side else
+            f"TinyViT's attention biases; SAM ViT's relative positions on grids other than {relative} x {relative}; "
+            "rows shorter than a key block" if relative else
             "logits with a bias: TinyViT's attention biases, SAM ViT's relative positions; rows shorter than a key "
             "block")
     return [f"The {subject['label']} has the softmax path ({subject['config']['softmax_lanes']} keys a beat, "

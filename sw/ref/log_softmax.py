@@ -82,8 +82,10 @@ class RelativePosition:
             shifts.append(sh)
         return cls(tuple(tables), tuple(multipliers), tuple(shifts), layer.q.zero_point)
 
-    def bias(self, q_codes: np.ndarray) -> np.ndarray:
-        """B [..., N, N] in 2^-F log2 units from the query codes [..., N, d] of a square grid of N positions."""
+    def terms(self, q_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's height and width terms [..., N, s] (int64, 2^-F log2 units) from the query codes
+        [..., N, d] of a square grid of N = s^2 positions: query i's logit of the key at (y, x) gains
+        height[i, y] + width[i, x]."""
         q = np.asarray(q_codes, np.int64) - self.q_zero
         n, dim = q.shape[-2:]
         side = math.isqrt(n)
@@ -94,10 +96,25 @@ class RelativePosition:
         for axis, (table, m, sh) in enumerate(zip(self.tables, self.multipliers, self.shifts)):
             rows = relative_table(side, side, table)                      # [side, side, d]
             pattern = "...hwc,hkc->...hwk" if axis == 0 else "...hwc,wkc->...hwk"
-            terms.append(requantize(np.einsum(pattern, grid, rows), m, sh, 0, -T_LIMIT, T_LIMIT))
-        height, width = terms
-        total = height[..., :, :, :, None] + width[..., :, :, None, :]
-        return total.reshape(*q.shape[:-2], n, n)
+            term = requantize(np.einsum(pattern, grid, rows), m, sh, 0, -T_LIMIT, T_LIMIT)
+            terms.append(term.reshape(*q.shape[:-2], n, side))
+        return terms[0], terms[1]
+
+    def bias(self, q_codes: np.ndarray) -> np.ndarray:
+        """B [..., N, N] in 2^-F log2 units from the query codes [..., N, d] of a square grid of N positions."""
+        height, width = self.terms(q_codes)
+        n, side = height.shape[-2:]
+        total = height[..., :, :, None] + width[..., :, None, :]
+        return total.reshape(*height.shape[:-2], n, n)
+
+    def term_bound(self, q_bits: int) -> int:
+        """The largest |term| any query codes of ``q_bits`` bits can give (for a unit's term width)."""
+        q_top = max(self.q_zero, (1 << q_bits) - 1 - self.q_zero)
+        bound = 0
+        for table, m, sh in zip(self.tables, self.multipliers, self.shifts):
+            dot = q_top * int(np.abs(table).sum(axis=1).max())
+            bound = max(bound, int(requantize(np.array([dot]), m, sh, 0, -T_LIMIT, T_LIMIT)[0]))
+        return bound
 
 
 @dataclass(frozen=True)
