@@ -211,6 +211,39 @@ def test_relative_layers_the_path_cannot_take_are_refused_in_one_line():
         dataclasses.replace(REL_CORE, softmax_lanes=0)
 
 
+def test_a_softmax_without_terms_adds_nothing_of_the_terms_the_store_still_holds():
+    """One run: a SOFTMAX copies relative terms and uses them, the next takes none (the store's term memories
+    outlive a tile, and on a board a run); zero scores, so the first tile's codes follow the terms alone and
+    the second's are uniform. RTL = functional model = cycle model."""
+    config = REL_CORE
+    side, rows = config.softmax_relative_side, config.rows
+    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
+    blocks = side * side // config.cols
+    desc = arith.descriptor(blocks, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0),
+                            DescOtherStrides(0, 16, 0, rows, 0, 1, 0, 0))
+    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
+    rng = np.random.default_rng(6)
+    height, width = rng.integers(-3000, 3000, (2, rows, side))
+    image = np.concatenate([pack_descriptor(desc, config.bus_bits), pack_relative_terms(height, width, config.bus_bits)])
+    desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
+    constants = (1 << 30, 40, 1, 15, -21000)
+    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
+    compute = [Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, rows, side * side, *constants, 0, 1, 0, 0, desc_words),
+               Gemm(Opcode.GEMM, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 1, rows, rows, side * side, *constants), Instruction(Opcode.END)]
+    store = [Transfer(Opcode.STORE, 1, 0, 0, 0, Buffer.OUT, 0, 32, 1, 2 * rows, 0, 0), Instruction(Opcode.END)]
+    streams = Streams.assemble(load, compute, store)
+    memory = np.zeros(64 * config.bus_bytes, np.uint8)
+    memory[:image.size] = image
+    rtl = run_rtl(config, streams, memory, max_cycles=40_000)
+    expect = fsim_run(config, streams, memory, check_hazards=False)
+    assert np.array_equal(rtl.memory, expect)
+    assert rtl.cycles == run_timing(config, streams, memory).cycles
+    codes = expect.reshape(-1, config.bus_bytes)[32:32 + 2 * rows]      # a row of 64 4-bit codes a word
+    assert len(np.unique(codes[0])) > 1 and all(len(np.unique(row)) == 1 for row in codes[rows:])
+
+
 def test_relative_terms_round_trip_through_param_words():
     rng = np.random.default_rng(5)
     height, width = rng.integers(-(1 << 15), 1 << 15, (2, 3, 8))

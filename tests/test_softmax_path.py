@@ -31,6 +31,7 @@ def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, width
         await write_tile(ctx, path, path.store, scores, tile_writes(path.store, rows))
         if path.relative_side:
             await write_relative_terms(ctx, path, heights, widths)
+            ctx.set(path.relative, 1)
         ctx.set(path.start, 1)
         ctx.set(path.n_rows, rows)
         ctx.set(path.keys, keys)

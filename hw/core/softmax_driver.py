@@ -77,7 +77,8 @@ class SoftmaxDriver(wiring.Component):
         if cfg.softmax_bias_side:
             m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~_loads_table(inst)))
         elif cfg.softmax_relative_side:
-            m.d.comb += path.start.eq(self._copy_terms(m, path, inst) | (go & ~inst.bias_load))
+            m.d.comb += [path.start.eq(self._copy_terms(m, path, inst) | (go & ~inst.bias_load)),
+                         path.relative.eq(inst.bias_load)]
         else:
             m.d.comb += path.start.eq(go)
 

@@ -15,7 +15,7 @@ store's scores.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -50,6 +50,8 @@ class SoftmaxPath(wiring.Component):
                             if name.startswith("t_") or name in ("side", "query_row", "query_col")})
         members.update({name: member for name, member in self.unit.signature.members.items()
                         if not name.startswith("in_")})
+        if relative_side:       # held for a tile: add its relative terms (the store keeps the last tile's)
+            members["relative"] = In(1)
         members.update({"start": In(1), "n_rows": In(range(rows + 1)), "keys": In(range(widths.max_keys + 1)),
                         "busy": Out(1)})
         super().__init__(members)
@@ -99,7 +101,7 @@ class SoftmaxPath(wiring.Component):
             m.d.comb += [grid.start.eq(self.start), grid.r_en.eq(issue), grid.r_first.eq(beat == 0)]
             bias = grid.out_bias
         else:
-            bias = store.out_bias if self.relative_side else Const(0, p * w.bias_bits)
+            bias = Mux(self.relative, store.out_bias, 0) if self.relative_side else Const(0, p * w.bias_bits)
         m.d.comb += [fifo.w_data.eq(Cat(store.out_scores, bias, tag)), fifo.w_en.eq(store.out_valid)]
 
         data = fifo.r_data
