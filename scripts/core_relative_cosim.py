@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     inputs = {"q": rng.integers(0, 1 << layer.q.act_bits, shapes["q"]),
               "k": rng.integers(0, 1 << layer.k.act_bits, shapes["k"])}
     estimate_cycles = call_cost(config, call).cycles
+    # the simulated memory must hold the 4-bit codes out (12 heads: 100 MB) beside the program and inputs
     words = 1 << max(20, (4 * int(np.prod(shapes["q"][:-1])) * shapes["k"][-2] // config.bus_bits).bit_length() + 1)
     sim = CoreSimulator(config, words, args.work)
     result = simulate_case(sim, config, {layer.name: layer}, CoreCase(layer.name, "probs"), call.spec, inputs)
