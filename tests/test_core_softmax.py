@@ -18,7 +18,7 @@ from hw.compiler.softmax import plan_probs
 from hw.core.config import CoreConfig, CoreConfigError
 from hw.compiler.plan import Arith
 from hw.core.isa import (Buffer, DescActStrides, DescOtherStrides, Gemm, Instruction, Mode, Opcode, Segment, Softmax,
-                         Transfer)
+                         Transfer, softmax_row_words)
 from hw.core.pysim import run_rtl
 from hw.core.streams import Streams
 from hw.core.timing import run_timing
@@ -211,36 +211,47 @@ def test_relative_layers_the_path_cannot_take_are_refused_in_one_line():
         dataclasses.replace(REL_CORE, softmax_lanes=0)
 
 
+def _with_then_without_bias(config: CoreConfig, key_blocks: int, wgt_ob: int, n_rows: int, keys: int,
+                            table: np.ndarray, bias_fields: tuple, max_cycles: int) -> np.ndarray:
+    """One run of two tiles of zero scores (nothing loaded into ACT or WGT): a to_store GEMM of ``key_blocks``
+    key blocks and a SOFTMAX of n_rows x keys that copies ``table`` (PARAM words after the descriptor) with
+    ``bias_fields`` (bias_side, bias_load, query_row, query_col), then a GEMM and a SOFTMAX with none. Checks
+    RTL = functional model = cycle model; returns the OUT words the STORE leaves from word 32, the first
+    tile's rows then the second's."""
+    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
+    desc = arith.descriptor(key_blocks, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0),
+                            DescOtherStrides(0, wgt_ob, 0, config.rows, 0, 1, 0, 0))
+    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
+    image = np.concatenate([pack_descriptor(desc, config.bus_bits), table])
+    desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
+    tile_words = n_rows * softmax_row_words(keys, config.act_bits, config.bus_bits)
+    constants = (1 << 30, 40, 1, 15, -21000)
+    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
+    compute = [Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, n_rows, keys, *constants, *bias_fields, desc_words),
+               Gemm(Opcode.GEMM, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
+               Softmax(Opcode.SOFTMAX, 0, 0, 0, 1, tile_words, n_rows, keys, *constants), Instruction(Opcode.END)]
+    store = [Transfer(Opcode.STORE, 1, 0, 0, 0, Buffer.OUT, 0, 32, 1, 2 * tile_words, 0, 0), Instruction(Opcode.END)]
+    streams = Streams.assemble(load, compute, store)
+    memory = np.zeros(64 * config.bus_bytes, np.uint8)
+    memory[:image.size] = image
+    rtl = run_rtl(config, streams, memory, max_cycles=max_cycles)
+    expect = fsim_run(config, streams, memory, check_hazards=False)
+    assert np.array_equal(rtl.memory, expect)
+    assert rtl.cycles == run_timing(config, streams, memory).cycles
+    return expect.reshape(-1, config.bus_bytes)[32:32 + 2 * tile_words]
+
+
 def test_a_softmax_without_terms_adds_nothing_of_the_terms_the_store_still_holds():
     """One run: a SOFTMAX copies relative terms and uses them, the next takes none (the store's term memories
     outlive a tile, and on a board a run); zero scores, so the first tile's codes follow the terms alone and
     the second's are uniform. RTL = functional model = cycle model."""
     config = REL_CORE
     side, rows = config.softmax_relative_side, config.rows
-    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
-    blocks = side * side // config.cols
-    desc = arith.descriptor(blocks, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0),
-                            DescOtherStrides(0, 16, 0, rows, 0, 1, 0, 0))
-    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
-    rng = np.random.default_rng(6)
-    height, width = rng.integers(-3000, 3000, (2, rows, side))
-    image = np.concatenate([pack_descriptor(desc, config.bus_bits), pack_relative_terms(height, width, config.bus_bits)])
-    desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
-    constants = (1 << 30, 40, 1, 15, -21000)
-    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
-    compute = [Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
-               Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, rows, side * side, *constants, 0, 1, 0, 0, desc_words),
-               Gemm(Opcode.GEMM, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
-               Softmax(Opcode.SOFTMAX, 0, 0, 0, 1, rows, rows, side * side, *constants), Instruction(Opcode.END)]
-    store = [Transfer(Opcode.STORE, 1, 0, 0, 0, Buffer.OUT, 0, 32, 1, 2 * rows, 0, 0), Instruction(Opcode.END)]
-    streams = Streams.assemble(load, compute, store)
-    memory = np.zeros(64 * config.bus_bytes, np.uint8)
-    memory[:image.size] = image
-    rtl = run_rtl(config, streams, memory, max_cycles=40_000)
-    expect = fsim_run(config, streams, memory, check_hazards=False)
-    assert np.array_equal(rtl.memory, expect)
-    assert rtl.cycles == run_timing(config, streams, memory).cycles
-    codes = expect.reshape(-1, config.bus_bytes)[32:32 + 2 * rows]      # a row of 64 4-bit codes a word
+    height, width = np.random.default_rng(6).integers(-3000, 3000, (2, rows, side))
+    codes = _with_then_without_bias(config, side * side // config.cols, 16, rows, side * side,
+                                    pack_relative_terms(height, width, config.bus_bits), (0, 1, 0, 0), 40_000)
+    # a row of 64 4-bit codes a word
     assert len(np.unique(codes[0])) > 1 and all(len(np.unique(row)) == 1 for row in codes[rows:])
 
 
@@ -259,28 +270,8 @@ def test_a_softmax_without_bias_adds_nothing_of_the_table_the_path_still_holds()
     """One run: a SOFTMAX loads a grid bias table and uses it, the next takes no bias; zero scores, so the
     first tile's codes follow the bias alone and the second's are uniform. RTL = functional model = cycle
     model."""
-    config = BIAS_CORE
-    arith = Arith.of(Mode.MAC, 1, 16, (Segment(0, 4, 0, 0, 1, 0),))
-    desc = arith.descriptor(1, 4, 1, 1, DescActStrides(0, 0, 0, 4, 0, 0), DescOtherStrides(0, 0, 0, 4, 0, 1, 0, 0))
-    desc = dataclasses.replace(desc, loops=dataclasses.replace(desc.loops, to_store=1))
-    image = np.concatenate([pack_descriptor(desc, config.bus_bits),
-                            pack_bias_tables(np.array([[[0, -3000], [-1500, 2500]]]), config.bus_bits)])
-    desc_words, words = pack_descriptor(desc, config.bus_bits).size // config.bus_bytes, image.size // config.bus_bytes
-    constants = (1 << 30, 40, 1, 15, -21000)
-    load = [Transfer(Opcode.LOAD, 0, 0, 0, 1, Buffer.PARAM, 0, 0, 1, words, 0, 0), Instruction(Opcode.END)]
-    compute = [Gemm(Opcode.GEMM, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
-               Softmax(Opcode.SOFTMAX, 0, 0, 0, 0, 0, 2, 4, *constants, 2, 1, 0, 0, desc_words),
-               Gemm(Opcode.GEMM, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1),
-               Softmax(Opcode.SOFTMAX, 0, 0, 0, 1, 2, 2, 4, *constants), Instruction(Opcode.END)]
-    store = [Transfer(Opcode.STORE, 1, 0, 0, 0, Buffer.OUT, 0, 32, 1, 4, 0, 0), Instruction(Opcode.END)]
-    streams = Streams.assemble(load, compute, store)
-    memory = np.zeros(64 * config.bus_bytes, np.uint8)
-    memory[:image.size] = image
-    rtl = run_rtl(config, streams, memory, max_cycles=20_000)
-    expect = fsim_run(config, streams, memory, check_hazards=False)
-    assert np.array_equal(rtl.memory, expect)
-    assert rtl.cycles == run_timing(config, streams, memory).cycles
-    rows = expect.reshape(-1, config.bus_bytes)[32:36, :2]          # 4 codes of 4 bits a row
+    table = pack_bias_tables(np.array([[[0, -3000], [-1500, 2500]]]), BIAS_CORE.bus_bits)
+    rows = _with_then_without_bias(BIAS_CORE, 1, 0, 2, 4, table, (2, 1, 0, 0), 20_000)[:, :2]   # 4 4-bit codes a row
     assert len(np.unique(rows[0])) > 1 and np.array_equal(rows[2], rows[3]) and len(np.unique(rows[2])) == 1
 
 
