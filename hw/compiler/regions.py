@@ -100,10 +100,6 @@ class Region:
         out[:data.size] = data
         return out
 
-    def write(self, memory: np.ndarray, tensor: np.ndarray, bus_bits: int) -> None:
-        bb = bus_bits // 8
-        memory[self.base * bb:(self.base + self.words) * bb] = self.pack(tensor, bus_bits)
-
     def read(self, memory: np.ndarray, bus_bits: int) -> np.ndarray:
         """The tensor an output region holds in ``memory``."""
         if self.kind != "out_rows":

@@ -126,9 +126,6 @@ class CoreConfig:
                                 f"path's lanes, a table side in 4 bits), got {side}")
             elif side * side > self.softmax_max_keys:
                 problems.append(f"softmax_bias_side {side}: its {side * side} keys exceed softmax_max_keys")
-            if self.param_words > 1 << BIAS_ADDR_BITS:
-                problems.append(f"a SOFTMAX addresses its bias table in {1 << BIAS_ADDR_BITS} PARAM words, "
-                                f"param_words is {self.param_words}")
         if self.softmax_relative_side:
             side = self.softmax_relative_side
             if not self.softmax_lanes:
@@ -138,11 +135,11 @@ class CoreConfig:
                                 f"whose {side * side} keys fit softmax_max_keys {self.softmax_max_keys}, got {side}")
             if self.softmax_bias_side:
                 problems.append("a softmax path adds either a grid bias or relative-position terms, not both")
-            if self.param_words > 1 << BIAS_ADDR_BITS:
-                problems.append(f"a SOFTMAX addresses its relative terms in {1 << BIAS_ADDR_BITS} PARAM words, "
-                                f"param_words is {self.param_words}")
             if self.bus_bits % RELATIVE_PAIR_BITS:
                 problems.append(f"bus_bits {self.bus_bits} is not a multiple of a {RELATIVE_PAIR_BITS}-bit term pair")
+        if (self.softmax_bias_side or self.softmax_relative_side) and self.param_words > 1 << BIAS_ADDR_BITS:
+            problems.append(f"a SOFTMAX addresses its bias table or relative terms in {1 << BIAS_ADDR_BITS} PARAM "
+                            f"words, param_words is {self.param_words}")
         if problems:
             raise CoreConfigError("; ".join(problems))
 

@@ -16,7 +16,7 @@ import numpy as np
 from hw.core.config import CoreConfig
 from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, softmax_row_words
 from hw.core.streams import UNITS, Streams
-from sw.ref.log_softmax import grid_bias, softmax_codes
+from sw.ref.log_softmax import grid_bias, relative_bias, softmax_codes
 from .gemm import GemmError, execute_gemm
 from .hazards import AccessLog, Clocks, HazardError
 from .layout import (bias_table_words, pack_codes, relative_terms_words, unpack_bias_table, unpack_codes,
@@ -276,7 +276,7 @@ class Machine:
             self.logs[Buffer.PARAM].read(words, 1, clock)
         height, width = unpack_relative_terms(self.buffers[Buffer.PARAM], inst.bias_addr, inst.n_rows, side,
                                               cfg.bus_bits)
-        return (height[:, :, None] + width[:, None, :]).reshape(inst.n_rows, side * side)
+        return relative_bias(height, width)
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

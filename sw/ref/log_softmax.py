@@ -102,10 +102,7 @@ class RelativePosition:
 
     def bias(self, q_codes: np.ndarray) -> np.ndarray:
         """B [..., N, N] in 2^-F log2 units from the query codes [..., N, d] of a square grid of N positions."""
-        height, width = self.terms(q_codes)
-        n, side = height.shape[-2:]
-        total = height[..., :, :, None] + width[..., :, None, :]
-        return total.reshape(*height.shape[:-2], n, n)
+        return relative_bias(*self.terms(q_codes))
 
     def term_bound(self, q_bits: int) -> int:
         """The largest |term| any query codes of ``q_bits`` bits can give (for a unit's term width)."""
@@ -115,6 +112,14 @@ class RelativePosition:
             dot = q_top * int(np.abs(table).sum(axis=1).max())
             bound = max(bound, int(requantize(np.array([dot]), m, sh, 0, -T_LIMIT, T_LIMIT)[0]))
         return bound
+
+
+def relative_bias(height: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """B [..., n, s^2] from queries' height and width terms [..., n, s] (``RelativePosition.terms``): the key at
+    (y, x), key index y s + x, gains height[y] + width[x]."""
+    n, side = height.shape[-2:]
+    total = height[..., :, :, None] + width[..., :, None, :]
+    return total.reshape(*height.shape[:-2], n, side * side)
 
 
 @dataclass(frozen=True)
