@@ -1,12 +1,15 @@
-"""SAM ViT's global attention with its relative positions on the core's RTL: QK^T and the softmax on chip
+"""SAM ViT's attention with its relative positions on the core's RTL: QK^T and the softmax on chip
 (invocation op ``probs``) on a core with ``softmax_relative_side``, in Verilator.
 
     python scripts/core_relative_cosim.py runs/bundle_ahcptq_w4a4 \
         --core bitstreams/cores/w4-16x16-lut-acc22-softmax4-rel64.json --heads 4 --report docs/relative_cosim.md
+    python scripts/core_relative_cosim.py ... --attention windowed --windows 2 --heads 12
 
 No SAM ViT checkpoint ships with the project, so the layer is the estimate's SAM ViT-B global attention
 (``sw.estimate.sam_vit``: the bundle's attention codes and softmax format at ViT-B's shapes, a 64 x 64
-grid of 4,096 tokens, 64 dimensions a head) with random relative-position tables (seeded, normal, scaled
+grid of 4,096 tokens, 64 dimensions a head), or with ``--attention windowed`` its windowed attention (14 x 14
+windows of 196 tokens, key rows padded to whole beats of the path), with random relative-position tables
+(seeded, normal, scaled
 so that every term fits the path's 16 bits) and random query and key codes. Every output code is compared
 with sw/ref's integer softmax (``sw.ref.log_softmax``, the terms from the query codes), every OUT word
 the program stores with the functional model, the RTL's cycle counter with the cycle model; the estimate's
@@ -39,10 +42,12 @@ from sw.estimate.sam_vit import vit_encoder_calls  # noqa: E402
 from sw.ref.log_softmax import LogSoftmax  # noqa: E402
 
 
-def global_attention(bundle, config, heads: int, rng):
-    """The estimate's ViT-B global attention call with ``heads`` heads and random relative-position tables."""
+def relative_attention(bundle, config, attention: str, windows: int, heads: int, rng):
+    """The estimate's ViT-B global (or windowed) attention call with ``windows`` windows (1 for the global one)
+    of ``heads`` heads and random relative-position tables."""
     side = config.softmax_relative_side
-    call = next(c for c in vit_encoder_calls(bundle) if c.spec.op == "scores" and c.spec.shape("q")[-2] == side * side)
+    call = next(c for c in vit_encoder_calls(bundle) if c.spec.op == "scores" and c.layer.rel_pos_h is not None
+                and (c.spec.shape("q")[-2] == side * side) == (attention == "global"))
     layer = call.layer
     tables = rng.normal(0.0, 0.1, (2,) + layer.rel_pos_h.shape)
     layer = dataclasses.replace(layer, rel_pos_h=tables[0].astype(np.float32), rel_pos_w=tables[1].astype(np.float32))
@@ -51,7 +56,7 @@ def global_attention(bundle, config, heads: int, rng):
     if bound > limit:           # tables cut to 16-bit codes scale with their largest entry: scale them all
         layer = dataclasses.replace(layer, rel_pos_h=layer.rel_pos_h * (limit / bound / 1.01),
                                     rel_pos_w=layer.rel_pos_w * (limit / bound / 1.01))
-    shapes = {name: (1, heads) + tuple(call.spec.shape(name)[2:]) for name in ("q", "k")}
+    shapes = {name: (windows, heads) + tuple(call.spec.shape(name)[2:]) for name in ("q", "k")}
     spec = with_softmax(InvocationSpec.of(layer, "scores", shapes))
     return dataclasses.replace(call, spec=spec, layer=layer), shapes
 
@@ -60,6 +65,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bundle", help="the bundle whose attention codes the layer takes (its template)")
     parser.add_argument("--core", required=True, help="a core config with softmax_relative_side")
+    parser.add_argument("--attention", choices=("global", "windowed"), default="global")
+    parser.add_argument("--windows", type=int, default=1, help="windows of a windowed attention (ViT-B has 25)")
     parser.add_argument("--heads", type=int, default=4, help="heads of the invocation (ViT-B has 12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="sim_build")
@@ -71,7 +78,9 @@ def main(argv=None) -> int:
         parser.error(f"{args.core}: the core adds no relative-position terms (softmax_relative_side 0)")
     bundle = load_bundle(args.bundle)
     rng = np.random.default_rng(args.seed)
-    call, shapes = global_attention(bundle, config, args.heads, rng)
+    if args.attention == "global" and args.windows != 1:
+        parser.error("the global attention has one window (--windows 1)")
+    call, shapes = relative_attention(bundle, config, args.attention, args.windows, args.heads, rng)
     layer = call.layer
     refusal = probs_refusal(config, layer, shapes["q"], shapes["k"])
     if refusal:
@@ -90,13 +99,14 @@ def main(argv=None) -> int:
         bound = LogSoftmax.of(layer).relative.term_bound(layer.q.act_bits)
         command = "python scripts/core_relative_cosim.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         lines = [
-            "# SAM ViT global attention with relative positions on the core's RTL", "",
+            f"# SAM ViT {args.attention} attention with relative positions on the core's RTL", "",
             f"Generated by `{command}` in {time.perf_counter() - start:.0f} s; do not edit by hand.", "",
             f"Core `{config.digest}` ({args.core}: {config.rows}x{config.cols} PEs, softmax path of "
             f"{config.softmax_lanes} keys a beat, relative-position grid {config.softmax_relative_side} x "
-            f"{config.softmax_relative_side}); layer: the estimate's SAM ViT-B global attention "
-            f"(`sw.estimate.sam_vit`, shapes only: no SAM ViT checkpoint ships with the project) with {args.heads} "
-            f"heads of {shapes['q'][-2]} queries and keys, random relative-position tables (seed {args.seed}; "
+            f"{config.softmax_relative_side}); layer: the estimate's SAM ViT-B {args.attention} attention "
+            f"(`sw.estimate.sam_vit`, shapes only: no SAM ViT checkpoint ships with the project) with {args.windows} "
+            f"window(s) of {args.heads} heads of {shapes['q'][-2]} queries and keys, random relative-position tables "
+            f"(seed {args.seed}; "
             f"any query's terms bounded by {bound}, the path takes up to {(1 << (RELATIVE_TERM_BITS - 1)) - 1}) "
             "and random query and key "
             "codes. Every output code is compared with sw/ref's integer softmax, every OUT word the program stores "

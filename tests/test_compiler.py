@@ -16,7 +16,7 @@ import pytest
 from hw.compiler import CompileError, build_program, compile_layer
 from hw.compiler.invocation import InvocationSpec, plan_invocation
 from hw.compiler.conv import plan_conv
-from hw.compiler.lower import lower_conv, lower_linear, softmax_row_bound
+from hw.compiler.lower import lower_conv, lower_linear, lower_values, softmax_row_bound
 from hw.compiler.plan import moved_words, words_moved
 from hw.compiler.rows import plan_rows
 from hw.compiler.store import ProgramError, load_program, write_program
@@ -36,7 +36,10 @@ TINY = CoreConfig(rows=4, cols=4, act_words=160, wgt_words=64, out_words=64, par
                   max_segments=4)
 # PEs without Y: HLUQ and AGQ (tau >= 2) layers as two or four X-only segments
 W4_X_ONLY = dataclasses.replace(PRESETS["w4-16x16"], y_accumulators=False)
-CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY, "w4-x-only": W4_X_ONLY}
+# Y's term registers for shifts up to 3: HLUQ of L = 4 and AGQ tau = 4 (Q = 3) use Y, AGQ tau = 2 (Q = 7) X only
+W4_NARROW_Y = dataclasses.replace(PRESETS["w4-16x16"], y_max_shift=3)
+CONFIGS = {"w8": PRESETS["w8-16x16"], "w4": PRESETS["w4-16x16"], "tiny": TINY, "w4-x-only": W4_X_ONLY,
+           "w4-narrow-y": W4_NARROW_Y}
 # 4-bit codes in buffers that force conv bands: 64 codes to a word, so a band mostly starts inside one
 TINY_W4 = dataclasses.replace(TINY, act_bits=4, weight_bits=4, act_words=48)
 CONV_CONFIGS = CONFIGS | {"tiny-w4": TINY_W4}
@@ -80,6 +83,19 @@ def test_convs_equal_the_reference(config, geometry):
             x = codes(rng, (2, c, 11, 9), extreme=extreme)
             got = run_one(CONV_CONFIGS[config], layer, None, {"input": x})["output"]
             assert np.array_equal(got, run_conv(layer, x)), (output, extreme)
+
+
+def test_y_terms_past_y_max_shift_take_the_x_only_form():
+    rng = np.random.default_rng(3)
+    for levels, uses_y in ((4, 1), (5, 0)):         # log shifts up to L - 1 against y_max_shift 3
+        layer = linear_layer(rng, "hluq", 72, 40, log_levels=levels)
+        spec = lower_linear(W4_NARROW_Y, layer, (37, 72), "fc")
+        assert (spec.arith.loops.uses_y, len(spec.arith.segments)) == (uses_y, 1 if uses_y else 2)
+    for tau, uses_y in ((4, 1), (2, 0)):            # Q = 3 and Q = 7
+        layer = softmax_layer(rng, f"agq{tau}")
+        spec = lower_values(W4_NARROW_Y, layer, (2, 20, 50), (2, 50, 8), "attn")
+        assert spec.arith.loops.uses_y == uses_y
+        assert len(spec.arith.segments) == (1 if tau == 2 else 2) * (1 if uses_y else 2)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)

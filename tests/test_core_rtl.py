@@ -38,6 +38,12 @@ CONFIGS = {
     "2x16-w8-wide-rows": dataclasses.replace(SMALL, cols=16, out_words=128, param_words=128),
     "4x4-w4-x-only": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
                                          y_accumulators=False),
+    # X sums through one register per column: the same memory and cycles as an out register per PE
+    "4x4-w4-x-column": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
+                                           x_out_register="column"),
+    # Y's term registers for shifts up to 3 of the core's 7: random programs keep uses_y's shifts within them
+    "4x4-w4-y-narrow": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
+                                           y_max_shift=3),
     # up to 9 lookup steps: one or two descriptor words of them, two more tail stages
     "4x4-w4-lookup": dataclasses.replace(SMALL, rows=4, cols=4, act_bits=4, weight_bits=4, pe_acc_bits=28,
                                          lookup_steps=9),
@@ -129,6 +135,17 @@ def test_configs_the_core_cannot_build_are_refused_in_one_line():
         CoreParams(dataclasses.replace(SMALL, bus_bits=128))
     with pytest.raises(CoreConfigError, match="mem_read_latency >= 2"):
         CoreParams(dataclasses.replace(SMALL, mem_read_latency=1))
+    with pytest.raises(CoreConfigError, match="x_out_register must be one of"):
+        dataclasses.replace(SMALL, x_out_register="lane")
+    with pytest.raises(CoreConfigError, match="y_max_shift must be 0..max_shift 7"):
+        dataclasses.replace(SMALL, y_max_shift=8)
+
+
+def test_later_fields_at_their_defaults_keep_the_digest():
+    narrow = dataclasses.replace(SMALL, x_out_register="column", y_max_shift=3)
+    assert CoreConfig.from_dict(narrow.to_dict()) == narrow
+    assert {"x_out_register", "y_max_shift"} & set(SMALL.to_dict()) == set()
+    assert dataclasses.replace(narrow, x_out_register="pe", y_max_shift=None).digest == SMALL.digest != narrow.digest
 
 
 @pytest.mark.parametrize("lookup_steps,softmax_lanes", [(0, 0), (9, 0), (0, 2)])

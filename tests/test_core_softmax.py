@@ -163,11 +163,14 @@ def relative_positioned(layer, rng, side: int, top: float = 0.3):
 
 REL_CORE = dataclasses.replace(CORE, param_words=64, softmax_relative_side=8)     # 8 x 8 grids: 64 keys
 
-# (name, core, items, grid side): query blocks whose last is short (side 6 on 4 rows: 36 queries), terms of
-# two query blocks a run, 4 keys a beat
+# (name, core, items, grid side): terms of two query blocks a run, 4 keys a beat; grids narrower than the
+# path's, in key rows padded to whole beats (5 keys in 3 beats of 2 slots, 3 keys in a beat of 4), with query
+# blocks whose last is short (25 and 9 queries on 4 rows)
 REL_CASES = [
     ("side8-two-items", REL_CORE, 2, 8),
     ("side8-4-lanes-wide-rows", dataclasses.replace(REL_CORE, rows=8, softmax_lanes=4), 1, 8),
+    ("side5-padded-2-lanes", REL_CORE, 1, 5),
+    ("side3-padded-4-lanes-two-items", dataclasses.replace(REL_CORE, softmax_lanes=4), 2, 3),
 ]
 
 
@@ -190,14 +193,19 @@ def test_relative_position_codes_on_the_rtl_equal_the_integer_softmax_in_the_mod
     assert cycles == model
     softmaxes = [Softmax.decode(w) for p in inv.parts for w in p.compute if Opcode(w & 0xF) == Opcode.SOFTMAX]
     assert len(softmaxes) == items * -(-n // config.rows)
-    assert all(s.bias_load and not s.bias_side for s in softmaxes)       # every tile copies its own terms
+    slots = -(-side // config.softmax_lanes) * config.softmax_lanes      # a key row's slots, padding included
+    beats = 0 if slots == config.softmax_relative_side else slots // config.softmax_lanes
+    assert all(s.bias_load and (s.bias_side, s.query_col, s.keys) == (beats, slots - side, side * slots)
+               for s in softmaxes)       # every tile copies its own terms
 
 
 def test_relative_layers_the_path_cannot_take_are_refused_in_one_line():
     rng = np.random.default_rng(4)
-    layer = relative_positioned(with_field(attention_layer(rng, 2, 7, keys=36, dim=8), "q.scale", 0.6), rng, 6)
-    with pytest.raises(CompileError, match="36 queries and 36 keys are not the path's 8 x 8 grid"):
-        compile_layer(REL_CORE, layer, "probs", {"q": (1, 1, 36, 8), "k": (1, 1, 36, 8)})
+    layer = relative_positioned(with_field(attention_layer(rng, 2, 7, keys=81, dim=8), "q.scale", 0.6), rng, 9)
+    with pytest.raises(CompileError, match="its 9 x 9 grid exceeds the path's 8 x 8"):
+        compile_layer(REL_CORE, layer, "probs", {"q": (1, 1, 81, 8), "k": (1, 1, 81, 8)})
+    with pytest.raises(CompileError, match="its 30 queries and 30 keys are not one square grid"):
+        compile_layer(REL_CORE, layer, "probs", {"q": (1, 1, 30, 8), "k": (1, 1, 30, 8)})
     wide = relative_positioned(with_field(attention_layer(rng, 2, 7, keys=64, dim=8), "q.scale", 0.6), rng, 8, 30.0)
     with pytest.raises(CompileError, match="relative-position terms can reach .* beyond the path's 16-bit terms"):
         compile_layer(REL_CORE, wide, "probs", {"q": (1, 1, 64, 8), "k": (1, 1, 64, 8)})

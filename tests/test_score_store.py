@@ -70,6 +70,7 @@ def run_store(store: ScoreStore, scores: np.ndarray, heights=None, widths=None, 
         await write_tile(ctx, store, store, scores, writes)
         if store.relative_side:
             await write_relative_terms(ctx, store, heights, widths)
+            ctx.set(store.rel_words, heights.shape[1] // p)    # key rows of the terms' side
         pending = []
         queue = list(beats)
         while queue or pending:
@@ -119,6 +120,36 @@ def test_relative_terms_sum_per_key(lanes):
     key_row, key_col = np.divmod(np.arange(side * side), side)
     assert np.array_equal(got_s, scores)
     assert np.array_equal(got_b, heights[:, key_row] + widths[:, key_col])
+
+
+def test_a_narrower_grid_reads_its_rows_of_key_slots():
+    """Rows of 4 key slots on a path built for side 8: the terms of slot (y, x) are those of key row y and
+    column x of the narrower grid, and ``r_row_end`` marks each key row's last beat."""
+    rng = np.random.default_rng(5)
+    rows, side, slots, lanes = 2, 8, 4, 2
+    store = ScoreStore(4, rows, side * side, 15, lanes, relative_side=side, bias_bits=18)
+    scores = rng.integers(-(1 << 14), 1 << 14, (rows, 3 * slots))
+    heights, widths = (rng.integers(-(1 << 16), 1 << 16, (rows, slots)) for _ in range(2))
+    got_s, got_b = run_store(store, scores, heights, widths, seed=9)
+    key_row, key_col = np.divmod(np.arange(3 * slots), slots)
+    assert np.array_equal(got_s, scores)
+    assert np.array_equal(got_b, heights[:, key_row] + widths[:, key_col])
+
+    ends = []
+
+    async def bench(ctx):
+        ctx.set(store.rel_words, slots // lanes)
+        for beat in range(3 * slots // lanes):
+            ctx.set(store.r_en, 1)
+            ctx.set(store.r_first, int(beat == 0))
+            ends.append(ctx.get(store.r_row_end))
+            await ctx.tick()
+
+    sim = Simulator(store)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert ends == [0, 1] * 3
 
 
 def test_its_memories_are_the_ones_the_estimate_prices():

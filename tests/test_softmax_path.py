@@ -19,9 +19,9 @@ from test_score_store import tile_writes, write_relative_terms, write_tile
 from test_softmax_unit import softmax_of
 
 
-def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, widths=None):
-    """Codes [rows, keys] the path writes for a tile of ``scores`` [rows, keys], and the cycles from start
-    to the last code out."""
+def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, widths=None, key_pad: int = 0):
+    """Codes [rows, keys] the path writes for a tile of ``scores`` [rows, key slots] (the kept ones: with
+    ``key_pad``, each key row's last slots are padding), and the cycles from start to the last code out."""
     rows, keys = scores.shape
     out, cycles = [], []
 
@@ -32,6 +32,8 @@ def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, width
         if path.relative_side:
             await write_relative_terms(ctx, path, heights, widths)
             ctx.set(path.relative, 1)
+            ctx.set(path.rel_words, heights.shape[1] // path.widths.lanes)
+            ctx.set(path.key_pad, key_pad)
         ctx.set(path.start, 1)
         ctx.set(path.n_rows, rows)
         ctx.set(path.keys, keys)
@@ -55,7 +57,7 @@ def run_path(path: SoftmaxPath, softmax, scores: np.ndarray, heights=None, width
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return beat_codes(out, path.widths.lanes).reshape(rows, keys), cycles[0]
+    return beat_codes(out, path.widths.lanes).reshape(rows, -1), cycles[0]
 
 
 @pytest.mark.parametrize("lanes,rows,keys,tau", [(2, 4, 24, 2), (1, 3, 13, 1), (4, 5, 48, 4), (2, 2, 2, 2),
@@ -88,3 +90,23 @@ def test_relative_position_terms_reach_the_unit_as_its_bias(lanes):
     ref = softmax.codes(scores[None])[0]
     assert np.array_equal(codes, ref), np.argwhere(codes != ref)[:5]
     assert cycles + 1 == row_cycles(keys, rows, unit) + FEED_LATENCY
+
+
+def test_a_narrower_grid_padded_to_whole_beats_gives_the_codes_of_its_own_keys():
+    """A 3 x 3 grid on a path built for 8 x 8, two lanes: key rows of 4 slots, the last one padding. The
+    padding enters neither maximum nor sum (huge scores there would change every code), and the codes
+    are those of the 9 keys alone."""
+    rng = np.random.default_rng(11)
+    rows, grid, slots, lanes = 3, 3, 4, 2
+    real = (np.arange(grid * slots) % slots) < grid
+    softmax = softmax_of(rng, 2, rows, grid * grid, False)
+    heights, widths = (rng.integers(-3000, 3000, (rows, slots)) for _ in range(2))
+    key_row, key_col = np.divmod(np.arange(grid * slots)[real], slots)
+    softmax = dataclasses.replace(softmax, bias=(heights[:, key_row] + widths[:, key_col])[None])
+    scores = rng.integers(-900, 900, (rows, grid * slots))
+    scores[:, ~real] = 30000
+    unit = UnitWidths(lanes=lanes, max_keys=64, score_bits=16)
+    codes, _ = run_path(SoftmaxPath(4, rows, unit, relative_side=8), softmax, scores, heights, widths, key_pad=1)
+    ref = softmax.codes(scores[:, real][None])[0]
+    assert np.array_equal(codes, ref), np.argwhere(codes != ref)[:5]
+    assert len(set(ref.ravel().tolist())) > 1

@@ -168,12 +168,12 @@ def _gemm_arith(where: str, config: CoreConfig, layer: GemmLayer, order: np.ndar
         levels = fmt.log_levels
         check_shift(where, config, levels - 1, "HLUQ's log path")
         log_max, uniform_max = 1 << (levels - 1), max(0, _code_max(fmt.act_bits) - levels)
-        if config.y_accumulators:
+        if config.y_takes(levels - 1):
             seg = Segment(j_start=0, j_len=c, zero_point=0, residue_pass=0, m_x=gm[0], m_y=gm[1])
             arith = Arith.of(Mode.HLUQ, 0, bits, (seg,), q_min, q_max, log_levels=levels, uses_y=1)
             return arith, np.zeros(c, np.int64), [(log_max, uniform_max)]
-        # no Y in the PEs: the log sum, then the uniform sum, each a segment of its own in X
-        check_segments(where, config, 2, "HLUQ's two sums (a core without Y accumulators)")
+        # no Y in the PEs (or shifts past y_max_shift): the log sum, then the uniform sum, each a segment in X
+        check_segments(where, config, 2, "HLUQ's two sums (in X alone)")
         segments = tuple(Segment(j_start=0, j_len=c, zero_point=0, residue_pass=0, m_x=gm[i], m_y=0, y_terms=i)
                          for i in (0, 1))
         arith = Arith.of(Mode.HLUQ, 0, bits, segments, q_min, q_max, log_levels=levels, uses_y=0)
@@ -316,7 +316,8 @@ def lower_values(config: CoreConfig, layer: AttentionLayer, p_shape: tuple, v_sh
         check_shift(where, config, sm.max_shift, "AGQ")
         lut = [int(x) for x in sm.lut]
         check_multipliers(where, "AGQ LUT entry", lut)
-        if config.y_accumulators:      # residues 2p and 2p + 1 in X and Y of pass p
+        use_y = config.y_takes(sm.max_shift)
+        if use_y:                      # residues 2p and 2p + 1 in X and Y of pass p
             passes = [(0, 0, 1)] if sm.tau <= 2 else [(0, 0, 1), (1, 2, 3)]
             segments = tuple(Segment(0, nk, 0, p, lut[a], lut[b] if b < sm.tau else 0) for p, a, b in passes)
         else:                          # each residue a segment of its own, in X
@@ -324,7 +325,7 @@ def lower_values(config: CoreConfig, layer: AttentionLayer, p_shape: tuple, v_sh
         check_segments(where, config, len(segments), "AGQ residue passes")
         arith = Arith.of(Mode.AGQ, 0, code_element_bits(out.act_bits), segments, out.q_min, out.q_max,
                          tau_log2=sm.tau.bit_length() - 1, max_shift=sm.max_shift, zero_code=sm.zero_code,
-                         uses_y=int(sm.tau > 1 and config.y_accumulators))
+                         uses_y=int(sm.tau > 1 and use_y))
         pe = softmax_row_bound(sm, nk) * v_max      # the probabilities come from the softmax step
         lane = nk * max(lut) * (1 << sm.max_shift) * v_max
         pad = sm.zero_code

@@ -7,19 +7,20 @@ Layouts (every one starts at ``base`` and occupies ``words`` words):
     rows      row operands: tensor -> [items, M, J] -> per item [J][M_pad] codes (rows consecutive,
               channels in ``channel_order``), ``item_words`` apart; rows past M hold ``pad_codes[j]``
     vectors   column operands: tensor -> [items, J, N] -> per item, per block of ``cols`` columns,
-              J_pad vectors of ``cols`` codes; columns past N hold ``pad_codes[n]``
+              J_pad vectors of ``cols`` codes; columns past N hold ``pad_codes[n]``; with ``key_slots``,
+              column n goes to column key_slots[n] of ``n_slots`` (the others hold their pad codes)
     conv      a conv input [B, C, H, W] -> per image, per channel a plane of H_pad rows of
               ``row_len`` codes: the padded image row (zero-point code outside the image) split into
               ``stride`` column phases of ``phase_len`` codes; channels past C hold the zero point
     relative  SAM ViT's relative-position terms of the queries of a ``rows`` region's tensor (``source``):
               the host computes each query's height and width terms from its codes
               (``sw.ref.log_softmax.RelativePosition``); per item, per block of ``rows`` queries (rows past
-              M zero), the block's pairs as ``hw.fsim.layout.pack_relative_terms`` lays them out,
-              ``block_words`` words a block
+              M zero), the block's pairs as ``hw.fsim.layout.pack_relative_terms`` lays them out, ``pitch``
+              pairs a query (the grid's ``side``, then zeros), ``block_words`` words a block
     out_rows  results: per item [m_pad] row vectors of ``n_ob`` blocks of ``cols`` elements
               (``words_per_row`` words per block) -> [items, M, N] -> tensor, m_pad >= M the rows kept
               per item; with ``rows_per_word`` P > 1 (a packed GEMM's), per item and block [m_pad / P]
-              words of P row vectors each
+              words of P row vectors each; with ``key_slots``, column n of the tensor is column key_slots[n]
 
 ``axes``/``logical`` say how the tensor becomes the layout's 3-d array: transpose by ``axes``, then
 reshape to ``logical`` (and the reverse for outputs).
@@ -114,7 +115,8 @@ class Region:
         else:
             data = data.reshape(items, p["m_pad"], p["n_ob"], p["words_per_row"] * bb)
         blocks = unpack_out_rows(data[:, :m].reshape(-1, data.shape[-1]), p["cols"], self.bits, p["signed"])
-        logical = blocks.reshape(items, m, p["n_ob"] * p["cols"])[:, :, :n]
+        logical = blocks.reshape(items, m, p["n_ob"] * p["cols"])
+        logical = logical[:, :, p["key_slots"]] if "key_slots" in p else logical[:, :, :n]
         transposed = tuple(self.shape[a] for a in self.axes)
         return logical.reshape(transposed).transpose(np.argsort(self.axes))
 
@@ -134,7 +136,14 @@ class Region:
     def _pack_vectors(self, codes: np.ndarray, bus_bits: int) -> np.ndarray:
         p = self.params
         x = _to_logical(codes, self.shape, self.axes, self.logical, self.name)   # [items, J, N]
-        return pack_codes(vector_blocks(x, p["cols"], p["j_pad"], np.asarray(p["pad_codes"])), self.bits, bus_bits)
+        pad = np.asarray(p["pad_codes"])
+        if "key_slots" in p:
+            slots = np.asarray(p["key_slots"])
+            spread = np.empty(x.shape[:2] + (p["n_slots"],), np.int64)
+            spread[:] = pad[:p["n_slots"]]
+            spread[:, :, slots] = x
+            x = spread
+        return pack_codes(vector_blocks(x, p["cols"], p["j_pad"], pad), self.bits, bus_bits)
 
     def _pack_conv(self, codes: np.ndarray, bus_bits: int) -> np.ndarray:
         p = self.params
@@ -152,11 +161,11 @@ class Region:
         items, m, _ = x.shape
         terms = RelativePosition(tuple(np.asarray(t, np.int64) for t in p["tables"]), tuple(p["multipliers"]),
                                  tuple(p["shifts"]), p["q_zero"])
-        side, rows = p["side"], p["rows"]
-        padded = [np.zeros((items, p["m_pad"], side), np.int64) for _ in range(2)]
+        side, rows, pitch = p["side"], p["rows"], p.get("pitch", p["side"])
+        padded = [np.zeros((items, p["m_pad"], pitch), np.int64) for _ in range(2)]
         for term, out in zip(terms.terms(x), padded):
-            out[:, :m] = term
-        height, width = (t.reshape(-1, rows, side) for t in padded)
+            out[:, :m, :side] = term
+        height, width = (t.reshape(-1, rows, pitch) for t in padded)
         blocks = [pack_relative_terms(h, w, bus_bits) for h, w in zip(height, width)]
         assert all(b.size == p["block_words"] * bus_bits // 8 for b in blocks)
         return np.concatenate(blocks)
@@ -198,8 +207,10 @@ def rows_region(name: str, shape, axes, logical, m_pad: int, item_words: int, bi
 
 
 def vectors_region(name: str, shape, axes, logical, cols: int, j_pad: int, bits: int, code_bits: int, pad_codes,
-                   words: int) -> Region:
+                   words: int, key_slots=None) -> Region:
     params = {"cols": cols, "j_pad": j_pad, "code_bits": code_bits, "pad_codes": [int(v) for v in pad_codes]}
+    if key_slots is not None:
+        params.update(key_slots=[int(v) for v in key_slots], n_slots=int(max(key_slots)) + 1)
     return Region(name, "vectors", 0, words, tuple(shape), bits, tuple(axes), tuple(logical), params)
 
 
@@ -212,20 +223,24 @@ def conv_region(name: str, shape, channels: int, padding: int, stride: int, phas
 
 
 def relative_region(source: str, shape, axes, logical, relative: RelativePosition, side: int, rows: int, m_pad: int,
-                    block_words: int, code_bits: int) -> Region:
+                    block_words: int, code_bits: int, pitch: int | None = None) -> Region:
     """The ``relative`` region of the queries ``source`` (module docstring)."""
     params = {"source": source, "tables": [t.tolist() for t in relative.tables],
               "multipliers": [int(v) for v in relative.multipliers], "shifts": [int(v) for v in relative.shifts],
               "q_zero": int(relative.q_zero), "side": side, "rows": rows, "m_pad": m_pad, "block_words": block_words,
               "code_bits": code_bits}
+    if pitch is not None and pitch != side:
+        params["pitch"] = pitch
     words = logical[0] * (m_pad // rows) * block_words
     return Region(f"{source}.relative", "relative", 0, words, tuple(shape), RELATIVE_TERM_BITS, tuple(axes),
                   tuple(logical), params)
 
 
 def out_region(name: str, shape, axes, logical, m_pad: int, n_ob: int, cols: int, element_bits: int, signed: bool,
-               words_per_row: int, rows_per_word: int = 1) -> Region:
+               words_per_row: int, rows_per_word: int = 1, key_slots=None) -> Region:
     params = {"m_pad": m_pad, "n_ob": n_ob, "cols": cols, "signed": bool(signed), "words_per_row": words_per_row}
+    if key_slots is not None:
+        params["key_slots"] = [int(v) for v in key_slots]
     if rows_per_word > 1:
         params["rows_per_word"] = rows_per_word
     words = logical[0] * m_pad * n_ob * words_per_row // rows_per_word

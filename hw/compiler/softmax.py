@@ -18,11 +18,13 @@ codes as [items][Nq] rows of ``softmax_row_words`` words (an ``out_rows`` region
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from hw.core.config import BIAS_BITS, RELATIVE_TERM_BITS, SOFTMAX_SCORE_BITS, CoreConfig
-from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, softmax_row_words
+from hw.core.isa import ColumnSlot, DescActStrides, DescOtherStrides, Mode, Segment, Softmax, softmax_row_words
+from hw.core.layouts import field_width
 from hw.fsim.layout import bias_table_words, pack_bias_tables, pack_entries, relative_terms_words
 from sw.bundle import AgqCodes, AttentionLayer
 from sw.ref.log_softmax import LogSoftmax, grid_table
@@ -86,13 +88,25 @@ def _limit_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, 
     return None
 
 
+def relative_slots(config: CoreConfig, grid: int) -> int:
+    """Key slots in a key row of a ``grid`` x ``grid`` attention on the path: the grid's side rounded up to
+    whole beats of the path's lanes (``isa.Softmax``: the padding is masked)."""
+    return round_up(grid, config.softmax_lanes)
+
+
 def _relative_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, q_shape: tuple, k_shape: tuple
                       ) -> str | None:
     """Why the path cannot add this layer's relative-position terms (None: it can)."""
-    side = config.softmax_relative_side
-    if q_shape[-2] != side * side or k_shape[-2] != side * side:
-        return (f"its {q_shape[-2]} queries and {k_shape[-2]} keys are not the path's {side} x {side} grid "
-                f"(softmax_relative_side)")
+    side, nq = config.softmax_relative_side, q_shape[-2]
+    grid = math.isqrt(nq)
+    if grid * grid != nq or k_shape[-2] != nq:
+        return f"its {nq} queries and {k_shape[-2]} keys are not one square grid"
+    if grid > side:
+        return f"its {grid} x {grid} grid exceeds the path's {side} x {side} (softmax_relative_side)"
+    slots = relative_slots(config, grid)
+    if slots != side and slots // config.softmax_lanes >= 1 << field_width(Softmax, "bias_side"):
+        return (f"its key rows of {slots} slots are more beats than a SOFTMAX counts for a grid narrower than the "
+                f"path's {side}")
     bound = unit.relative.term_bound(layer.q.act_bits)
     if bound >= 1 << (RELATIVE_TERM_BITS - 1):
         return f"its relative-position terms can reach {bound}, beyond the path's {RELATIVE_TERM_BITS}-bit terms"
@@ -159,16 +173,20 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
     vw, spw = config.vectors_per_wgt_word, config.slots_per_param_word
     items = _items(where, q_shape, k_shape, ("q", "k"), ((None, layer.key_dim), (None, layer.key_dim)))
     nq, nk, d = q_shape[-2], k_shape[-2], layer.key_dim
-    n_ob, j_pad, ks = -(-nk // K), round_up(d, vw), round_up(K, spw)
-    row_words = softmax_row_words(nk, config.act_bits, config.bus_bits)
+    # with relative terms, keys in rows of whole beats of key slots: a narrower grid's rows padded
+    grid = math.isqrt(nq) if unit.relative is not None else 0
+    row_slots = relative_slots(config, grid) if grid else 0
+    n_slots = grid * row_slots if grid else nk
+    key_slots = (np.arange(nk) // grid * row_slots + np.arange(nk) % grid) if row_slots != grid else None
+    n_ob, j_pad, ks = -(-n_slots // K), round_up(d, vw), round_up(K, spw)
+    row_words = softmax_row_words(n_slots, config.act_bits, config.bus_bits)
     arith = Arith.of(Mode.MAC, 1, SOFTMAX_SCORE_BITS, (Segment(0, d, q.zero_point, 0, 1, 0),))
     arith = dataclasses.replace(arith, loops=dataclasses.replace(arith.loops, to_store=1))
     cap = Capacity.of(config, slots, arith)
     side = 0 if table is None else table.shape[1]
-    relative = config.softmax_relative_side if unit.relative is not None else 0
     slot_words = -(-ks // spw)
     # what follows the column slots: a head's grid table, or a query block's relative terms
-    table_words = bias_table_words(side, config.bus_bits) + relative_terms_words(R * relative, config.bus_bits)
+    table_words = bias_table_words(side, config.bus_bits) + relative_terms_words(R * row_slots, config.bus_bits)
 
     # queries: whole items in ACT when one fits, else chunks of whole words of rows
     m_pad = round_up(nq, R)
@@ -203,7 +221,7 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
         if side:
             return Fill("slots", ("slots", head), slots + tuple(contiguous("bias", head * table_words, table_words,
                                                                            slot_words)))
-        if relative:
+        if row_slots:
             return Fill("slots", ("slots", b, block), slots + tuple(contiguous(
                 "relative", (b * blocks + block) * table_words, table_words, slot_words)))
         return Fill("slots", ("slots",), slots)
@@ -232,13 +250,15 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                     fills = (act_fill, Fill("wgt", ("wgt", b, o0), tuple(contiguous(
                                  "columns", (b * n_ob + o0) * col_words, nobj * col_words))),
                              slot_fill(head, b, block))
-                    step = dict(softmax, n_rows=queries, keys=nk) if last else None
+                    step = dict(softmax, n_rows=queries, keys=n_slots) if last else None
                     if step and side:       # the head's table after the column slots; the block's first query
                         first = r0 + rb * R
                         step.update(bias_side=side, query_row=first // side, query_col=first % side,
                                     bias_offset=slot_words, bias_key=(head,))
-                    elif step and relative:     # the block's terms after the column slots, copied by each
-                        step.update(bias_offset=slot_words, bias_key=(b, block))
+                    elif step and row_slots:    # the block's terms after the column slots, copied by each
+                        beats = 0 if row_slots == config.softmax_relative_side else row_slots // config.softmax_lanes
+                        step.update(bias_offset=slot_words, bias_key=(b, block), bias_side=beats,
+                                    query_col=row_slots - grid)
                     stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
                         if last else ()
                     jobs.append(Job(fills, descriptor(nobj), rb * R, 0, 0, 1, 1, stores, softmax=step,
@@ -252,11 +272,11 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                                   config.act_bits, q.act_bits, np.full(d, q.zero_point)),
               "columns": vectors_region("k", tuple(k_shape), _swap_last(len(k_shape)), (items, d, nk), K, j_pad,
                                         config.weight_bits, k.act_bits, np.full(n_ob * K, k.zero_point),
-                                        items * n_ob * col_words)}
-    if relative:
+                                        items * n_ob * col_words, key_slots)}
+    if row_slots:
         inputs["relative"] = relative_region("q", tuple(q_shape), tuple(range(len(q_shape))), (items, nq, d),
-                                             unit.relative, relative, R, m_pad, table_words, q.act_bits)
+                                             unit.relative, grid, R, m_pad, table_words, q.act_bits, row_slots)
     per_word = config.bus_bits // config.act_bits
     outputs = {"out": out_region("probs", tuple(q_shape[:-1]) + (nk,), tuple(range(len(q_shape))), (items, nq, nk),
-                                 nq, row_words, per_word, config.act_bits, False, 1)}
+                                 nq, row_words, per_word, config.act_bits, False, 1, key_slots=key_slots)}
     return Plan(jobs, slots, static, inputs, outputs, macs=items * nq * d * nk)

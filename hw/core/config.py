@@ -18,9 +18,11 @@ PROG_WORD_BITS = 128  # one instruction
 SLOT_BITS = 128       # one per-column constant slot in the PARAM buffer
 OUT_ELEMENT_BITS = (4, 8, 16, 32)
 LANE_RAMS = ("block", "lut")
+X_OUT_REGISTERS = ("pe", "column")
 # fields added later, with the default that keeps old digests
 LATER_FIELDS = {"y_accumulators": True, "lane_ram": "block", "lookup_steps": 0, "softmax_lanes": 0,
-                "softmax_max_keys": 4096, "softmax_bias_side": 0, "softmax_relative_side": 0}
+                "softmax_max_keys": 4096, "softmax_bias_side": 0, "softmax_relative_side": 0,
+                "x_out_register": "pe", "y_max_shift": None}
 SOFTMAX_SCORE_BITS = 16   # a QK^T for the softmax path writes 16-bit raw rows, a row in one OUT word
 BIAS_BITS = 16            # a grid bias table's entries: signed, in the softmax's 2^-F log2 units
 RELATIVE_TERM_BITS = 16   # SAM ViT's relative-position terms in PARAM: signed, in the softmax's 2^-F log2 units
@@ -54,11 +56,22 @@ class CoreConfig:
     # Y takes one (docs/core.md "Cores without Y"): longer GEMMs, but a PE a fifth smaller in LUTs and
     # nearly half in flip-flops, which is what a 256-PE array on the LFE5U-85F needs.
     y_accumulators: bool = True
+    # Largest shift of a term into Y (None: max_shift), which sets the width of the PEs' Y term registers.
+    # Y takes only shift terms: AGQ's odd residues (Q <= (2^bits - 2) / tau, 7 for 4-bit codes at tau 2) and
+    # HLUQ's log path (L - 1). A layer whose Y terms would shift further takes the form of a core without Y
+    # (two segments in X) instead.
+    y_max_shift: int | None = None
     # Where the lanes' three rows-deep memories live: "block" spends 5 or 6 DP16KD per lane on a few
     # dozen words; "lut" puts them in LUT RAM next to the lane's logic, so the lanes' wide sums and
     # accumulators stop crossing the die to a block-RAM row (one of the hotspots of the larger cores'
     # placement, docs/board.md). Behaviour, cycles and the RTL's simulation are the same either way.
     lane_ram: str = "block"
+    # Where a finished X sum waits for its column's OR-tree: "pe" in an out register of every PE (the
+    # register's synchronous reset gates it, so the tree is a plain OR); "column" in one register per column
+    # after a tree that gates each row's sum itself. Same cycles and values; "column" has R - 1 fewer
+    # registers of pe_acc_bits per column, clocked every cycle, for about 0.4 LUT4 more per register left out
+    # (docs/core.md "Narrow Y and X sums through a column register").
+    x_out_register: str = "pe"
     # Steps of the output lookup (``isa.LookupStep``) a GEMM may use, 0: none. With n > 0 the lanes' shared
     # tails turn each clamped output into a code through n comparators, so a layer whose output the host
     # reads only through an elementwise GELU or ReLU can store the next layer's 4-bit codes instead of
@@ -99,6 +112,10 @@ class CoreConfig:
             problems.append(f"lookup_steps must be 0..63 (a descriptor counts them in 6 bits), got {self.lookup_steps}")
         if self.lane_ram not in LANE_RAMS:
             problems.append(f"lane_ram must be one of {LANE_RAMS}, got {self.lane_ram!r}")
+        if self.y_max_shift is not None and not 0 <= self.y_max_shift <= self.max_shift:
+            problems.append(f"y_max_shift must be 0..max_shift {self.max_shift} (or null), got {self.y_max_shift}")
+        if self.x_out_register not in X_OUT_REGISTERS:
+            problems.append(f"x_out_register must be one of {X_OUT_REGISTERS}, got {self.x_out_register!r}")
         unknown = sorted(set(self.formats) - set(FORMATS))
         if unknown or "uniform" not in self.formats:
             problems.append(f"formats must include 'uniform' and come from {FORMATS}, got {self.formats}")
@@ -147,6 +164,15 @@ class CoreConfig:
     @property
     def pes(self) -> int:
         return self.rows * self.cols
+
+    @property
+    def y_shift_limit(self) -> int:
+        """Largest shift a term into Y may have (``y_max_shift``, or ``max_shift``)."""
+        return self.max_shift if self.y_max_shift is None else self.y_max_shift
+
+    def y_takes(self, shift: int) -> bool:
+        """Whether a layer whose Y terms shift by up to ``shift`` can put them in Y."""
+        return self.y_accumulators and shift <= self.y_shift_limit
 
     @property
     def codes_per_act_word(self) -> int:

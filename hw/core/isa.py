@@ -173,6 +173,12 @@ class Gemm(Packed):
     n_rb: int
 
 
+def relative_row_slots(relative_side: int, lanes: int, bias_side: int) -> int:
+    """Key slots in a key row of a SOFTMAX with relative terms (``Softmax``): P ``bias_side``, or the path's
+    own grid side for 0."""
+    return bias_side * lanes if bias_side else relative_side
+
+
 @dataclass(frozen=True)
 class Softmax(Packed):
     """The tile the QK^T before it sent to the softmax path (``DescLoops.to_store``) into AGQ codes: rows
@@ -188,12 +194,15 @@ class Softmax(Packed):
     the path from PARAM, entry e = dy s + dx in the low ``BIAS_BITS`` (signed) of constant slot e counted
     from word ``bias_addr``; without it the table the last loading SOFTMAX copied is used.
 
-    ``bias_load`` on a core with ``softmax_relative_side`` s (bias_side, query_row and query_col 0): the logits
-    take SAM ViT's relative-position terms on the s x s grid (keys = s^2, key j at (j div s, j mod s)): first
-    the tile's n_rows x s term pairs are copied into the path from PARAM, pair e = r s + i (row r, key row
-    and column i) in bits [32 (e mod q), 32 (e mod q) + 32) of word ``bias_addr`` + e div q (q pairs a word:
-    ``hw.fsim.layout.pack_relative_terms``), its height term H_r[i] in the low 16 bits (signed) and its
-    width term W_r[i] in the high 16; the logit of row r and key (y, x) gains H_r[y] + W_r[x]."""
+    ``bias_load`` on a core with ``softmax_relative_side`` S (query_row 0): the logits take SAM ViT's
+    relative-position terms. The keys lie in rows of s key slots, s = P ``bias_side`` (P = softmax_lanes;
+    ``bias_side`` 0: s = S, the S x S grid), key slot j at (j div s, j mod s); the last ``query_col`` slots of
+    each row are padding (a g x g grid, g < S, in rows of s = g rounded up to P slots: query_col = s - g),
+    in neither the row's maximum nor its sum, their codes 0. First the tile's n_rows x s term pairs are copied
+    into the path from PARAM, pair e = r s + i (row r, key row and column i) in bits [32 (e mod q),
+    32 (e mod q) + 32) of word ``bias_addr`` + e div q (q pairs a word: ``hw.fsim.layout.pack_relative_terms``),
+    its height term H_r[i] in the low 16 bits (signed) and its width term W_r[i] in the high 16; the logit of
+    row r and key slot (y, x) gains H_r[y] + W_r[x]. Without ``bias_load``, bias_side and query_col are 0."""
 
     LAYOUT: ClassVar = _layout(*_HEADER, ("out_base", OUT_BASE_BITS), ("n_rows", 7), ("keys", 13), ("multiplier", 31),
                                ("shift", 6), ("tau_log2", 2), ("zero_code", 8), ("offset", 16, True), ("bias_side", 4),

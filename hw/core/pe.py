@@ -12,7 +12,9 @@ register and its OR-tree: the compiler gives Y's terms a segment of their own, i
 Two stages: the terms are registered (Y's gating is the register's synchronous reset), then
 accumulated. On a segment's last term the sums go to the out registers and X, Y restart from zero;
 both are synchronous resets too, so they cost no logic. An out register is zero except in the one
-cycle after its row finished a segment.
+cycle after its row finished a segment. With ``x_out_register`` "column" a PE has no X out register:
+it gates its sum itself, and the column registers its OR-tree of X, the same value in the same cycle
+with R - 1 registers fewer a column. Y's term register is as wide as ``y_max_shift`` asks.
 
 Skew: the column operands flow down the column through one register per PE, and row r's operands and
 its "last" flag arrive r cycles after row 0's. So row r finishes a segment one cycle after row r - 1,
@@ -34,8 +36,9 @@ from .decode import coarse_bits, row_operand_layout
 from .params import CoreParams
 
 
-def shift_term_bits(config: CoreConfig) -> int:
-    return config.weight_bits + 1 + config.max_shift
+def shift_term_bits(config: CoreConfig, shift: int | None = None) -> int:
+    """Signed width of w << s for s up to ``shift`` (default the core's max_shift)."""
+    return config.weight_bits + 1 + (config.max_shift if shift is None else shift)
 
 
 class ProcessingElement(wiring.Component):
@@ -67,7 +70,8 @@ class ProcessingElement(wiring.Component):
         for i in range(top):
             mul = mul + (pick(op.digits[2 * i:2 * i + 2]) << (2 * i))
         width = max(shift_term_bits(cfg) if self.shift_modes else 0, len(mul))
-        in_x, in_y = Signal(signed(width)), Signal(signed(width))
+        # Y takes shift terms only, of at most y_shift_limit (the compiler's promise)
+        in_x, in_y = Signal(signed(width)), Signal(signed(shift_term_bits(cfg, cfg.y_shift_limit)))
         if self.shift_modes:
             fine = Mux(op.fine[1], Mux(op.fine[0], w << 3, w << 2), Mux(op.fine[0], w << 1, w))
             sh = fine
@@ -86,7 +90,10 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += out.eq(0)
                 continue
             total = (acc + term)[:cfg.pe_acc_bits].as_signed()
-            m.d.sync += [acc.eq(Mux(self.last, 0, total)), out.eq(Mux(self.last, total, 0))]
+            m.d.sync += acc.eq(Mux(self.last, 0, total))
+            # x_out_register "column": the array registers the column's gated tree instead
+            domain = m.d.comb if out is self.out_x and cfg.x_out_register == "column" else m.d.sync
+            domain += out.eq(Mux(self.last, total, 0))
         return m
 
 
@@ -119,11 +126,13 @@ class PEArray(wiring.Component):
                 m.submodules[f"pe_{r}_{k}"] = pe
                 above = (self.w[k], self.w3[k]) if r == 0 else (pes[r - 1][k].w_down, pes[r - 1][k].w3_down)
                 m.d.comb += [pe.op.eq(op), pe.w.eq(above[0]), pe.w3.eq(above[1]), pe.last.eq(lasts[r])]
+        x_domain = m.d.sync if cfg.x_out_register == "column" else m.d.comb
         for k in range(cols):
             tree_x, tree_y = 0, 0
             for r in range(rows):
                 tree_x, tree_y = tree_x | pes[r][k].out_x, tree_y | pes[r][k].out_y
-            m.d.comb += [self.col_x[k].eq(tree_x), self.col_y[k].eq(tree_y)]
+            x_domain += self.col_x[k].eq(tree_x)
+            m.d.comb += self.col_y[k].eq(tree_y)
         # the out registers of row r hold a sum in the cycle after its last flag
         landed = [delay(m, flag, 1, f"landed_row{r}") for r, flag in enumerate(lasts)]
         m.d.comb += self.col_valid.eq(Cat(*landed).any())

@@ -151,8 +151,9 @@ class _Builder:
         lookup = ()
         if cfg.lookup_steps and not raw and rng.random() < 0.6:
             lookup, q_lo, q_hi = self.lookup(q_lo, q_hi)
-        levels = int(rng.integers(1, min(top, cfg.max_shift + 1) + 1)) if mode == Mode.HLUQ else 0
-        q_shift = int(rng.integers(0, min(cfg.max_shift, 6) + 1)) if mode == Mode.AGQ else 0
+        shift_cap = cfg.y_shift_limit if uses_y else cfg.max_shift      # Y's terms are narrower
+        levels = int(rng.integers(1, min(top, shift_cap + 1) + 1)) if mode == Mode.HLUQ else 0
+        q_shift = int(rng.integers(0, min(shift_cap, 6) + 1)) if mode == Mode.AGQ else 0
         loops = DescLoops(mode=int(mode), raw=int(raw), out_width=e_log2, tau_log2=tau_log2, max_shift=q_shift,
                           zero_code=int(rng.integers(0, top + 1)), log_levels=levels, n_seg=len(segments),
                           uses_y=uses_y, q_min=q_lo, q_max=q_hi, n_ob=n_ob,

@@ -14,8 +14,9 @@ With a grid bias to load (``bias_load``, ``bias_side`` s > 0; cores with ``softm
 starts only once the table's s^2 entries are copied in, one a cycle, from the PARAM slots from word
 ``bias_addr`` on, which the driver reads through the COMPUTE unit's PARAM port (``param_read``: idle while a
 SOFTMAX holds the unit). Later SOFTMAXes of the same table use the path's copy. On a core with
-``softmax_relative_side`` s a SOFTMAX with ``bias_load`` first copies its tile's n_rows x s relative-term
-pairs the same way, a pair a cycle, from the PARAM words from ``bias_addr`` on (``isa.Softmax``).
+``softmax_relative_side`` a SOFTMAX with ``bias_load`` first copies its tile's n_rows x s relative-term
+pairs the same way, a pair a cycle, from the PARAM words from ``bias_addr`` on (s: the key row's slots,
+``relative_words`` beats of P; ``isa.Softmax``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..softmax.grid_bias import SIDE_BITS
 from ..softmax.path import SoftmaxPath
 from ..softmax.unit import CODE_BITS, UnitWidths
 from .config import BIAS_BITS, RELATIVE_PAIR_BITS, RELATIVE_TERM_BITS, SLOT_BITS, SOFTMAX_SCORE_BITS, CoreConfig
-from .isa import Softmax
+from .isa import Softmax, relative_row_slots
 from .layouts import layout_of
 from .params import CoreParams
 
@@ -77,8 +78,9 @@ class SoftmaxDriver(wiring.Component):
         if cfg.softmax_bias_side:
             m.d.comb += path.start.eq(self._copy_table(m, path, inst) | (go & ~_loads_table(inst)))
         elif cfg.softmax_relative_side:
-            m.d.comb += [path.start.eq(self._copy_terms(m, path, inst) | (go & ~inst.bias_load)),
-                         path.relative.eq(inst.bias_load)]
+            words = relative_words(cfg, inst)
+            m.d.comb += [path.start.eq(self._copy_terms(m, path, inst, words) | (go & ~inst.bias_load)),
+                         path.relative.eq(inst.bias_load), path.rel_words.eq(words), path.key_pad.eq(inst.query_col)]
         else:
             m.d.comb += path.start.eq(go)
 
@@ -138,21 +140,22 @@ class SoftmaxDriver(wiring.Component):
                      path.side.eq(side), path.query_row.eq(inst.query_row), path.query_col.eq(inst.query_col)]
         return last
 
-    def _copy_terms(self, m: Module, path: SoftmaxPath, inst) -> Signal:
-        """With ``bias_load``, the tile's relative terms into the path's store: pair e = r s + i from PARAM
-        word ``bias_addr`` + e div q (q pairs a word), read in cycle t + 1 + e and written a cycle later; high
-        in the cycle of the last pair's write."""
+    def _copy_terms(self, m: Module, path: SoftmaxPath, inst, words) -> Signal:
+        """With ``bias_load``, the tile's relative terms into the path's store: pair e = r s + i (s = ``words``
+        beats of P key slots) from PARAM word ``bias_addr`` + e div q (q pairs a word), read in cycle t + 1 + e
+        and written a cycle later; high in the cycle of the last pair's write."""
         side = self.config.softmax_relative_side
         per_word = self.config.bus_bits // RELATIVE_PAIR_BITS
         lg_ppw = (per_word - 1).bit_length()
         index_bits = max((side - 1).bit_length(), 1)
+        last_index = (words << (self.config.softmax_lanes.bit_length() - 1)) - 1      # s - 1
         copying, pair = Signal(), Signal(range(self.config.rows * side + 1))
         row, index = Signal(range(max(self.config.rows, 2))), Signal(index_bits)
         with m.If(self.start):
             m.d.sync += [copying.eq(self.inst.bias_load & (self.inst.n_rows != 0) & (self.inst.keys != 0)),
                          pair.eq(0), row.eq(0), index.eq(0)]
         with m.Elif(copying):
-            row_end = index == side - 1
+            row_end = index == last_index
             m.d.sync += [pair.eq(pair + 1), index.eq(Mux(row_end, 0, index + 1)), row.eq(row + row_end)]
             with m.If(row_end & (row == inst.n_rows - 1)):
                 m.d.sync += copying.eq(0)
@@ -160,7 +163,7 @@ class SoftmaxDriver(wiring.Component):
         written, at_row, at_index, lane, last = (Signal(), Signal.like(row), Signal.like(index),
                                                  Signal(max(lg_ppw, 1)), Signal())
         m.d.sync += [written.eq(copying), at_row.eq(row), at_index.eq(index), lane.eq(pair[:lg_ppw] if lg_ppw else 0),
-                     last.eq(copying & (index == side - 1) & (row == inst.n_rows - 1))]
+                     last.eq(copying & (index == last_index) & (row == inst.n_rows - 1))]
         pairs = [self.param_data[i * RELATIVE_PAIR_BITS:][:RELATIVE_PAIR_BITS] for i in range(per_word)]
         chosen = Array(pairs)[lane] if lg_ppw else pairs[0]
         m.d.comb += [path.rel_en.eq(written), path.rel_row.eq(at_row), path.rel_index.eq(at_index),
@@ -169,10 +172,16 @@ class SoftmaxDriver(wiring.Component):
         return last
 
 
+def relative_words(config: CoreConfig, inst):
+    """Beats of P key slots in a key row of a relative SOFTMAX (``isa.relative_row_slots``), of its view."""
+    return Mux(inst.bias_side == 0, config.softmax_relative_side // config.softmax_lanes, inst.bias_side)
+
+
 def copy_cycles(config: CoreConfig, inst) -> int:
     """Cycles a SOFTMAX (``isa.Softmax``) of a non-empty tile spends copying into the path before its rows."""
     if config.softmax_relative_side:
-        return inst.bias_load * inst.n_rows * config.softmax_relative_side
+        slots = relative_row_slots(config.softmax_relative_side, config.softmax_lanes, inst.bias_side)
+        return inst.bias_load * inst.n_rows * slots
     return inst.bias_load * inst.bias_side ** 2
 
 

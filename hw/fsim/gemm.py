@@ -168,6 +168,10 @@ def _check_descriptor(config: CoreConfig, desc: Descriptor, where: str) -> None:
         problems.append(f"{loops.n_seg} MAC segments (channel groups), which this core does not include")
     if loops.uses_y and not config.y_accumulators:
         problems.append("uses_y on a core whose PEs have no Y accumulator")
+    y_shift = loops.log_levels - 1 if loops.mode == Mode.HLUQ else loops.max_shift if loops.mode == Mode.AGQ else 0
+    if loops.uses_y and y_shift > config.y_shift_limit:
+        problems.append(f"uses_y with Y terms shifted by up to {y_shift}, the core's Y takes {config.y_shift_limit} "
+                        f"(y_max_shift)")
     if loops.lookup_steps:
         if loops.lookup_steps > config.lookup_steps:
             problems.append(f"{loops.lookup_steps} lookup steps (the core has {config.lookup_steps})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.core.config import CoreConfig
-from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, softmax_row_words
+from hw.core.isa import Buffer, Gemm, IsaError, Opcode, Softmax, Transfer, relative_row_slots, softmax_row_words
 from hw.core.streams import UNITS, Streams
 from sw.ref.log_softmax import grid_bias, relative_bias, softmax_codes
 from .gemm import GemmError, execute_gemm
@@ -219,12 +219,18 @@ class Machine:
         if not self.store_written[at].all():
             raise FsimError(f"{where}: SOFTMAX reads tile rows no to_store GEMM has written")
         scores = self.score_store[at, key % cfg.cols]
+        keys = np.ones(inst.keys, bool)        # key slots that are keys (a narrower grid's padding is not)
         if cfg.softmax_relative_side:
-            bias = self._relative_terms(inst, clock, where) if inst.bias_load else None
+            bias = None
+            if inst.bias_load:
+                bias, keys = self._relative_terms(inst, clock, where)
+            elif inst.bias_side or inst.query_row or inst.query_col:
+                raise FsimError(f"{where}: SOFTMAX without relative terms (bias_load 0) and the grid fields set")
         else:
             bias = self._grid_bias(inst, clock, where) if inst.bias_side else None
-        codes = softmax_codes(scores, inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code, inst.offset,
-                              bias)
+        codes = np.zeros(scores.shape, np.int64)
+        codes[:, keys] = softmax_codes(scores[:, keys], inst.multiplier, inst.shift, 1 << inst.tau_log2, inst.zero_code,
+                                       inst.offset, None if bias is None else bias[:, keys])
         if int(codes.max()) >= 1 << cfg.act_bits:
             raise FsimError(f"{where}: zero code {inst.zero_code} does not fit {cfg.act_bits}-bit codes")
         row_words = softmax_row_words(inst.keys, cfg.act_bits, cfg.bus_bits)
@@ -260,15 +266,19 @@ class Machine:
                             f"loaded a table of that side (bias_load)")
         return grid_bias(self.bias_table, first, inst.n_rows)
 
-    def _relative_terms(self, inst: Softmax, clock, where: str) -> np.ndarray:
-        """The tile's bias [n_rows, keys] from the relative-position terms the SOFTMAX copies (isa.Softmax)."""
-        cfg, side = self.config, self.config.softmax_relative_side
-        if inst.bias_side or inst.query_row or inst.query_col:
-            raise FsimError(f"{where}: SOFTMAX with relative-position terms and a grid bias's fields set (the core "
-                            f"adds relative terms, softmax_relative_side {side})")
-        if inst.keys != side * side:
-            raise FsimError(f"{where}: SOFTMAX with relative-position terms of {inst.keys} keys, the path's grid has "
-                            f"{side} x {side} (softmax_relative_side)")
+    def _relative_terms(self, inst: Softmax, clock, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """The tile's bias [n_rows, keys] from the relative-position terms the SOFTMAX copies, and which key
+        slots are keys (isa.Softmax: rows of s slots, the last query_col of them padding)."""
+        cfg, lanes = self.config, self.config.softmax_lanes
+        side = relative_row_slots(cfg.softmax_relative_side, lanes, inst.bias_side)
+        if inst.query_row or side > cfg.softmax_relative_side or inst.query_col >= lanes:
+            raise FsimError(f"{where}: SOFTMAX with relative-position terms in rows of {side} key slots, "
+                            f"{inst.query_col} of them padding, and query_row {inst.query_row} (the path takes rows "
+                            f"of up to {cfg.softmax_relative_side} slots, fewer than {lanes} of them padding, "
+                            f"query_row 0)")
+        if inst.keys % side or inst.keys // side > side:
+            raise FsimError(f"{where}: SOFTMAX with relative-position terms of {inst.keys} keys, not rows of {side} "
+                            f"slots on a grid of at most {side} rows")
         words = inst.bias_addr + np.arange(relative_terms_words(inst.n_rows * side, cfg.bus_bits))
         if int(words[-1]) >= cfg.param_words:
             raise FsimError(f"{where}: relative term word {int(words[-1])} is outside PARAM 0..{cfg.param_words - 1}")
@@ -276,7 +286,8 @@ class Machine:
             self.logs[Buffer.PARAM].read(words, 1, clock)
         height, width = unpack_relative_terms(self.buffers[Buffer.PARAM], inst.bias_addr, inst.n_rows, side,
                                               cfg.bus_bits)
-        return relative_bias(height, width)
+        slots = np.arange(inst.keys)
+        return relative_bias(height, width)[:, :inst.keys], slots % side < side - inst.query_col
 
 
 def run(config: CoreConfig, streams: Streams, memory: np.ndarray, *, check_hazards: bool = True) -> np.ndarray:

@@ -2,7 +2,8 @@
 time, so that a tile's rows, written as the array delivers them, leave as codes.
 
 After ``start`` (with the tile's ``n_rows`` and the rows' ``keys``) the feeder reads rows 0 .. n_rows - 1
-from the store, ``lanes`` keys per beat, the last beat's lanes past ``keys`` not kept, into a FIFO from
+from the store, ``lanes`` keys per beat, the last beat's lanes past ``keys`` not kept (nor, with relative
+terms, the last ``key_pad`` lanes of each key row's last beat: a narrower grid's padding), into a FIFO from
 which the unit takes beats when it is ready. A read is issued only while the FIFO has room for it and for
 the reads still in the store's pipeline, so nothing is dropped and, the FIFO being deeper than that
 pipeline, the unit is never kept waiting once the first beat is through: the rows take the unit's own
@@ -51,7 +52,8 @@ class SoftmaxPath(wiring.Component):
         members.update({name: member for name, member in self.unit.signature.members.items()
                         if not name.startswith("in_")})
         if relative_side:       # held for a tile: add its relative terms (the store keeps the last tile's)
-            members["relative"] = In(1)
+            # and the last key_pad lanes of each key row's last beat are padding, not keys
+            members.update({"relative": In(1), "key_pad": In(range(widths.lanes))})
         members.update({"start": In(1), "n_rows": In(range(rows + 1)), "keys": In(range(widths.max_keys + 1)),
                         "busy": Out(1)})
         super().__init__(members)
@@ -96,6 +98,9 @@ class SoftmaxPath(wiring.Component):
                 m.d.sync += [beat.eq(0), row.eq(row + 1)]
         first_key = beat * p
         keep = Cat(*[first_key + i < keys for i in range(p)])
+        if self.relative_side:      # a narrower grid's key rows padded to whole beats
+            padding = self.relative & store.r_row_end
+            keep = Cat(*[keep[i] & ~(padding & (i >= p - self.key_pad)) for i in range(p)])
         tag = delay(m, Cat(keep, last), READ_LATENCY, "tag")
         if grid is not None:
             m.d.comb += [grid.start.eq(self.start), grid.r_en.eq(issue), grid.r_first.eq(beat == 0)]

@@ -7,17 +7,20 @@ scores of keys k, K + k, 2K + k, ... of every row, at address (row, key div K). 
 keys j .. j + P - 1 (P = ``lanes``, a divisor of K): one key block, P consecutive memories, the same
 address in all of them, so each unit lane picks its score from K / P memories.
 
-SAM ViT's decomposed relative-position term (``relative_side`` = s, the key grid's side) is stored as
-its two per-row tables of s terms each: height terms in one memory, at (row, key row), width terms in
-another as words of P terms, at (row, key column div P). A beat's P keys share their key row, since P
-divides s; its bias for lane i is the height term plus the width term of lane i, in ``bias_bits`` (the
-unit's bias input).
+SAM ViT's decomposed relative-position term (``relative_side`` = s, the largest key grid's side) is stored
+as its two per-row tables of up to s terms each: height terms in one memory, at (row, key row), width terms
+in another as words of P terms, at (row, key column div P). A key row is ``rel_words`` beats of P key
+slots (s / P for the largest grid; a narrower grid's rows are padded to whole beats, and the reader masks
+the padding), so a beat's P keys share their key row; its bias for lane i is the height term plus the width
+term of lane i, in ``bias_bits`` (the unit's bias input).
 
 Ports (each P- or K-wide field packs lane i at bits [i w, (i + 1) w)):
 
     in   w_en, w_row, w_block, w_scores [K x score_bits]        a row of a tile: keys w_block K + k
     in   rel_en, rel_row, rel_index, rel_height, rel_width       relative terms of key row / column rel_index
+    in   rel_words                                               beats of a key row (held for a tile)
     in   r_en, r_first, r_row                                    a beat of row r_row; r_first: its first
+    out  r_row_end                                               this beat ends a key row (combinational)
     out  out_valid, out_scores [P x score_bits], out_bias [P x bias_bits]   READ_LATENCY cycles later
 
 The read side counts beats itself (key block, lane group, key row and column), so a reader only says
@@ -60,6 +63,7 @@ class ScoreStore(wiring.Component):
             members.update({"rel_en": In(1), "rel_row": In(range(max(rows, 2))),
                             "rel_index": In(range(max(relative_side, 2))),
                             "rel_height": In(signed(bias_bits)), "rel_width": In(signed(bias_bits)),
+                            "rel_words": In(range(relative_side // lanes + 1)), "r_row_end": Out(1),
                             "out_bias": Out(lanes * bias_bits)})
         super().__init__(members)
 
@@ -120,8 +124,9 @@ class ScoreStore(wiring.Component):
         key_row, word = Signal(index_bits), Signal(word_bits)
         cur_row, cur_word = Signal(index_bits), Signal(word_bits)
         m.d.comb += [cur_row.eq(Mux(self.r_first, 0, key_row)), cur_word.eq(Mux(self.r_first, 0, word))]
+        last_word = cur_word == self.rel_words - 1
+        m.d.comb += self.r_row_end.eq(last_word)
         with m.If(self.r_en):
-            last_word = cur_word == side // p - 1
             m.d.sync += [word.eq(Mux(last_word, 0, cur_word + 1)), key_row.eq(cur_row + last_word)]
         h_read, w_read = heights.read_port(), widths.read_port()
         m.d.comb += [h_read.addr.eq(Cat(cur_row, self.r_row[:row_bits])), h_read.en.eq(self.r_en),
