@@ -353,3 +353,12 @@ def test_the_functional_model_refuses_what_the_path_cannot_do():
     streams, memory = _softmax_program(BIAS_CORE, to_store=1, n_rows=2, bias_side=3, bias_load=1)
     with pytest.raises(FsimError, match="2 rows x 4 keys from query .0, 0. is not a part of a 3 x 3 grid"):
         fsim_run(BIAS_CORE, streams, memory, check_hazards=False)
+    # relative terms: 4 keys in rows of 2 slots (one beat) are a 2 x 2 grid; rows of 6 slots are not
+    streams, memory = _softmax_program(REL_CORE, to_store=1, n_rows=2, bias_side=1, bias_load=1)
+    fsim_run(REL_CORE, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(REL_CORE, to_store=1, n_rows=2, bias_side=3, bias_load=1)
+    with pytest.raises(FsimError, match="relative-position terms of 4 keys, not rows of 6 slots"):
+        fsim_run(REL_CORE, streams, memory, check_hazards=False)
+    streams, memory = _softmax_program(REL_CORE, to_store=1, n_rows=2, bias_side=1)
+    with pytest.raises(FsimError, match="SOFTMAX without relative terms .bias_load 0. and the grid fields set"):
+        fsim_run(REL_CORE, streams, memory, check_hazards=False)
