@@ -94,6 +94,15 @@ def relative_slots(config: CoreConfig, grid: int) -> int:
     return round_up(grid, config.softmax_lanes)
 
 
+def relative_row_beats(config: CoreConfig, slots: int) -> int | None:
+    """The ``bias_side`` of a SOFTMAX whose key rows have ``slots`` key slots (``isa.relative_row_slots``
+    inverted: 0 for the path's own side), None where the field cannot say it."""
+    if slots == config.softmax_relative_side:
+        return 0
+    beats = slots // config.softmax_lanes
+    return beats if beats < 1 << field_width(Softmax, "bias_side") else None
+
+
 def _relative_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftmax, q_shape: tuple, k_shape: tuple
                       ) -> str | None:
     """Why the path cannot add this layer's relative-position terms (None: it can)."""
@@ -104,7 +113,7 @@ def _relative_refusal(config: CoreConfig, layer: AttentionLayer, unit: LogSoftma
     if grid > side:
         return f"its {grid} x {grid} grid exceeds the path's {side} x {side} (softmax_relative_side)"
     slots = relative_slots(config, grid)
-    if slots != side and slots // config.softmax_lanes >= 1 << field_width(Softmax, "bias_side"):
+    if relative_row_beats(config, slots) is None:
         return (f"its key rows of {slots} slots are more beats than a SOFTMAX counts for a grid narrower than the "
                 f"path's {side}")
     bound = unit.relative.term_bound(layer.q.act_bits)
@@ -256,7 +265,7 @@ def plan_probs(config: CoreConfig, layer: AttentionLayer, q_shape: tuple, k_shap
                         step.update(bias_side=side, query_row=first // side, query_col=first % side,
                                     bias_offset=slot_words, bias_key=(head,))
                     elif step and row_slots:    # the block's terms after the column slots, copied by each
-                        beats = 0 if row_slots == config.softmax_relative_side else row_slots // config.softmax_lanes
+                        beats = relative_row_beats(config, row_slots)
                         step.update(bias_offset=slot_words, bias_key=(b, block), bias_side=beats,
                                     query_col=row_slots - grid)
                     stores = tuple(contiguous("out", (b * nq + r0 + rb * R) * row_words, queries * row_words)) \
