@@ -371,6 +371,20 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
         assert moon["all_steps_on_chip"][metric] == min(ratios[k]["limits"]["bytes_bounds"]["by_step"][-1][metric]
                                                         for k in ("fp32", "fp32_small"))
     assert moon["reached"] == (moon["speedup"] >= 10 and moon["energy_ratio"] >= 10)
+    # the MAC ceiling: every PE busy every cycle on the layers' MACs, no memory wait; the time above it
+    # splits into PE idle and memory wait, class by class
+    above, ceiling = moon["above_ceiling"], moon["ceiling"]
+    sub_rows = runs["subject"].rows
+    ideal = sum(r["macs"] * r["count"] for r in sub_rows) / (SMALL.pes * 100.0e6)
+    assert above["ideal_s"] == pytest.approx(ideal) and above["seconds"] == pytest.approx(s["subject"]["image_box"]["seconds"])
+    assert {(k["part"], k["class"]) for k in above["classes"]} == {("encoder", "linear"), ("decoder", "linear")}
+    for k in above["classes"]:
+        assert k["ideal_s"] + k["pe_idle_s"] + k["memory_wait_s"] == pytest.approx(k["seconds"])
+        assert k["pe_idle_s"] > 0 and k["memory_wait_s"] >= 0
+    low = min(s[k]["image_box"]["seconds"] for k in ("fp32", "fp32_small"))
+    assert ceiling["speedup"] == pytest.approx(low / ideal) and ceiling["speedup"] > moon["speedup"]
+    assert ceiling["pes_needed"] == pytest.approx(10 * ideal / low * SMALL.pes)
+    assert ceiling["clock_mhz_needed"] == pytest.approx(10 * ideal / low * 100.0)
     # the bytes ratio's bounds per host step moved on chip: the GELU's outputs become dense 8-bit codes first
     from sw.estimate.summary import image_box
     bounds = result["models"]["litemedsam"]["ratios"]["fp32"]["limits"]["bytes_bounds"]
@@ -427,6 +441,9 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
             f"{min(steps[0]['speedup'], small['speedup']):.2f}x / "
             f"{min(steps[0]['energy_ratio'], small['energy_ratio']):.2f}x |") in text
     assert f"at {largest['fmax_mhz']:g} MHz, the post-route Fmax of the largest core built" in text
+    worst = above["classes"][0]
+    assert (f"| {worst['part']} | {worst['class']} | {worst['seconds'] * 1e3:.1f} ms | {worst['ideal_s'] * 1e3:.1f} ms |"
+            in text) and f"At its MAC ceiling ({SMALL.pes} PEs at 100 MHz" in moon["text"]
     assert "Its buffers of 64 ACT words" in text and "fp32 roomy keeps the INT8 core's depths" in text
     assert "No softmax unit costed" in text       # no unit's synthesis and activity among the inputs
     # a quarter of the buffers can only reload more

@@ -69,6 +69,7 @@ def _headline(result, model) -> list[str]:
         lines += [f"**{m['moonshot']['text']}**", ""]
         ends = [m["ratios"][k]["limits"] for k in MOONSHOT_BRACKET if k in m["ratios"]]
         lines += _host_step_bounds(m["ratios"]["fp32"]["limits"], d["fp32"]["label"], ends)
+        lines += _ceiling_table(m["moonshot"], d["subject"]["label"])
         lines += (_softmax_path_text(d["subject"], m["rows"]["subject"]) if d["subject"]["config"].get("softmax_lanes")
                   else _softmax_unit_table(m["moonshot"], d["subject"]["label"], result["board"]["device"]))
         rows = m["moonshot"].get("softmax_unit") or []
@@ -112,6 +113,27 @@ def _host_step_bounds(limits: dict, baseline: str, ends: list[dict]) -> list[str
                      f"{st['memory_bound_share']:.0%} | {st['energy_top']} ({st['energy_top_share']:.0%}) |")
     return lines + ["", "The softmax's integer form, what its unit would compute, is `sw/ref/log_softmax.py`; "
                     "`scripts/log_softmax_study.py` measures it against the float step.", ""]
+
+
+def _ceiling_table(moon: dict, subject: str) -> list[str]:
+    """Per layer class, the subject's time against its MAC ceiling (``sw/estimate/ceiling.py``)."""
+    above, ceiling = moon["above_ceiling"], moon["ceiling"]
+    over = above["seconds"] - above["ideal_s"]
+    lines = [f"Where the {subject}'s time above its MAC ceiling goes ({above['pes']} PEs at "
+             f"{_fmt_mhz(above['clock_mhz'])}, every PE busy every cycle on the layers' own MACs and no wait on the "
+             f"memory; at the ceiling {_x(ceiling['speedup'])} speed against {ceiling['against']}; "
+             f"`sw/estimate/ceiling.py`). PEs idle: the core's cycles beyond its MACs' share (padding to the array, "
+             "fills and drains, a softmax path's pace); memory: the time the board's memory adds beyond the core's "
+             "cycles.", "",
+             "| part | class | time | at the ceiling | above it | PEs idle | waiting on memory | share of the time "
+             "above the ceiling |", "|---|---|---|---|---|---|---|---|"]
+    for c in above["classes"]:
+        lines.append(f"| {c['part']} | {c['class']} | {_s(c['seconds'])} | {_s(c['ideal_s'])} | "
+                     f"{_s(c['seconds'] - c['ideal_s'])} | {_s(c['pe_idle_s'])} | {_s(c['memory_wait_s'])} | "
+                     f"{(c['seconds'] - c['ideal_s']) / over if over else 0:.0%} |")
+    lines.append(f"| all | | {_s(above['seconds'])} | {_s(above['ideal_s'])} | {_s(over)} | "
+                 f"{_s(above['pe_idle_s'])} | {_s(above['memory_wait_s'])} | 100% |")
+    return lines + [""]
 
 
 def _softmax_path_text(subject: dict, rows: list[dict]) -> list[str]:

@@ -3,6 +3,7 @@ energy, the ratios against each baseline, the moonshot check and its limiting fa
 
 from __future__ import annotations
 
+from .ceiling import ceiling_against, time_above_ceiling
 from .energy import ENERGY_PARTS, PJ
 from .projection import UNIT_MODES, against, host_step_projection, softmax_unit_projection
 from .projection import ratio as _ratio  # summarize's loops use ``ratio`` for a baseline's ratios
@@ -127,9 +128,10 @@ def _bounds_text(bounds: dict, last: dict) -> str:
             + "; beyond that only on-chip reuse across layers cuts the bytes; " + _all_steps_text(last))
 
 
-def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
+def _moonshot(model: str, ratios: dict, labels: dict, board: str, above: dict, seconds: dict) -> dict:
     """The moonshot check against the iso-resource bracket (``MOONSHOT_BRACKET``): per metric the lower
-    ratio of the two ends, now and with every host step on chip."""
+    ratio of the two ends, now, with every host step on chip, and at the subject's MAC ceiling (``above``:
+    ``ceiling.time_above_ceiling``; ``seconds``: design key -> its image + box seconds)."""
     ends = [k for k in MOONSHOT_BRACKET if k in ratios]
     low = lambda value: min(ends, key=value)  # noqa: E731
     speed_key = low(lambda k: ratios[k]["image_box"]["speedup"])
@@ -154,9 +156,36 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str) -> dict:
             "bracket": [labels[k] for k in ends], "target": MOONSHOT, "all_steps_on_chip": last,
             "softmax_unit": with_unit}
     moon["reached"] = moon["speedup"] >= MOONSHOT and moon["energy_ratio"] >= MOONSHOT
+    moon["ceiling"] = ceiling_against(above, {labels[k]: seconds[k] for k in ends}, MOONSHOT)
+    moon["above_ceiling"] = above
     lim = ratios["fp32" if "fp32" in ratios else ends[0]]["limits"]
-    moon["text"] = _limit_text(model, moon, lim, board) + _unit_text(with_unit)
+    moon["text"] = (_limit_text(model, moon, lim, board) + _ceiling_text(above, moon["ceiling"])
+                    + _unit_text(with_unit))
     return moon
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds * 1e3:.0f} ms"
+
+
+def _ceiling_text(above: dict, ceiling: dict) -> str:
+    """How far the subject is from its MAC ceiling, what the moonshot needs there, and the classes that
+    spend the most time above it."""
+    over = above["seconds"] - above["ideal_s"]
+    head = (f" At its MAC ceiling ({above['pes']} PEs at {above['clock_mhz']:g} MHz, every PE busy every cycle "
+            f"on the layers' own MACs, no wait on the memory: {_dur(above['ideal_s'])} for one image and one box) "
+            f"the core would give at most {ceiling['speedup']:.2f}x speed against {ceiling['against']}")
+    if ceiling["speedup"] < MOONSHOT:
+        need = (f", short of the moonshot even there: it needs {ceiling['pes_needed']:,.0f} PEs at this clock, or "
+                f"{ceiling['clock_mhz_needed']:.0f} MHz with these PEs")
+    else:
+        need = (f"; the moonshot needs the time above the ceiling cut to "
+                f"{_dur(above['ideal_s'] * (ceiling['speedup'] / MOONSHOT - 1))} or less")
+    top = ", ".join(f"{c['part']} {c['class']} {_dur(c['seconds'] - c['ideal_s'])} (PEs idle "
+                    f"{_dur(c['pe_idle_s'])}, memory {_dur(c['memory_wait_s'])})" for c in above["classes"][:3])
+    return (f"{head}{need}. Now {_dur(above['seconds'])}, {_dur(over)} above the ceiling: PEs idle "
+            f"{_dur(above['pe_idle_s'])}, waiting on memory {_dur(above['memory_wait_s'])}; the most above it: "
+            f"{top}.")
 
 
 def _unit_text(rows: list[dict]) -> str:
@@ -299,6 +328,8 @@ def summarize(opts, board, designs, models, measured, coeff_records, resources, 
                 cpu_ratio.update(speedup=_ratio(cpu_s, e2e["seconds"]), energy_ratio=_ratio(cpu_j, e2e["energy_j"]))
             m["ratios"]["cpu"] = cpu_ratio
         if any(k in m["ratios"] for k in MOONSHOT_BRACKET):
-            m["moonshot"] = _moonshot(model, m["ratios"], {k: d.label for k, d in designs.items()}, board.name)
+            seconds = {k: d["image_box"]["seconds"] for k, d in m["designs"].items()}
+            m["moonshot"] = _moonshot(model, m["ratios"], {k: d.label for k, d in designs.items()}, board.name,
+                                      time_above_ceiling(s), seconds)
         out["models"][model] = m
     return out
