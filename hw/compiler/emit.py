@@ -91,6 +91,17 @@ class Job:
     out_base: int | None = None   # the GEMM's own out_base (a to_store GEMM's first store row), not the half's
 
 
+def changed_fills(job: Job, keys: dict) -> list[Fill]:
+    """The job's fills that change their area's content (``keys``: area -> the key it holds, updated): a
+    fill whose key equals its area's is skipped, so weights stay while rows stream."""
+    changed = []
+    for fill in job.fills:
+        if keys.get(fill.area) != fill.key:
+            keys[fill.area] = fill.key
+            changed.append(fill)
+    return changed
+
+
 @dataclass
 class Areas:
     """Word ranges of the buffer halves for ``slots`` slots, with descriptors taking ``desc_words`` of PARAM."""
@@ -199,11 +210,8 @@ def emit_streams(config: CoreConfig, jobs: list[Job], slots: int, bases: dict[st
                               "ext_addr": bases[desc_region] + copy.offset, "copy": copy})
         halves = dict(state["half"])
         keys = dict(state["key"])
-        for fill in job.fills:
-            if keys.get(fill.area) == fill.key:
-                continue
+        for fill in changed_fills(job, keys):
             halves[fill.area] = (halves.get(fill.area, -1) + 1) % slots
-            keys[fill.area] = fill.key
             base = areas.base_word(fill.area, halves[fill.area])
             for copy in fill.copies:
                 end = copy.buf_offset + (copy.rows - 1) * copy.buf_stride + copy.row_words

@@ -14,7 +14,7 @@ from hw.core.isa import (OUT_WIDTHS, ColumnSlot, DescActStrides, DescLoops, Desc
                          desc_words, element_bits)
 from hw.fsim.layout import Descriptor
 
-from .emit import Job
+from .emit import Job, changed_fills
 from .errors import CompileError
 from .regions import Region
 
@@ -102,10 +102,8 @@ def moved_words(plan: Plan) -> dict[str, int]:
     only where its area's content changes (as ``emit_streams`` skips it), runs of the core not split."""
     current, words = {}, {}
     for job in plan.jobs:
-        for fill in job.fills:
-            if current.get(fill.area) != fill.key:
-                current[fill.area] = fill.key
-                words[fill.area] = words.get(fill.area, 0) + sum(c.rows * c.row_words for c in fill.copies)
+        for fill in changed_fills(job, current):
+            words[fill.area] = words.get(fill.area, 0) + sum(c.rows * c.row_words for c in fill.copies)
         words["out"] = words.get("out", 0) + sum(c.rows * c.row_words for c in job.stores)
     return words
 

@@ -117,59 +117,54 @@ class SoftmaxDriver(wiring.Component):
 
     def _copy_table(self, m: Module, path: SoftmaxPath, inst) -> Signal:
         """With ``bias_load``, the grid bias table into the path: entry e = dy s + dx, the low bits of PARAM
-        slot e from word ``bias_addr``, read in cycle t + 1 + e and written a cycle later; high in the cycle
-        of the last entry's write."""
+        slot e from word ``bias_addr``; high in the cycle of the last entry's write."""
         side = inst.bias_side
-        lg_spw = (self.config.slots_per_param_word - 1).bit_length()
-        copying, entry, dy, dx = Signal(), Signal(2 * SIDE_BITS), Signal(SIDE_BITS), Signal(SIDE_BITS)
-        with m.If(self.start):
-            m.d.sync += [copying.eq(_loads_table(self.inst) & (self.inst.n_rows != 0) & (self.inst.keys != 0)),
-                         entry.eq(0), dy.eq(0), dx.eq(0)]
-        with m.Elif(copying):
-            row_end = dx == side - 1
-            m.d.sync += [entry.eq(entry + 1), dx.eq(Mux(row_end, 0, dx + 1)), dy.eq(dy + row_end)]
-            with m.If(row_end & (dy == side - 1)):
-                m.d.sync += copying.eq(0)
-        m.d.comb += [self.param_read.eq(copying), self.param_addr.eq(inst.bias_addr + (entry >> lg_spw))]
-        written, at_dy, at_dx, bank, last = Signal(), Signal(SIDE_BITS), Signal(SIDE_BITS), Signal(max(lg_spw, 1)), Signal()
-        m.d.sync += [written.eq(copying), at_dy.eq(dy), at_dx.eq(dx), bank.eq(entry[:lg_spw] if lg_spw else 0),
-                     last.eq(copying & (dx == side - 1) & (dy == side - 1))]
-        slots = [self.param_data[i * SLOT_BITS:][:BIAS_BITS] for i in range(self.config.slots_per_param_word)]
-        m.d.comb += [path.t_en.eq(written), path.t_dy.eq(at_dy), path.t_dx.eq(at_dx),
-                     path.t_entry.eq(Array(slots)[bank] if lg_spw else slots[0]),
+        written, dy, dx, slot, last = self._copy(
+            m, inst, _loads_table(self.inst), outer_last=side - 1, inner_last=side - 1, outer=SIDE_BITS,
+            inner=SIDE_BITS, count=2 * SIDE_BITS, per_word=self.config.slots_per_param_word, stride=SLOT_BITS)
+        m.d.comb += [path.t_en.eq(written), path.t_dy.eq(dy), path.t_dx.eq(dx), path.t_entry.eq(slot[:BIAS_BITS]),
                      path.side.eq(side), path.query_row.eq(inst.query_row), path.query_col.eq(inst.query_col)]
         return last
 
     def _copy_terms(self, m: Module, path: SoftmaxPath, inst, words) -> Signal:
         """With ``bias_load``, the tile's relative terms into the path's store: pair e = r s + i (s = ``words``
-        beats of P key slots) from PARAM word ``bias_addr`` + e div q (q pairs a word), read in cycle t + 1 + e
-        and written a cycle later; high in the cycle of the last pair's write."""
-        side = self.config.softmax_relative_side
-        per_word = self.config.bus_bits // RELATIVE_PAIR_BITS
-        lg_ppw = (per_word - 1).bit_length()
-        index_bits = max((side - 1).bit_length(), 1)
-        last_index = (words << (self.config.softmax_lanes.bit_length() - 1)) - 1      # s - 1
-        copying, pair = Signal(), Signal(range(self.config.rows * side + 1))
-        row, index = Signal(range(max(self.config.rows, 2))), Signal(index_bits)
-        with m.If(self.start):
-            m.d.sync += [copying.eq(self.inst.bias_load & (self.inst.n_rows != 0) & (self.inst.keys != 0)),
-                         pair.eq(0), row.eq(0), index.eq(0)]
-        with m.Elif(copying):
-            row_end = index == last_index
-            m.d.sync += [pair.eq(pair + 1), index.eq(Mux(row_end, 0, index + 1)), row.eq(row + row_end)]
-            with m.If(row_end & (row == inst.n_rows - 1)):
-                m.d.sync += copying.eq(0)
-        m.d.comb += [self.param_read.eq(copying), self.param_addr.eq(inst.bias_addr + (pair >> lg_ppw))]
-        written, at_row, at_index, lane, last = (Signal(), Signal.like(row), Signal.like(index),
-                                                 Signal(max(lg_ppw, 1)), Signal())
-        m.d.sync += [written.eq(copying), at_row.eq(row), at_index.eq(index), lane.eq(pair[:lg_ppw] if lg_ppw else 0),
-                     last.eq(copying & (index == last_index) & (row == inst.n_rows - 1))]
-        pairs = [self.param_data[i * RELATIVE_PAIR_BITS:][:RELATIVE_PAIR_BITS] for i in range(per_word)]
-        chosen = Array(pairs)[lane] if lg_ppw else pairs[0]
-        m.d.comb += [path.rel_en.eq(written), path.rel_row.eq(at_row), path.rel_index.eq(at_index),
-                     path.rel_height.eq(chosen[:RELATIVE_TERM_BITS].as_signed()),
-                     path.rel_width.eq(chosen[RELATIVE_TERM_BITS:].as_signed())]
+        beats of P key slots), q pairs a PARAM word from ``bias_addr``; high in the cycle of the last pair's
+        write."""
+        cfg = self.config
+        side = cfg.softmax_relative_side
+        written, row, index, pair, last = self._copy(
+            m, inst, self.inst.bias_load, outer_last=inst.n_rows - 1,
+            inner_last=(words << (cfg.softmax_lanes.bit_length() - 1)) - 1,     # s - 1
+            outer=range(max(cfg.rows, 2)), inner=max((side - 1).bit_length(), 1), count=range(cfg.rows * side + 1),
+            per_word=cfg.bus_bits // RELATIVE_PAIR_BITS, stride=RELATIVE_PAIR_BITS)
+        m.d.comb += [path.rel_en.eq(written), path.rel_row.eq(row), path.rel_index.eq(index),
+                     path.rel_height.eq(pair[:RELATIVE_TERM_BITS].as_signed()),
+                     path.rel_width.eq(pair[RELATIVE_TERM_BITS:].as_signed())]
         return last
+
+    def _copy(self, m: Module, held, loads, *, outer_last, inner_last, outer, inner, count, per_word: int, stride: int):
+        """A copy into the path before a SOFTMAX's rows, one item a cycle through the COMPUTE unit's PARAM
+        port. The SOFTMAX is taken in cycle t, when ``loads`` (of the instruction then) and a tile that is not
+        empty start the copy; ``held`` is the instruction as held from t + 1. Item e = o n + i (o <=
+        ``outer_last``, i < n = ``inner_last`` + 1) is bits [k stride, (k + 1) stride) of word ``bias_addr`` +
+        e div ``per_word`` (k = e mod ``per_word``), read in cycle t + 1 + e. Returns, for the cycle after each
+        read: the write's enable, o, i, the item, and whether it is the last."""
+        taken = self.inst
+        lg = (per_word - 1).bit_length()
+        copying, e, o, i = Signal(), Signal(count), Signal(outer), Signal(inner)
+        with m.If(self.start):
+            m.d.sync += [copying.eq(loads & (taken.n_rows != 0) & (taken.keys != 0)), e.eq(0), o.eq(0), i.eq(0)]
+        with m.Elif(copying):
+            row_end = i == inner_last
+            m.d.sync += [e.eq(e + 1), i.eq(Mux(row_end, 0, i + 1)), o.eq(o + row_end)]
+            with m.If(row_end & (o == outer_last)):
+                m.d.sync += copying.eq(0)
+        m.d.comb += [self.param_read.eq(copying), self.param_addr.eq(held.bias_addr + (e >> lg))]
+        written, at_o, at_i, pick, last = Signal(), Signal.like(o), Signal.like(i), Signal(max(lg, 1)), Signal()
+        m.d.sync += [written.eq(copying), at_o.eq(o), at_i.eq(i), pick.eq(e[:lg] if lg else 0),
+                     last.eq(copying & (i == inner_last) & (o == outer_last))]
+        items = [self.param_data[k * stride:][:stride] for k in range(per_word)]
+        return written, at_o, at_i, Array(items)[pick] if lg else items[0], last
 
 
 def relative_words(config: CoreConfig, inst):
