@@ -118,9 +118,36 @@ def ratio_plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def ceiling_plot(result: dict, path: Path) -> None:
+    """Per layer class, the subject's time split into its MAC ceiling's share, PEs idle and memory wait."""
+    plt = _plt()
+    models = [m for m in MODELS if "above_ceiling" in result["models"].get(m, {}).get("moonshot", {})]
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(6 * max(len(models), 1), 4.2), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        above = result["models"][model]["moonshot"]["above_ceiling"]
+        classes = above["classes"][::-1]         # the most time above the ceiling on top
+        names = [f"{c['part']} {c['class']}" for c in classes]
+        left = [0.0] * len(classes)
+        for key, label, color in (("ideal_s", "at the MAC ceiling", "tab:green"),
+                                  ("pe_idle_s", "PEs idle", "tab:orange"),
+                                  ("memory_wait_s", "waiting on memory", "tab:red")):
+            vals = [max(c[key], 0.0) for c in classes]
+            ax.barh(range(len(classes)), vals, left=left, color=color, label=label)
+            left = [a + v for a, v in zip(left, vals)]
+        ax.set_yticks(range(len(classes)), names, fontsize=8)
+        ax.set_xlabel("seconds per image + one box")
+        ax.set_title(f"{MODELS[model]}: {above['pes']} PEs at {above['clock_mhz']:g} MHz")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_plots(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
-    paths = [out / f"{stem}_cycles.png", out / f"{stem}_roofline.png", out / f"{stem}_ratios.png"]
+    paths = [out / f"{stem}_cycles.png", out / f"{stem}_roofline.png", out / f"{stem}_ratios.png",
+             out / f"{stem}_ceiling.png"]
     cycles_plot(result, paths[0])
     roofline_plot(result, paths[1])
     ratio_plot(result, paths[2])
+    ceiling_plot(result, paths[3])
     return paths
