@@ -628,3 +628,24 @@ def test_the_report_says_whether_the_core_fits_its_fpga():
     fits = _fit_text(dict(core, lut4=79654, lutram=658, ebr=194), device)[0]
     assert "it fits, with 38 LUT4 sites and 14 DP16KD to spare" in fits
     assert "1 DP16KD over" in _fit_text(dict(core, lut4=1000, ebr=209), device)[0]
+
+
+def test_the_mac_ceiling_says_what_the_moonshot_needs():
+    """At the ceiling short of 10x the text asks for PEs or clock; past it, for the time above the ceiling
+    that 10x leaves."""
+    from sw.estimate.ceiling import ceiling_against
+    from sw.estimate.summary import _ceiling_text
+
+    cls = {"part": "encoder", "class": "QK^T", "seconds": 3.0, "ideal_s": 1.0, "pe_idle_s": 1.5, "memory_wait_s": 0.5}
+    above = {"pes": 256, "clock_mhz": 100.0, "seconds": 3.0, "ideal_s": 1.0, "pe_idle_s": 1.5, "memory_wait_s": 0.5,
+             "classes": [cls]}
+    short = ceiling_against(above, {"fp32 a": 8.0, "fp32 b": 9.0}, 10.0)
+    assert short["speedup"] == 8.0 and short["against"] == "fp32 a"
+    assert short["pes_needed"] == pytest.approx(320) and short["clock_mhz_needed"] == pytest.approx(125)
+    text = _ceiling_text(above, short)
+    assert "short of the moonshot even there: it needs 320 PEs at this clock, or 125 MHz with these PEs" in text
+    assert "encoder QK^T 2000 ms (PEs idle 1500 ms, memory 500 ms)" in text
+    room = ceiling_against(above, {"fp32 a": 12.0, "fp32 b": 15.0}, 10.0)
+    assert room["speedup"] == 12.0 and room["pes_needed"] == pytest.approx(256 * 10 / 12)
+    # 10x of 12 s allows 1.2 s: 200 ms above the ceiling's 1 s
+    assert "the moonshot needs the time above the ceiling cut to 200 ms or less" in _ceiling_text(above, room)
