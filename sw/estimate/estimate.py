@@ -24,6 +24,7 @@ from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
 from .boards import BOARDS, board_builds, core_clock, largest_build
+from .clock_sweep import clock_sweep, sweep_text
 from .designs import Design, core_blocks, fp32_blocks, scaled_array, to_totals
 from .energy import ENERGY_PARTS, dynamic_pj, static_pj
 from .perf import call_time
@@ -32,7 +33,7 @@ from .sam_vit import SAM_VIT_B, vit_workload
 from .sam_vit import source_digest as vit_source_digest
 from .softmax_unit import SoftmaxUnitCost
 from .sources import coefficients
-from .summary import BASELINES, image_box
+from .summary import BASELINES, MOONSHOT, MOONSHOT_BRACKET, image_box
 from .workload import bundle_workload
 
 
@@ -298,6 +299,7 @@ def run_estimate(opts: EstimateOptions) -> dict:
     checks = _crosschecks(workloads, log)
     result = _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes)
     _measured_clock_bracket(opts.board, designs["subject"], models, board, coeff, result)
+    _sweep_clock(opts.board, designs["subject"], models, board, coeff, result)
     result["wall_s"] = time.perf_counter() - start
     return result
 
@@ -348,6 +350,22 @@ def _measured_clock_bracket(board_name: str, subject: Design, models: dict, boar
         result["models"][model]["measured_clock"] = {
             **largest, "speedup": b["seconds"] / s["seconds"], "energy_ratio": b["energy_pj"] / s["energy_pj"],
             "against": runs["fp32"].design.label}
+
+
+def _sweep_clock(board_name: str, subject: Design, models: dict, board, coeff: dict, result: dict) -> None:
+    """The moonshot's ratios with the subject retimed across a range of clocks (``clock_sweep``), appended
+    to the moonshot's text: the clock its verdict rests on."""
+    built = largest_build(board_builds(board_name))
+    for model, runs in models.items():
+        moon = result["models"][model].get("moonshot")
+        if moon is None:
+            continue
+        ends = {runs[k].design.label: image_box(runs[k]) for k in MOONSHOT_BRACKET if k in runs}
+        retime = lambda mhz, a=runs["subject"].analysis: image_box(  # noqa: E731
+            _run(dataclasses.replace(subject, clock_mhz=mhz), a, board, coeff))
+        sweep = clock_sweep(retime, ends, MOONSHOT)
+        moon["clock_sweep"] = {**sweep, "clock_mhz": subject.clock_mhz, "built": built}
+        moon["text"] += sweep_text(sweep, subject.clock_mhz, built)
 
 
 def _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:

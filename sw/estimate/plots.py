@@ -19,6 +19,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def cycles_plot(result: dict, path: Path) -> None:
     plt = _plt()
     models = [m for m in MODELS if m in result["models"]]
@@ -41,9 +47,7 @@ def cycles_plot(result: dict, path: Path) -> None:
         ax.set_ylabel("Mcycles per image + one box (cycle model)")
         ax.set_title(MODELS[model])
     axes[0][-1].legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def roofline_plot(result: dict, path: Path) -> None:
@@ -81,9 +85,7 @@ def roofline_plot(result: dict, path: Path) -> None:
         ax.set_ylabel("GMAC/s (per invocation, on the board)")
         ax.set_title(MODELS[model])
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def ratio_plot(result: dict, path: Path) -> None:
@@ -113,9 +115,7 @@ def ratio_plot(result: dict, path: Path) -> None:
         ax.set_xticks(list(x), names, rotation=15, fontsize=8)
         ax.set_title(f"{MODELS[model]}: {result['designs']['subject']['label']} vs")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def ceiling_plot(result: dict, path: Path) -> None:
@@ -138,16 +138,40 @@ def ceiling_plot(result: dict, path: Path) -> None:
         ax.set_xlabel("seconds per image + one box")
         ax.set_title(f"{MODELS[model]}: {above['pes']} PEs at {above['clock_mhz']:g} MHz")
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
+
+
+def clock_plot(result: dict, path: Path) -> None:
+    """Per model, the moonshot's speed-up and energy ratio against the core's clock, the target, the clock
+    the report takes and the post-route Fmax of the largest core built for the board."""
+    plt = _plt()
+    models = [m for m in MODELS if "clock_sweep" in result["models"].get(m, {}).get("moonshot", {})]
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(6 * max(len(models), 1), 4.0), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        sweep = result["models"][model]["moonshot"]["clock_sweep"]
+        mhz = [p["mhz"] for p in sweep["points"]]
+        ax.plot(mhz, [p["speedup"] for p in sweep["points"]], color="tab:blue", label="speed-up")
+        ax.plot(mhz, [p["energy_ratio"] for p in sweep["points"]], color="tab:green", label="energy ratio")
+        ax.axhline(sweep["target"], color="black", lw=0.8, ls="--", label=f"moonshot {sweep['target']:g}x")
+        for a, b in sweep["bands"]:
+            ax.axvspan(a, b, color="tab:green", alpha=0.12)
+        ax.axvline(sweep["clock_mhz"], color="tab:gray", lw=0.8, label=f"report's clock {sweep['clock_mhz']:g} MHz")
+        if sweep["built"] is not None:
+            ax.axvline(sweep["built"]["fmax_mhz"], color="tab:red", lw=0.8,
+                       label=f"largest build's Fmax {sweep['built']['fmax_mhz']:g} MHz")
+        ax.set_xlabel("core clock (MHz); FP32 designs at their own clocks")
+        ax.set_ylabel("lower of the bracket's ends (x)")
+        ax.set_title(MODELS[model])
+        ax.legend(fontsize=7)
+    _save(plt, fig, path)
 
 
 def write_plots(result: dict, out: Path, stem: str = "estimate") -> list[Path]:
     paths = [out / f"{stem}_cycles.png", out / f"{stem}_roofline.png", out / f"{stem}_ratios.png",
-             out / f"{stem}_ceiling.png"]
+             out / f"{stem}_ceiling.png", out / f"{stem}_clock.png"]
     cycles_plot(result, paths[0])
     roofline_plot(result, paths[1])
     ratio_plot(result, paths[2])
     ceiling_plot(result, paths[3])
+    clock_plot(result, paths[4])
     return paths
