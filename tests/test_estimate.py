@@ -676,6 +676,10 @@ def test_the_clock_sweep_finds_where_both_ratios_reach_the_target():
     assert sweep["best_energy"]["mhz"] == 20
     text = sweep_text(sweep, 100.0, {"fmax_mhz": 54.38})
     assert "the moonshot holds from 90 to 170 MHz" in text and "reaches 54.38 MHz post-route" in text
+    assert "the energy ratio peaks at 20 MHz" in text
+    # a ratio that levels off at its peak is not said to fall
+    flat = clock_sweep(lambda mhz: {"seconds": 1.0, "energy_pj": 1.0}, ends, 10.0, clocks=(20, 30, 40))
+    assert "peaks" not in sweep_text(flat, 100.0, None)
     none = clock_sweep(retime, ends, 13.0, clocks=tuple(range(20, 201, 10)))
     assert none["bands"] == []
     text = sweep_text(none, 100.0, None)

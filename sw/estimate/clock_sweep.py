@@ -47,7 +47,7 @@ def sweep_text(sweep: dict, clock_mhz: float, built: dict | None) -> str:
         body = (f"no clock reaches the moonshot: the speed-up is at most {bs['speedup']:.2f}x (at {bs['mhz']:g} MHz"
                 + (", where the memory's roof holds it" if flat else "") + ")")
     be = sweep["best_energy"]
-    if be["mhz"] < hi:
+    if sweep["points"][-1]["energy_ratio"] < 0.995 * be["energy_ratio"]:
         # the clock tree toggles through every cycle spent waiting on the memory, and a faster clock
         # spends more cycles waiting while the static energy shrinks only with the time saved
         body += (f"; the energy ratio peaks at {be['mhz']:g} MHz ({be['energy_ratio']:.2f}x): above it the clock's "
