@@ -677,6 +677,8 @@ def test_the_clock_sweep_finds_where_both_ratios_reach_the_target():
     text = sweep_text(sweep, 100.0, {"fmax_mhz": 54.38})
     assert "the moonshot holds from 90 to 170 MHz" in text and "reaches 54.38 MHz post-route" in text
     assert "the energy ratio peaks at 20 MHz" in text
+    assert sweep_text(sweep, 54.38, {"fmax_mhz": 54.38}, routed=True).endswith(
+        "take 54.38 MHz, this core's post-route Fmax on the board.")
     # a ratio that levels off at its peak is not said to fall
     flat = clock_sweep(lambda mhz: {"seconds": 1.0, "energy_pj": 1.0}, ends, 10.0, clocks=(20, 30, 40))
     assert "peaks" not in sweep_text(flat, 100.0, None)

@@ -34,9 +34,10 @@ def clock_sweep(retime: Callable[[float], dict], ends: dict[str, dict], target: 
             "best_speedup": best("speedup"), "best_energy": best("energy_ratio")}
 
 
-def sweep_text(sweep: dict, clock_mhz: float, built: dict | None) -> str:
+def sweep_text(sweep: dict, clock_mhz: float, built: dict | None, routed: bool = False) -> str:
     """One sentence: the clocks where the moonshot holds, or what the best clock gives when none does;
-    ``built``: the largest core built for the board (``boards.largest_build``), if any."""
+    ``built``: the largest core built for the board (``boards.largest_build``), if any; ``routed``: the
+    report's clock is this core's own post-route Fmax."""
     lo, hi = sweep["points"][0]["mhz"], sweep["points"][-1]["mhz"]
     head = f" Against the core's clock ({lo:g} to {hi:g} MHz, the FP32 designs at their own clocks): "
     if sweep["bands"]:
@@ -53,6 +54,8 @@ def sweep_text(sweep: dict, clock_mhz: float, built: dict | None) -> str:
         body += (f"; the energy ratio peaks at {be['mhz']:g} MHz ({be['energy_ratio']:.2f}x): above it the clock's "
                  "energy over the cycles spent waiting on the memory grows faster than the static energy shrinks")
     tail = f"; the report's ratios take {clock_mhz:g} MHz"
-    if built is not None:
+    if routed:
+        tail += ", this core's post-route Fmax on the board"
+    elif built is not None:
         tail += f", and the largest core built for the board reaches {built['fmax_mhz']:g} MHz post-route"
     return head + body + tail + "."

@@ -365,7 +365,7 @@ def _sweep_clock(board_name: str, subject: Design, models: dict, board, coeff: d
             _run(dataclasses.replace(subject, clock_mhz=mhz), a, board, coeff))
         sweep = clock_sweep(retime, ends, MOONSHOT)
         moon["clock_sweep"] = {**sweep, "clock_mhz": subject.clock_mhz, "built": built}
-        moon["text"] += sweep_text(sweep, subject.clock_mhz, built)
+        moon["text"] += sweep_text(sweep, subject.clock_mhz, built, subject.clock_source.startswith("post-route"))
 
 
 def _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:
