@@ -438,6 +438,19 @@ def test_summary_and_report_from_synthetic_runs(tmp_path):
     at_own = next(p for p in sweep["points"] if p["mhz"] == designs["subject"].clock_mhz)
     assert at_own["speedup"] == pytest.approx(moon["speedup"]) and at_own["energy_ratio"] == pytest.approx(moon["energy_ratio"])
     assert "Against the core's clock (20 to 300 MHz" in result["models"]["litemedsam"]["moonshot"]["text"]
+    assert "held_clock" not in result["models"]["litemedsam"]["moonshot"]      # 100 MHz: above the FP32's 90
+    # a core slower than the FP32 designs: its ratios again with their clocks held to its own
+    slow = dataclasses.replace(designs["subject"], clock_mhz=50.0)
+    slow_runs = {**runs, "subject": _run(slow, runs["subject"].analysis, board, c)}
+    _sweep_clock("ulx3s-85f", slow, {"litemedsam": slow_runs}, board, c, result)
+    held = result["models"]["litemedsam"]["moonshot"]["held_clock"]
+    at50 = {k: image_box(_run(dataclasses.replace(designs[k], clock_mhz=50.0), runs[k].analysis, board, c))
+            for k in ("fp32", "fp32_small")}
+    sub50 = image_box(slow_runs["subject"])
+    assert held["speedup"] == pytest.approx(min(b["seconds"] for b in at50.values()) / sub50["seconds"])
+    assert held["energy_ratio"] == pytest.approx(min(b["energy_pj"] for b in at50.values()) / sub50["energy_pj"])
+    assert "held to the core's 50 MHz" in result["models"]["litemedsam"]["moonshot"]["text"]
+    _sweep_clock("ulx3s-85f", designs["subject"], {"litemedsam": runs}, board, c, result)
     paths = write_report(result, tmp_path / "out")
     assert all(p.is_file() for p in paths) and len(paths) == 7
     text = paths[0].read_text()
@@ -662,7 +675,7 @@ def test_the_clock_sweep_finds_where_both_ratios_reach_the_target():
     """A subject bound by compute below 100 MHz and by memory above it, with a clock energy per elapsed
     cycle: the speed-up rises to a roof, the energy ratio peaks and falls, and the band where both reach
     the target is where they cross it."""
-    from sw.estimate.clock_sweep import clock_sweep, sweep_text
+    from sw.estimate.clock_sweep import clock_sweep, held_text, sweep_text
 
     def retime(mhz):
         seconds = max(1000.0 / mhz, 10.0)                # 1000 M cycles of work; the memory needs 10 s
@@ -682,6 +695,17 @@ def test_the_clock_sweep_finds_where_both_ratios_reach_the_target():
     # a ratio that levels off at its peak is not said to fall
     flat = clock_sweep(lambda mhz: {"seconds": 1.0, "energy_pj": 1.0}, ends, 10.0, clocks=(20, 30, 40))
     assert "peaks" not in sweep_text(flat, 100.0, None)
+    # the bracket's clocks held to the core's: here both ends slow with it, the ratios against them follow
+    slowed = lambda mhz: {k: {"seconds": v["seconds"] * 100.0 / min(mhz, 100.0), "energy_pj": v["energy_pj"]}  # noqa: E731
+                          for k, v in ends.items()}
+    both = clock_sweep(retime, ends, 10.0, clocks=(50, 100, 150), held=slowed)
+    assert [p["speedup_held"] for p in both["points"]] == pytest.approx([12.0, 12.0, 12.0])
+    assert both["bands"] == [(100, 150)]
+    path = {"from": "core.store.a", "to": "core.store.b", "routing": 16.9, "total_ns": 18.4}
+    assert "lies there: from `core.store.a` to `core.store.b`, 16.9 of its 18.4 ns in routing): 3.00x speed and 4.00x " \
+        "energy" in held_text((3.0, 4.0), 54.38, path)
+    in_array = {**path, "to": "system.core.compute.array.pe_3_1.acc"}
+    assert "touches its PE array or lanes" in held_text((3.0, 4.0), 54.38, in_array)
     none = clock_sweep(retime, ends, 13.0, clocks=tuple(range(20, 201, 10)))
     assert none["bands"] == []
     text = sweep_text(none, 100.0, None)

@@ -57,9 +57,10 @@ def core_clock(board: str, given: float | None, digest: str | None = None,
     if given is not None:
         return float(given), "given with --clock-mhz"
     builds = board_builds(board, root)
-    for path, record in builds:
-        if digest is not None and record.get("design", {}).get("core_digest") == digest:
-            return float(record["clock"]["fmax_mhz"]), f"post-route Fmax of this core's board build ({path.relative_to(root)})"
+    own = own_build(builds, digest)
+    if own is not None:
+        path, record = own
+        return float(record["clock"]["fmax_mhz"]), f"post-route Fmax of this core's board build ({path.relative_to(root)})"
     target = flow_target_mhz()
     text = (f"assumed: the {target:g} MHz target of the project's ECP5 flow (bitstreams/ecp5_smoke.py --freq); no "
             f"{board} bitstream of this core exists")
@@ -71,8 +72,17 @@ def core_clock(board: str, given: float | None, digest: str | None = None,
     return target, text
 
 
+def own_build(builds: list[tuple[Path, dict]], digest: str | None) -> tuple[Path, dict] | None:
+    """Of ``board_builds``' records, the one of the core with config digest ``digest``."""
+    for path, record in builds:
+        if digest is not None and record.get("design", {}).get("core_digest") == digest:
+            return path, record
+    return None
+
+
 def largest_build(builds: list[tuple[Path, dict]], root: Path = ROOT) -> dict | None:
-    """Of ``board_builds``' records, the one with the most PEs: its array, post-route Fmax and record path."""
+    """Of ``board_builds``' records, the one with the most PEs: its array, post-route Fmax, critical path and
+    record path."""
     if not builds:
         return None
 
@@ -83,4 +93,5 @@ def largest_build(builds: list[tuple[Path, dict]], root: Path = ROOT) -> dict | 
     path, record = max(builds, key=pes)
     core = record["design"]["core"]
     return {"pes_label": f"{core['rows']}x{core['cols']}", "pes": core["rows"] * core["cols"],
-            "fmax_mhz": float(record["clock"]["fmax_mhz"]), "path": str(path.relative_to(root))}
+            "fmax_mhz": float(record["clock"]["fmax_mhz"]), "critical_path": record.get("critical_path"),
+            "path": str(path.relative_to(root))}

@@ -5,22 +5,35 @@ target (numpy only)."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 SWEEP_MHZ = tuple(range(20, 301))
+# netlist names inside the PE array or the lanes (hw/core/compute.py, lane.py, pe.py), the parts an FP32
+# design of the same architecture replaces
+COMPUTE_CELLS = re.compile(r"\.(array|lanes?\d+|pe_\d+_\d+)\.")
+
+
+def lower_ratios(ends: dict[str, dict], s: dict) -> tuple[float, float]:
+    """Speed-up and energy ratio of the totals ``s`` against the lower end of ``ends`` for each."""
+    return (min(b["seconds"] / s["seconds"] for b in ends.values()),
+            min(b["energy_pj"] / s["energy_pj"] for b in ends.values()))
 
 
 def clock_sweep(retime: Callable[[float], dict], ends: dict[str, dict], target: float,
-                clocks: tuple[float, ...] = SWEEP_MHZ) -> dict:
+                clocks: tuple[float, ...] = SWEEP_MHZ, held: Callable[[float], dict] | None = None) -> dict:
     """``retime(mhz)``: the subject's image + box totals (``seconds``, ``energy_pj``) at that clock;
     ``ends``: the bracket's designs (label -> the same totals at their own clocks). Per clock the lower
-    ratio of the ends for each metric; ``bands``: the runs of clocks where both reach ``target``."""
+    ratio of the ends for each metric; ``bands``: the runs of clocks where both reach ``target``.
+    ``held(mhz)``: the ends again with each clock held to ``mhz`` where that is lower (``*_held``: the
+    ratios against them), for a bracket whose designs share the core's control and so its clock."""
     points = []
     for mhz in clocks:
         s = retime(mhz)
-        points.append({"mhz": mhz,
-                       "speedup": min(b["seconds"] / s["seconds"] for b in ends.values()),
-                       "energy_ratio": min(b["energy_pj"] / s["energy_pj"] for b in ends.values())})
+        speedup, energy = lower_ratios(ends, s)
+        points.append({"mhz": mhz, "speedup": speedup, "energy_ratio": energy})
+        if held is not None:
+            points[-1]["speedup_held"], points[-1]["energy_ratio_held"] = lower_ratios(held(mhz), s)
     bands, start = [], None
     for i, p in enumerate(points):
         ok = p["speedup"] >= target and p["energy_ratio"] >= target
@@ -59,3 +72,18 @@ def sweep_text(sweep: dict, clock_mhz: float, built: dict | None, routed: bool =
     elif built is not None:
         tail += f", and the largest core built for the board reaches {built['fmax_mhz']:g} MHz post-route"
     return head + body + tail + "."
+
+
+def held_text(ratios: tuple[float, float], clock_mhz: float, critical_path: dict | None) -> str:
+    """The moonshot's ratios with the bracket's clocks held to the core's (``ratios``: speed-up, energy
+    ratio), and the routed core's critical path that argues for it when there is one."""
+    why = "a design of the same architecture carries the same control, buffers and DMA"
+    if critical_path:
+        ends = (critical_path["from"], critical_path["to"])
+        where = ("but this core's routed critical path touches its PE array or lanes, which the FP32 design "
+                 "replaces" if any(COMPUTE_CELLS.search(e) for e in ends) else "and this core's routed critical "
+                 "path lies there")
+        why += (f", {where}: from `{ends[0]}` to `{ends[1]}`, {critical_path['routing']:g} of its "
+                f"{critical_path['total_ns']:g} ns in routing")
+    return (f" With the FP32 designs' clocks held to the core's {clock_mhz:g} MHz ({why}): {ratios[0]:.2f}x speed "
+            f"and {ratios[1]:.2f}x energy, dotted in the clock plot.")

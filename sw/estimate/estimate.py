@@ -23,8 +23,8 @@ from sw.models.sam_vit_config import VARIANTS
 from . import fp32 as fp32_map
 from .activity import CoreActivity, LaneActivity
 from .analyze import Analysis, cached_analysis
-from .boards import BOARDS, board_builds, core_clock, largest_build
-from .clock_sweep import clock_sweep, sweep_text
+from .boards import BOARDS, board_builds, core_clock, largest_build, own_build
+from .clock_sweep import clock_sweep, held_text, lower_ratios, sweep_text
 from .designs import Design, core_blocks, fp32_blocks, scaled_array, to_totals
 from .energy import ENERGY_PARTS, dynamic_pj, static_pj
 from .perf import call_time
@@ -354,18 +354,31 @@ def _measured_clock_bracket(board_name: str, subject: Design, models: dict, boar
 
 def _sweep_clock(board_name: str, subject: Design, models: dict, board, coeff: dict, result: dict) -> None:
     """The moonshot's ratios with the subject retimed across a range of clocks (``clock_sweep``), appended
-    to the moonshot's text: the clock its verdict rests on."""
-    built = largest_build(board_builds(board_name))
+    to the moonshot's text: the clock its verdict rests on; where the core's clock is below the FP32
+    designs', its ratios again with theirs held to it."""
+    builds = board_builds(board_name)
+    built = largest_build(builds)
+    routed = subject.clock_source.startswith("post-route")
+    own = own_build(builds, subject.config.digest) if routed else None
     for model, runs in models.items():
         moon = result["models"][model].get("moonshot")
         if moon is None:
             continue
-        ends = {runs[k].design.label: image_box(runs[k]) for k in MOONSHOT_BRACKET if k in runs}
+        bracket = [runs[k] for k in MOONSHOT_BRACKET if k in runs]
+        ends = {r.design.label: image_box(r) for r in bracket}
+
+        def held(mhz, bracket=bracket, ends=ends):
+            return {r.design.label: ends[r.design.label] if r.design.clock_mhz <= mhz else image_box(
+                _run(dataclasses.replace(r.design, clock_mhz=mhz), r.analysis, board, coeff)) for r in bracket}
         retime = lambda mhz, a=runs["subject"].analysis: image_box(  # noqa: E731
             _run(dataclasses.replace(subject, clock_mhz=mhz), a, board, coeff))
-        sweep = clock_sweep(retime, ends, MOONSHOT)
+        sweep = clock_sweep(retime, ends, MOONSHOT, held=held)
         moon["clock_sweep"] = {**sweep, "clock_mhz": subject.clock_mhz, "built": built}
-        moon["text"] += sweep_text(sweep, subject.clock_mhz, built, subject.clock_source.startswith("post-route"))
+        moon["text"] += sweep_text(sweep, subject.clock_mhz, built, routed)
+        if any(r.design.clock_mhz > subject.clock_mhz for r in bracket):
+            ratios = lower_ratios(held(subject.clock_mhz), image_box(runs["subject"]))
+            moon["held_clock"] = {"speedup": ratios[0], "energy_ratio": ratios[1], "clock_mhz": subject.clock_mhz}
+            moon["text"] += held_text(ratios, subject.clock_mhz, own[1].get("critical_path") if own else None)
 
 
 def _summarize(opts, board, designs, models, measured, coeff_records, resources, inp, checks, notes) -> dict:

@@ -152,6 +152,11 @@ def clock_plot(result: dict, path: Path) -> None:
         mhz = [p["mhz"] for p in sweep["points"]]
         ax.plot(mhz, [p["speedup"] for p in sweep["points"]], color="tab:blue", label="speed-up")
         ax.plot(mhz, [p["energy_ratio"] for p in sweep["points"]], color="tab:green", label="energy ratio")
+        if "speedup_held" in sweep["points"][0]:
+            ax.plot(mhz, [p["speedup_held"] for p in sweep["points"]], color="tab:blue", ls=":",
+                    label="speed-up, FP32 clocks held to the core's")
+            ax.plot(mhz, [p["energy_ratio_held"] for p in sweep["points"]], color="tab:green", ls=":",
+                    label="energy ratio, FP32 clocks held to the core's")
         ax.axhline(sweep["target"], color="black", lw=0.8, ls="--", label=f"moonshot {sweep['target']:g}x")
         for a, b in sweep["bands"]:
             ax.axvspan(a, b, color="tab:green", alpha=0.12)
