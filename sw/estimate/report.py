@@ -14,7 +14,7 @@ from .activity import class_of
 from .energy import ENERGY_PARTS
 from .plots import MODELS, ORDER, write_plots
 from .resources import LUTRAM_SITES
-from .summary import BASELINES, MOONSHOT_BRACKET
+from .summary import BASELINES, MOONSHOT_BRACKET, duration
 
 
 
@@ -23,9 +23,7 @@ def _x(v, digits=2):
 
 
 def _s(v):
-    if v is None:
-        return "n/a"
-    return f"{v * 1e3:.1f} ms" if v < 10 else f"{v:.1f} s"
+    return "n/a" if v is None else duration(v, 1)
 
 
 def _j(v):

@@ -164,8 +164,9 @@ def _moonshot(model: str, ratios: dict, labels: dict, board: str, above: dict, s
     return moon
 
 
-def _dur(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds * 1e3:.0f} ms"
+def duration(seconds: float, ms_digits: int = 0) -> str:
+    """Seconds from 10 s up, milliseconds below (the report's tables keep ``ms_digits`` of them)."""
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds * 1e3:.{ms_digits}f} ms"
 
 
 def _ceiling_text(above: dict, ceiling: dict) -> str:
@@ -173,18 +174,18 @@ def _ceiling_text(above: dict, ceiling: dict) -> str:
     spend the most time above it."""
     over = above["seconds"] - above["ideal_s"]
     head = (f" At its MAC ceiling ({above['pes']} PEs at {above['clock_mhz']:g} MHz, every PE busy every cycle "
-            f"on the layers' own MACs, no wait on the memory: {_dur(above['ideal_s'])} for one image and one box) "
+            f"on the layers' own MACs, no wait on the memory: {duration(above['ideal_s'])} for one image and one box) "
             f"the core would give at most {ceiling['speedup']:.2f}x speed against {ceiling['against']}")
     if ceiling["speedup"] < MOONSHOT:
         need = (f", short of the moonshot even there: it needs {ceiling['pes_needed']:,.0f} PEs at this clock, or "
                 f"{ceiling['clock_mhz_needed']:.0f} MHz with these PEs")
     else:
         need = (f"; the moonshot needs the time above the ceiling cut to "
-                f"{_dur(above['ideal_s'] * (ceiling['speedup'] / MOONSHOT - 1))} or less")
-    top = ", ".join(f"{c['part']} {c['class']} {_dur(c['seconds'] - c['ideal_s'])} (PEs idle "
-                    f"{_dur(c['pe_idle_s'])}, memory {_dur(c['memory_wait_s'])})" for c in above["classes"][:3])
-    return (f"{head}{need}. Now {_dur(above['seconds'])}, {_dur(over)} above the ceiling: PEs idle "
-            f"{_dur(above['pe_idle_s'])}, waiting on memory {_dur(above['memory_wait_s'])}; the most above it: "
+                f"{duration(above['ideal_s'] * (ceiling['speedup'] / MOONSHOT - 1))} or less")
+    top = ", ".join(f"{c['part']} {c['class']} {duration(c['seconds'] - c['ideal_s'])} (PEs idle "
+                    f"{duration(c['pe_idle_s'])}, memory {duration(c['memory_wait_s'])})" for c in above["classes"][:3])
+    return (f"{head}{need}. Now {duration(above['seconds'])}, {duration(over)} above the ceiling: PEs idle "
+            f"{duration(above['pe_idle_s'])}, waiting on memory {duration(above['memory_wait_s'])}; the most above it: "
             f"{top}.")
 
 
