@@ -81,8 +81,7 @@ def own_build(builds: list[tuple[Path, dict]], digest: str | None) -> tuple[Path
 
 
 def largest_build(builds: list[tuple[Path, dict]], root: Path = ROOT) -> dict | None:
-    """Of ``board_builds``' records, the one with the most PEs: its array, post-route Fmax, critical path and
-    record path."""
+    """Of ``board_builds``' records, the one with the most PEs: its array, post-route Fmax and record path."""
     if not builds:
         return None
 
@@ -93,5 +92,4 @@ def largest_build(builds: list[tuple[Path, dict]], root: Path = ROOT) -> dict | 
     path, record = max(builds, key=pes)
     core = record["design"]["core"]
     return {"pes_label": f"{core['rows']}x{core['cols']}", "pes": core["rows"] * core["cols"],
-            "fmax_mhz": float(record["clock"]["fmax_mhz"]), "critical_path": record.get("critical_path"),
-            "path": str(path.relative_to(root))}
+            "fmax_mhz": float(record["clock"]["fmax_mhz"]), "path": str(path.relative_to(root))}
